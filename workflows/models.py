@@ -1,0 +1,276 @@
+"""The models the follow-up workflow, its activities and the starter share.
+
+Everything that crosses the Temporal boundary is one of these pydantic models, so a
+new optional field never breaks a running workflow's signature.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    model_validator,
+)
+
+from workflows.policy import ClinicPolicy
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def _e164(value: str) -> str:
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as err:
+        raise ValueError(f"not an E.164 phone number ({err.args[0] if err.args else err})") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid E.164 phone number")
+    formatted = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if formatted != value:
+        raise ValueError(f"must be written in E.164 form, e.g. {formatted}")
+    return value
+
+
+def _iana_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r}") from None
+    return value
+
+
+def _opaque_id(value: str) -> str:
+    if not value or any(c.isspace() for c in value) or "@" in value:
+        raise ValueError("must be an opaque identifier: no spaces, no e-mail addresses")
+    return value
+
+
+PhoneNumber = Annotated[str, AfterValidator(_e164)]
+TimeZoneName = Annotated[str, AfterValidator(_iana_zone)]
+OpaqueId = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_opaque_id)]
+
+
+class RiskLevel(StrEnum):
+    LOW = "low"
+    MODERATE = "moderate"
+    HIGH = "high"
+    IMMINENT = "imminent"
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+
+    @property
+    def other(self) -> Channel:
+        return Channel.EMAIL if self is Channel.SMS else Channel.SMS
+
+
+class ClientContact(Model):
+    id: OpaqueId
+    first_name: str = Field(min_length=1, max_length=60)
+    phone: PhoneNumber | None = None
+    email: EmailStr | None = None
+    preferred_channel: Channel
+    timezone: TimeZoneName
+    language: str = Field(default="en", min_length=2, max_length=8)
+
+    @model_validator(mode="after")
+    def _preferred_channel_has_address(self) -> ClientContact:
+        if self.address(self.preferred_channel) is None:
+            field = "phone" if self.preferred_channel is Channel.SMS else "email"
+            raise ValueError(
+                f"preferred_channel is {self.preferred_channel.value!r} but {field} is missing"
+            )
+        return self
+
+    def address(self, channel: Channel) -> str | None:
+        return self.phone if channel is Channel.SMS else self.email
+
+
+class EmergencyContact(Model):
+    name: str = Field(min_length=1, max_length=60)
+    phone: PhoneNumber | None = None
+    email: EmailStr | None = None
+    consent: bool = False
+
+    @model_validator(mode="after")
+    def _reachable(self) -> EmergencyContact:
+        if self.phone is None and self.email is None:
+            raise ValueError("emergency contact needs a phone or an email")
+        return self
+
+
+class DepartureEvent(Model):
+    """What the clinic's system sends when a client leaves a session abruptly.
+
+    Minimum necessary: no clinical notes. Identifiers are opaque because they end up
+    in workflow ids, which Temporal stores in clear.
+    """
+
+    event_id: OpaqueId
+    clinic_id: OpaqueId
+    session_id: OpaqueId
+    departed_at: AwareDatetime
+    risk_level: RiskLevel
+    client: ClientContact
+    emergency_contact: EmergencyContact | None = None
+    therapist_id: OpaqueId | None = None
+
+    @property
+    def workflow_id(self) -> str:
+        return followup_workflow_id(self.clinic_id, self.session_id)
+
+
+def followup_workflow_id(clinic_id: str, session_id: str) -> str:
+    return f"followup-{clinic_id}-{session_id}"
+
+
+class FollowUpInput(Model):
+    event: DepartureEvent
+    policy: ClinicPolicy
+
+
+# --- what people send to a running follow-up ---------------------------------------
+
+
+class ClientReply(Model):
+    text: str = Field(max_length=1600)
+    channel: Channel | Literal["api", "link"] = "api"
+    provider_message_id: str | None = None
+
+
+class DeliveryFailure(Model):
+    """A provider told us, after accepting it, that a message never arrived."""
+
+    provider_message_id: str
+    error_code: str | None = None
+
+
+class Acknowledge(Model):
+    staff_id: OpaqueId
+    code: str | None = Field(
+        default=None, description="The code from the page, when acknowledging by SMS"
+    )
+
+
+class ResolutionOutcome(StrEnum):
+    REACHED_CLIENT = "reached_client"
+    EMERGENCY_SERVICES_CONTACTED = "emergency_services_contacted"
+    COULD_NOT_REACH = "could_not_reach"
+    OTHER = "other"
+
+
+class Resolve(Model):
+    staff_id: OpaqueId
+    outcome: ResolutionOutcome
+    note: str | None = Field(default=None, max_length=500)
+
+
+class Cancel(Model):
+    staff_id: OpaqueId
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class ActionResult(Model):
+    workflow_id: str
+    state: str
+    message: str
+
+
+# --- the audit trail ----------------------------------------------------------------
+
+
+class Actor(StrEnum):
+    SYSTEM = "system"
+    CLIENT = "client"
+    STAFF = "staff"
+    EMERGENCY_CONTACT = "emergency_contact"
+
+
+class AuditEntry(Model):
+    """One step of a follow-up, chained to the one before it by hash."""
+
+    workflow_id: str
+    seq: int = Field(ge=1)
+    at: AwareDatetime
+    step: str
+    channel: str | None = None
+    actor: str = Actor.SYSTEM
+    recipient: str | None = Field(
+        default=None, description="Role or staff id reached: never a phone number or email"
+    )
+    provider_message_id: str | None = None
+    outcome: str | None = None
+    detail: dict[str, str] = Field(default_factory=dict)
+    prev_hash: str
+    hash: str
+
+
+# --- state and outcome -------------------------------------------------------------
+
+
+class Phase(StrEnum):
+    RECEIVED = "received"
+    WAITING_TO_CHECK_IN = "waiting_to_check_in"
+    AWAITING_REPLY = "awaiting_reply"
+    ESCALATING = "escalating"
+    AWAITING_RESOLUTION = "awaiting_resolution"
+    OFFERING_RESCHEDULE = "offering_reschedule"
+    CLOSED = "closed"
+
+
+class PageState(Model):
+    level: int
+    target: str
+    channel: Channel
+    code: str
+
+
+class EscalationState(Model):
+    reason: str
+    code: str
+    level: int = 0
+    round: int = 0
+    paged: list[PageState] = Field(default_factory=list)
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+    outcome: ResolutionOutcome | None = None
+    exhausted: bool = False
+
+
+class FollowUpStatus(Model):
+    workflow_id: str
+    clinic_id: str
+    risk_level: RiskLevel
+    phase: Phase
+    next_deadline: datetime | None = None
+    next_deadline_reason: str | None = None
+    opted_out: bool = False
+    client_safe: bool = False
+    channel: Channel
+    escalation: EscalationState | None = None
+    closed_reason: str | None = None
+    trail: list[AuditEntry] = Field(default_factory=list)
+
+
+class FollowUpOutcome(Model):
+    workflow_id: str
+    closed_reason: str
+    client_safe: bool
+    escalation: EscalationState | None = None
+    rescheduled_slot: datetime | None = None
+    trail: list[AuditEntry]

@@ -1,0 +1,209 @@
+"""A clinic's follow-up policy: timings, channels, quiet hours, escalation, messages.
+
+The policy in force is resolved when the departure event arrives and travels inside the
+workflow's input, so a later edit of the policy file never changes a running follow-up.
+Everything here is pure computation on that data: the workflow calls it freely.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+from workflows.templates import DEFAULT_CRISIS_WORDS, DEFAULT_TEMPLATES, MessageTemplates
+
+
+class PolicyModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PerRisk(PolicyModel):
+    low: timedelta
+    moderate: timedelta
+    high: timedelta
+    imminent: timedelta = timedelta(0)
+
+    def for_risk(self, risk: str) -> timedelta:
+        return getattr(self, risk)
+
+
+class QuietHours(PolicyModel):
+    """Local hours in the client's time zone when non-urgent messages wait."""
+
+    start: time = time(21, 0)
+    end: time = time(8, 0)
+
+    def contains(self, local: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def end_after(self, now: datetime, tz: str) -> datetime | None:
+        """When quiet hours end, if ``now`` falls inside them; otherwise None."""
+        local = now.astimezone(ZoneInfo(tz))
+        if not self.contains(local.time().replace(tzinfo=None)):
+            return None
+        end = local.replace(hour=self.end.hour, minute=self.end.minute, second=0, microsecond=0)
+        if end <= local:
+            end += timedelta(days=1)
+        return end.astimezone(now.tzinfo)
+
+
+class Target(StrEnum):
+    """Who an escalation level notifies."""
+
+    ON_CALL = "on_call"
+    BACKUP = "backup"
+    EMERGENCY_CONTACT = "emergency_contact"
+    CLINIC_LEAD = "clinic_lead"
+
+
+class EscalationLevel(PolicyModel):
+    targets: list[Target] = Field(min_length=1)
+    ack_timeout: timedelta | None = Field(
+        default=None, description="Overrides the chain's ack_timeout for this level"
+    )
+
+
+class EscalationChain(PolicyModel):
+    """Escalation is data: the workflow walks these levels in order until someone acks."""
+
+    levels: list[EscalationLevel] = Field(min_length=1)
+    ack_timeout: timedelta = timedelta(minutes=10)
+    repeats: int = Field(default=1, ge=0, le=10)
+    resolve_reminder: timedelta = timedelta(hours=1)
+
+    def ack_timeout_for(self, level: EscalationLevel) -> timedelta:
+        return level.ack_timeout or self.ack_timeout
+
+
+class StaffMember(PolicyModel):
+    name: str
+    phone: str | None = None
+    email: EmailStr | None = None
+    channel: str = "sms"
+
+
+class Shift(PolicyModel):
+    staff_id: str
+    days: list[int] = Field(
+        default_factory=lambda: list(range(7)), description="0 = Monday … 6 = Sunday"
+    )
+    start: time = time(0, 0)
+    end: time = time(0, 0)
+
+    def covers(self, local: datetime) -> bool:
+        t = local.time().replace(tzinfo=None)
+        if self.start == self.end:
+            return local.weekday() in self.days
+        if self.start < self.end:
+            return local.weekday() in self.days and self.start <= t < self.end
+        # An overnight shift belongs to the day it starts on.
+        if t >= self.start:
+            return local.weekday() in self.days
+        return (local.weekday() - 1) % 7 in self.days and t < self.end
+
+
+class Rota(PolicyModel):
+    """Who is on call, and who backs them up, at a given time (clinic time zone)."""
+
+    on_call: list[Shift] = Field(default_factory=list)
+    backup: list[Shift] = Field(default_factory=list)
+
+    def staff_for(self, role: Target, at: datetime, tz: str) -> str | None:
+        local = at.astimezone(ZoneInfo(tz))
+        shifts = self.on_call if role is Target.ON_CALL else self.backup
+        return next((s.staff_id for s in shifts if s.covers(local)), None)
+
+
+class SlotRule(PolicyModel):
+    """A reschedule slot relative to the offer: ``after`` days, at a local time."""
+
+    after: timedelta = timedelta(days=1)
+    at: time = time(10, 0)
+
+
+class RescheduleOptions(PolicyModel):
+    slots: list[SlotRule] = Field(default_factory=list, max_length=5)
+    booking_url: str | None = None
+    offer_window: timedelta = timedelta(hours=24)
+    webhook_url: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.slots or self.booking_url)
+
+    def slot_times(self, now: datetime, tz: str) -> list[datetime]:
+        local = now.astimezone(ZoneInfo(tz))
+        slots = []
+        for rule in self.slots:
+            day = (local + rule.after).date()
+            slots.append(datetime.combine(day, rule.at, tzinfo=ZoneInfo(tz)))
+        return slots
+
+
+class ClinicPolicy(PolicyModel):
+    clinic_id: str
+    clinic_name: str = "your care team"
+    timezone: str = "America/New_York"
+    checkin_delay: PerRisk = PerRisk(
+        low=timedelta(hours=2), moderate=timedelta(hours=1), high=timedelta(minutes=15)
+    )
+    response_window: PerRisk = PerRisk(
+        low=timedelta(hours=24),
+        moderate=timedelta(hours=4),
+        high=timedelta(hours=1),
+        imminent=timedelta(minutes=30),
+    )
+    reminders: list[timedelta] = Field(
+        default_factory=lambda: [timedelta(hours=1)],
+        description="Offsets after the check-in at which to remind, inside the window",
+    )
+    quiet_hours: QuietHours | None = QuietHours()
+    escalation: EscalationChain = EscalationChain(
+        levels=[
+            EscalationLevel(targets=[Target.ON_CALL]),
+            EscalationLevel(targets=[Target.BACKUP, Target.EMERGENCY_CONTACT]),
+            EscalationLevel(targets=[Target.CLINIC_LEAD]),
+        ]
+    )
+    staff: dict[str, StaffMember] = Field(default_factory=dict)
+    rota: Rota = Rota()
+    clinic_lead: str | None = None
+    reschedule: RescheduleOptions = RescheduleOptions()
+    crisis_line: dict[str, str] = Field(
+        default_factory=lambda: {
+            "en": "If you are in crisis, call or text 988 (Suicide & Crisis Lifeline) any time.",
+            "es": "Si estás en crisis, llama o envía un mensaje de texto al 988 en cualquier momento.",
+        }
+    )
+    crisis_words: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_CRISIS_WORDS))
+    templates: dict[str, MessageTemplates] = Field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+    default_language: str = "en"
+
+    @model_validator(mode="after")
+    def _references_are_known(self) -> ClinicPolicy:
+        named = [s.staff_id for s in self.rota.on_call + self.rota.backup]
+        if self.clinic_lead:
+            named.append(self.clinic_lead)
+        unknown = sorted({n for n in named if n not in self.staff})
+        if unknown:
+            raise ValueError(f"rota or clinic_lead names staff not in staff: {', '.join(unknown)}")
+        if self.default_language not in self.templates:
+            raise ValueError(f"templates has no {self.default_language!r} entry")
+        return self
+
+    def language(self, requested: str) -> str:
+        base = requested.split("-")[0].lower()
+        return base if base in self.templates else self.default_language
+
+    def crisis_line_for(self, language: str) -> str:
+        return self.crisis_line.get(language) or self.crisis_line[self.default_language]
+
+    def staff_for(self, target: Target, at: datetime) -> str | None:
+        if target is Target.CLINIC_LEAD:
+            return self.clinic_lead
+        return self.rota.staff_for(target, at, self.timezone)

@@ -1,0 +1,138 @@
+"""Message templates, per language, and the crisis words that trigger an escalation.
+
+Bodies carry the client's first name at most: no clinical detail, no therapist name, no
+session facts. Every client message ends with the crisis line, which the workflow appends.
+Placeholders: {first_name} {clinic} {ref} {reason} {slots} {booking_url} {slot}
+{contact_name} {staff_action}.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class MessageTemplates(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # To the client
+    checkin: str
+    reminder: str
+    crisis_resources: str
+    glad_you_are_ok: str
+    call_requested: str
+    reply_received: str
+    opted_in: str
+    reschedule_offer: str
+    booking_confirmed: str
+    # To staff and the emergency contact (the clinic's working language)
+    staff_page: str
+    staff_reminder: str
+    staff_resolved: str
+    staff_cancelled: str
+    emergency_contact_notice: str
+    subject_client: str
+    subject_staff: str
+
+
+DEFAULT_TEMPLATES: dict[str, MessageTemplates] = {
+    "en": MessageTemplates(
+        checkin=(
+            "Hi {first_name}, this is {clinic} checking in after today. How are you doing? "
+            "Reply OK (or 1) if you're alright, CALL (or 2) if you'd like a call from us."
+        ),
+        reminder=(
+            "Hi {first_name}, {clinic} again. We'd like to hear from you: "
+            "reply OK (1) if you're alright or CALL (2) for a call."
+        ),
+        crisis_resources=(
+            "Hi {first_name}, {clinic} here. You are not alone: someone from our team is "
+            "being contacted to reach you now."
+        ),
+        glad_you_are_ok="Thank you, {first_name}. We're glad to hear from you.",
+        call_requested="Thank you, {first_name}. Someone from {clinic} will call you soon.",
+        reply_received="Thank you, {first_name}. Someone from {clinic} will read your message.",
+        opted_in=(
+            "You're receiving messages from {clinic} again, {first_name}. "
+            "Reply OK (1) if you're alright or CALL (2) for a call."
+        ),
+        reschedule_offer="{first_name}, would you like to book your next session? {slots}",
+        booking_confirmed="You're booked for {slot}, {first_name}. See you then.",
+        staff_page=(
+            "Aftercare {clinic}: a client follow-up needs you ({reason}). Ref {ref}. "
+            "{staff_action}"
+        ),
+        staff_reminder="Aftercare {clinic}: follow-up {ref} is acknowledged but not resolved.",
+        staff_resolved="Aftercare {clinic}: follow-up {ref} is resolved. No action needed.",
+        staff_cancelled="Aftercare {clinic}: follow-up {ref} was closed by staff. No action needed.",
+        emergency_contact_notice=(
+            "Hi {contact_name}, this is {clinic}. We're trying to reach {first_name}, who named "
+            "you as an emergency contact. Please check in with them. If anyone is in immediate "
+            "danger, call 911."
+        ),
+        subject_client="A message from {clinic}",
+        subject_staff="Aftercare: follow-up {ref} needs attention",
+    ),
+    "es": MessageTemplates(
+        checkin=(
+            "Hola {first_name}, somos {clinic} y queremos saber cómo estás después de hoy. "
+            "Responde OK (o 1) si estás bien, o LLAMAR (o 2) si quieres que te llamemos."
+        ),
+        reminder=(
+            "Hola {first_name}, somos {clinic} de nuevo. Queremos saber de ti: responde OK (1) "
+            "si estás bien o LLAMAR (2) para una llamada."
+        ),
+        crisis_resources=(
+            "Hola {first_name}, somos {clinic}. No estás solo/a: estamos contactando a alguien "
+            "de nuestro equipo para comunicarse contigo ahora."
+        ),
+        glad_you_are_ok="Gracias, {first_name}. Nos alegra saber de ti.",
+        call_requested="Gracias, {first_name}. Alguien de {clinic} te llamará pronto.",
+        reply_received="Gracias, {first_name}. Alguien de {clinic} leerá tu mensaje.",
+        opted_in=(
+            "Vuelves a recibir mensajes de {clinic}, {first_name}. Responde OK (1) si estás "
+            "bien o LLAMAR (2) para una llamada."
+        ),
+        reschedule_offer="{first_name}, ¿quieres reservar tu próxima sesión? {slots}",
+        booking_confirmed="Tu cita es el {slot}, {first_name}. Hasta entonces.",
+        staff_page=(
+            "Aftercare {clinic}: un seguimiento necesita atención ({reason}). Ref {ref}. "
+            "{staff_action}"
+        ),
+        staff_reminder="Aftercare {clinic}: el seguimiento {ref} está reconocido pero sin resolver.",
+        staff_resolved="Aftercare {clinic}: el seguimiento {ref} está resuelto.",
+        staff_cancelled="Aftercare {clinic}: el seguimiento {ref} fue cerrado por el personal.",
+        emergency_contact_notice=(
+            "Hola {contact_name}, somos {clinic}. Intentamos comunicarnos con {first_name}, "
+            "quien te nombró como contacto de emergencia. Por favor, comunícate con esa persona. "
+            "Si alguien está en peligro inmediato, llama al 911."
+        ),
+        subject_client="Un mensaje de {clinic}",
+        subject_staff="Aftercare: el seguimiento {ref} necesita atención",
+    ),
+}
+
+DEFAULT_CRISIS_WORDS: dict[str, list[str]] = {
+    "en": [
+        "suicide",
+        "suicidal",
+        "kill myself",
+        "end my life",
+        "end it all",
+        "want to die",
+        "hurt myself",
+        "self harm",
+        "overdose",
+        "no reason to live",
+        "better off dead",
+    ],
+    "es": [
+        "suicidio",
+        "suicidarme",
+        "matarme",
+        "quitarme la vida",
+        "quiero morir",
+        "hacerme daño",
+        "sobredosis",
+        "no quiero vivir",
+    ],
+}
