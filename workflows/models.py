@@ -274,3 +274,53 @@ class FollowUpOutcome(Model):
     escalation: EscalationState | None = None
     rescheduled_slot: datetime | None = None
     trail: list[AuditEntry]
+
+
+# --- what the workflow asks of its activities -------------------------------------
+
+PERMANENT_DELIVERY_FAILURE = "PermanentDeliveryFailure"
+"""ApplicationError type of a send that will never succeed: fall back, don't retry."""
+
+
+class LinkAction(Model):
+    """A one-click action placed in an email as a signed link."""
+
+    label: str
+    action: Literal["reply", "ack", "reschedule"]
+    value: str
+
+
+class OutboundMessage(Model):
+    workflow_id: str
+    message_key: str = Field(
+        description="Unique within the follow-up: a retried send with the same key never "
+        "reaches the provider twice once it accepted the first"
+    )
+    channel: Channel
+    to: str
+    body: str
+    subject: str | None = None
+    links: list[LinkAction] = Field(default_factory=list)
+
+
+class Delivery(Model):
+    channel: Channel
+    provider_message_id: str
+    already_sent: bool = False
+
+
+class BookingRequest(Model):
+    workflow_id: str
+    clinic_id: str
+    session_id: str
+    client_id: str
+    slot_start: AwareDatetime
+    webhook_url: str
+
+
+class BookingConfirmation(Model):
+    booking_id: str | None = None
+
+
+class AuditBatch(Model):
+    entries: list[AuditEntry]
