@@ -1,0 +1,7 @@
+"""Shared fixtures live in tests/fixtures/, one module per real part the suite runs."""
+
+pytest_plugins = [
+    "tests.fixtures.temporal",
+    "tests.fixtures.sinks",
+    "tests.fixtures.databases",
+]
