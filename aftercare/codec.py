@@ -1,0 +1,110 @@
+"""Encrypts every Temporal payload so no client detail is stored in clear in a history.
+
+Each payload is the whole original payload (data and metadata), serialised and sealed with
+AES-256-GCM under the newest key. The key id travels in clear in the metadata so any worker,
+starter or auditor holding that key can open it after newer keys are added: rotation is
+"put the new key first, keep the old ones until their histories are gone".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
+
+from aftercare.settings import Settings
+
+ENCRYPTED_ENCODING = b"binary/encrypted"
+KEY_ID_METADATA = "encryption-key-id"
+_NONCE_BYTES = 12
+
+
+class EncryptionKeyError(ValueError):
+    """A configured key is unusable, or a payload names a key this process does not hold."""
+
+
+class PayloadDecryptionError(ValueError):
+    """An encrypted payload failed authentication: it was altered or sealed with another key."""
+
+
+def _decode_key(key_id: str, encoded: str) -> AESGCM:
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise EncryptionKeyError(f"encryption key {key_id!r} is not valid base64") from None
+    if len(key) != 32:
+        raise EncryptionKeyError(
+            f"encryption key {key_id!r} must be 32 bytes (AES-256), got {len(key)}"
+        )
+    return AESGCM(key)
+
+
+class EncryptionCodec(PayloadCodec):
+    """AES-GCM payload codec with a key id per payload, for key rotation."""
+
+    def __init__(self, keys: Mapping[str, str]) -> None:
+        """``keys``: key id → base64 32-byte key; the first one encrypts, all decrypt."""
+        if not keys:
+            raise EncryptionKeyError(
+                "no encryption keys configured: set AFTERCARE_ENCRYPTION_KEYS to id:base64key"
+            )
+        self._ciphers = {key_id: _decode_key(key_id, value) for key_id, value in keys.items()}
+        self._current_key_id = next(iter(keys))
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self._encrypt(payload) for payload in payloads]
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self._decrypt(payload) for payload in payloads]
+
+    def _encrypt(self, payload: Payload) -> Payload:
+        key_id = self._current_key_id
+        nonce = os.urandom(_NONCE_BYTES)
+        # The key id is authenticated too, so it cannot be swapped for another key's id.
+        sealed = self._ciphers[key_id].encrypt(nonce, payload.SerializeToString(), key_id.encode())
+        return Payload(
+            metadata={"encoding": ENCRYPTED_ENCODING, KEY_ID_METADATA: key_id.encode()},
+            data=nonce + sealed,
+        )
+
+    def _decrypt(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding") != ENCRYPTED_ENCODING:
+            return payload
+        key_id = payload.metadata.get(KEY_ID_METADATA, b"").decode()
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            raise EncryptionKeyError(
+                f"payload was encrypted with key {key_id!r}, which is not among the configured "
+                f"keys ({', '.join(self._ciphers)}): add it to AFTERCARE_ENCRYPTION_KEYS"
+            )
+        nonce, sealed = payload.data[:_NONCE_BYTES], payload.data[_NONCE_BYTES:]
+        try:
+            plain = cipher.decrypt(nonce, sealed, key_id.encode())
+        except InvalidTag:
+            raise PayloadDecryptionError(
+                f"payload encrypted with key {key_id!r} failed authentication: "
+                "it was altered, or the key with that id is not the one that sealed it"
+            ) from None
+        return Payload.FromString(plain)
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The converter every worker, starter and replayer must share: pydantic JSON, encrypted,
+    with failure messages and stack traces moved into the encrypted attributes."""
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(settings.encryption_keys),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )

@@ -1,0 +1,106 @@
+import base64
+import os
+
+import pytest
+from temporalio.api.failure.v1 import Failure
+from temporalio.exceptions import ApplicationError
+
+from aftercare.codec import (
+    ENCRYPTED_ENCODING,
+    KEY_ID_METADATA,
+    EncryptionCodec,
+    EncryptionKeyError,
+    PayloadDecryptionError,
+    data_converter,
+)
+from aftercare.settings import Settings
+
+PHONE = "+15555550123"
+
+
+def new_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+async def encode_phone(converter) -> list:
+    return await converter.encode([{"phone": PHONE, "first_name": "Dana"}])
+
+
+async def test_payloads_round_trip_and_carry_no_clear_text():
+    converter = data_converter(Settings(encryption_keys={"k1": new_key()}))
+
+    payloads = await encode_phone(converter)
+
+    assert payloads[0].metadata["encoding"] == ENCRYPTED_ENCODING
+    assert payloads[0].metadata[KEY_ID_METADATA] == b"k1"
+    assert PHONE.encode() not in payloads[0].SerializeToString()
+    assert b"Dana" not in payloads[0].SerializeToString()
+    assert await converter.decode(payloads, [dict]) == [{"phone": PHONE, "first_name": "Dana"}]
+
+
+async def test_data_sealed_under_an_old_key_opens_after_a_new_key_is_put_first():
+    old_key = new_key()
+    before = data_converter(Settings(encryption_keys={"2025-01": old_key}))
+    sealed_before = await encode_phone(before)
+
+    after = data_converter(Settings(encryption_keys={"2026-01": new_key(), "2025-01": old_key}))
+    sealed_after = await encode_phone(after)
+
+    assert sealed_after[0].metadata[KEY_ID_METADATA] == b"2026-01"
+    assert (await after.decode(sealed_before, [dict]))[0]["phone"] == PHONE
+
+
+async def test_tampered_ciphertext_is_refused():
+    converter = data_converter(Settings(encryption_keys={"k1": new_key()}))
+    payload = (await encode_phone(converter))[0]
+    flipped = bytearray(payload.data)
+    flipped[-1] ^= 0x01
+    payload.data = bytes(flipped)
+
+    with pytest.raises(PayloadDecryptionError, match="failed authentication"):
+        await converter.decode([payload], [dict])
+
+
+async def test_payload_relabelled_with_another_key_id_is_refused():
+    key = new_key()
+    codec = EncryptionCodec({"k1": key, "k2": key})
+    payload = (await data_converter(Settings(encryption_keys={"k1": key})).encode(["x"]))[0]
+    payload.metadata[KEY_ID_METADATA] = b"k2"
+
+    with pytest.raises(PayloadDecryptionError):
+        await codec.decode([payload])
+
+
+async def test_unknown_key_id_is_named_in_the_error():
+    sealed = await encode_phone(data_converter(Settings(encryption_keys={"retired": new_key()})))
+    converter = data_converter(Settings(encryption_keys={"current": new_key()}))
+
+    with pytest.raises(EncryptionKeyError, match="'retired'.*AFTERCARE_ENCRYPTION_KEYS"):
+        await converter.decode(sealed, [dict])
+
+
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        ({}, "no encryption keys"),
+        ({"short": base64.b64encode(b"too short").decode()}, "'short' must be 32 bytes"),
+        ({"bad": "not base64!"}, "'bad' is not valid base64"),
+    ],
+)
+def test_unusable_key_configuration_is_refused_with_its_reason(keys, problem):
+    with pytest.raises(EncryptionKeyError, match=problem):
+        EncryptionCodec(keys)
+
+
+async def test_failure_messages_and_stack_traces_are_encrypted():
+    converter = data_converter(Settings(encryption_keys={"k1": new_key()}))
+    try:
+        raise ApplicationError(f"could not text {PHONE}")
+    except ApplicationError as err:
+        failure = Failure()
+        await converter.encode_failure(err, failure)
+
+    assert PHONE.encode() not in failure.SerializeToString()
+    assert failure.encoded_attributes.metadata["encoding"] == ENCRYPTED_ENCODING
+    decoded = await converter.decode_failure(failure)
+    assert PHONE in str(decoded)
