@@ -263,6 +263,9 @@ class FollowUpStatus(Model):
     client_safe: bool = False
     channel: Channel
     escalation: EscalationState | None = None
+    reply_for_review: str | None = Field(
+        default=None, description="A reply on-call staff were asked to read"
+    )
     closed_reason: str | None = None
     trail: list[AuditEntry] = Field(default_factory=list)
 

@@ -22,7 +22,10 @@ class MessageTemplates(BaseModel):
     call_requested: str
     reply_received: str
     opted_in: str
+    help: str
     reschedule_offer: str
+    slot_choice: str
+    book_online: str
     booking_confirmed: str
     # To staff and the emergency contact (the clinic's working language)
     staff_page: str
@@ -55,7 +58,13 @@ DEFAULT_TEMPLATES: dict[str, MessageTemplates] = {
             "You're receiving messages from {clinic} again, {first_name}. "
             "Reply OK (1) if you're alright or CALL (2) for a call."
         ),
+        help=(
+            "{clinic} checks in with you after your session. Reply OK (1) if you're alright, "
+            "CALL (2) for a call, STOP to stop these messages."
+        ),
         reschedule_offer="{first_name}, would you like to book your next session? {slots}",
+        slot_choice="Reply {letter} for {slot}.",
+        book_online="Or book at {url}",
         booking_confirmed="You're booked for {slot}, {first_name}. See you then.",
         staff_page=(
             "Aftercare {clinic}: a client follow-up needs you ({reason}). Ref {ref}. "
@@ -92,7 +101,13 @@ DEFAULT_TEMPLATES: dict[str, MessageTemplates] = {
             "Vuelves a recibir mensajes de {clinic}, {first_name}. Responde OK (1) si estás "
             "bien o LLAMAR (2) para una llamada."
         ),
+        help=(
+            "{clinic} se comunica contigo después de tu sesión. Responde OK (1) si estás bien, "
+            "LLAMAR (2) para una llamada, STOP para no recibir más mensajes."
+        ),
         reschedule_offer="{first_name}, ¿quieres reservar tu próxima sesión? {slots}",
+        slot_choice="Responde {letter} para {slot}.",
+        book_online="O reserva en {url}",
         booking_confirmed="Tu cita es el {slot}, {first_name}. Hasta entonces.",
         staff_page=(
             "Aftercare {clinic}: un seguimiento necesita atención ({reason}). Ref {ref}. "

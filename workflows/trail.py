@@ -61,3 +61,27 @@ def first_break(entries: Sequence[AuditEntry]) -> tuple[int, str] | None:
 
 def _utc_iso(at: datetime) -> str:
     return at.astimezone(timezone.utc).isoformat()
+
+
+class TrailBuilder:
+    """The chain a running follow-up extends, one sealed entry per step."""
+
+    def __init__(self, workflow_id: str, entries: Sequence[AuditEntry] = ()) -> None:
+        self.workflow_id = workflow_id
+        self.entries: list[AuditEntry] = list(entries)
+
+    @property
+    def head(self) -> str:
+        return self.entries[-1].hash if self.entries else GENESIS
+
+    def add(self, at: datetime, step: str, **fields: Any) -> AuditEntry:
+        entry = seal(
+            workflow_id=self.workflow_id,
+            seq=len(self.entries) + 1,
+            at=at,
+            prev_hash=self.head,
+            step=step,
+            **{k: v for k, v in fields.items() if v is not None},
+        )
+        self.entries.append(entry)
+        return entry

@@ -1,0 +1,73 @@
+"""Runs the Aftercare worker: the follow-up workflow and the activities it drives."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.audit import AuditActivities
+from activities.booking import BookingActivities
+from activities.email import EmailActivities
+from activities.sms import SmsActivities
+from aftercare.logs import configure_logging, get_logger
+from aftercare.settings import Settings, get_settings
+from aftercare.store import AuditStore
+from aftercare.temporal import connect
+from workflows.followup import DepartureFollowUp
+
+log = get_logger("aftercare.worker")
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client, settings: Settings, **worker_options: object
+) -> AsyncIterator[Worker]:
+    """A worker polling the task queue until the block ends; then it drains and stops."""
+    store = await AuditStore.open(settings.audit_database_url)
+    try:
+        sms = SmsActivities(settings, store)
+        email = EmailActivities(settings, store)
+        booking = BookingActivities(settings)
+        audit = AuditActivities(store)
+        worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[DepartureFollowUp],
+            activities=[
+                sms.send_sms,
+                email.send_email,
+                booking.request_booking,
+                audit.append_audit_entries,
+            ],
+            graceful_shutdown_timeout=timedelta(seconds=30),
+            **worker_options,  # type: ignore[arg-type]
+        )
+        async with worker:
+            yield worker
+    finally:
+        await store.close()
+
+
+async def main(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_worker(client, settings):
+        log.info("worker started", task_queue=settings.task_queue)
+        await stop.wait()
+        log.info("worker draining: finishing in-flight activities before stopping")
+    log.info("worker stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

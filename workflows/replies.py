@@ -1,0 +1,67 @@
+"""What a client's reply means for the follow-up.
+
+Crisis words win over everything, even inside an "OK": a person who writes "ok but I want
+to die" is not safe. Keywords follow Twilio's opt-out conventions for STOP and START.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from enum import StrEnum
+
+
+class ReplyKind(StrEnum):
+    SAFE = "safe"
+    CALL = "call_requested"
+    STOP = "opted_out"
+    START = "opted_in"
+    HELP = "help"
+    CRISIS = "crisis_words"
+    SLOT = "slot_chosen"
+    DECLINE = "declined"
+    OTHER = "needs_review"
+
+
+SAFE_WORDS = {"ok", "okay", "1", "fine", "bien", "estoy bien", "im ok", "i'm ok", "i am ok"}
+CALL_WORDS = {"call", "2", "call me", "llamar", "llamame", "llamenme"}
+# Twilio's standard opt-out and opt-in keywords.
+STOP_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
+START_WORDS = {"start", "yes", "unstop", "subscribe"}
+HELP_WORDS = {"help", "info", "ayuda"}
+DECLINE_WORDS = {"no", "no thanks", "no gracias"}
+
+
+def normalize(text: str) -> str:
+    """Lower case, accents off, punctuation and repeated spaces squeezed."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    plain = re.sub(r"[^\w' ]+", " ", plain)
+    return " ".join(plain.split())
+
+
+def classify(
+    text: str,
+    crisis_words: list[str],
+    slot_letters: str = "",
+) -> tuple[ReplyKind, int | None]:
+    """The kind of a reply and, for a slot choice, the slot's index."""
+    said = normalize(text)
+    padded = f" {said} "
+    if any(f" {normalize(word)} " in padded for word in crisis_words):
+        return ReplyKind.CRISIS, None
+    if said in STOP_WORDS:
+        return ReplyKind.STOP, None
+    if said in START_WORDS:
+        return ReplyKind.START, None
+    if said in HELP_WORDS:
+        return ReplyKind.HELP, None
+    if slot_letters and len(said) == 1 and said.upper() in slot_letters:
+        return ReplyKind.SLOT, slot_letters.index(said.upper())
+    if slot_letters and said in DECLINE_WORDS:
+        return ReplyKind.DECLINE, None
+    if said.rstrip("!. ") in SAFE_WORDS:
+        return ReplyKind.SAFE, None
+    if said in CALL_WORDS:
+        return ReplyKind.CALL, None
+    return ReplyKind.OTHER, None
