@@ -1,0 +1,84 @@
+"""The audit database's tables, as SQLAlchemy Core objects shared by SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and reads them back aware, on both backends.
+
+    PostgreSQL keeps the zone (timestamptz); SQLite keeps none, so without this an entry
+    would come back naive and no longer equal the one the workflow sealed.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("audit times must carry a time zone")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("applied_at", UtcDateTime, nullable=False),
+)
+
+audit_entries = sa.Table(
+    "audit_entries",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("step", sa.String(80), nullable=False),
+    sa.Column("channel", sa.String(40)),
+    sa.Column("actor", sa.String(80), nullable=False),
+    sa.Column("recipient", sa.String(80)),
+    sa.Column("provider_message_id", sa.String(200)),
+    sa.Column("outcome", sa.String(200)),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("audit_entries_by_time", "at"),
+    sa.Index("audit_entries_by_step", "step"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("message_key", sa.String(200), primary_key=True),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("provider_message_id", sa.String(200), nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+)
+
+access_log = sa.Table(
+    "access_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(80), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+)
+
+APPEND_ONLY_TABLES = ("audit_entries", "deliveries", "access_log")

@@ -1,0 +1,215 @@
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from aftercare.migrations import LATEST_VERSION
+from aftercare.store import AuditConflictError, AuditStore
+from aftercare.verification import first_broken_link
+from tests.fixtures.databases import tampering
+from tests.trails import STARTED, new_workflow_id, sealed_trail
+from workflows.models import Channel, Delivery
+from workflows.trail import seal
+
+
+async def test_appended_trail_reads_back_identical_and_verified(audit_store):
+    workflow_id = new_workflow_id()
+    trail = sealed_trail(workflow_id)
+
+    await audit_store.append(trail[:2])
+    await audit_store.append(trail[2:])
+
+    stored = await audit_store.entries(workflow_id)
+    assert stored == trail
+    assert [entry.at.utcoffset() for entry in stored] == [timedelta(0)] * len(trail)
+    assert stored[4].detail == {"reason": "no reply after escalation", "basis": "client consent"}
+    assert first_broken_link(stored) is None
+
+
+async def test_reappending_the_same_entries_changes_nothing(audit_store):
+    workflow_id = new_workflow_id()
+    trail = sealed_trail(workflow_id)
+
+    await audit_store.append(trail[:3])
+    await audit_store.append(trail)
+    await audit_store.append(trail)
+
+    assert await audit_store.entries(workflow_id) == trail
+
+
+async def test_a_different_entry_under_an_existing_seq_is_refused(audit_store):
+    workflow_id = new_workflow_id()
+    trail = sealed_trail(workflow_id, length=2)
+    await audit_store.append(trail)
+    rival = seal(
+        workflow_id=workflow_id,
+        seq=2,
+        at=trail[1].at,
+        prev_hash=trail[0].hash,
+        step="checkin_sent",
+        outcome="something else",
+    )
+
+    with pytest.raises(AuditConflictError, match="already has a different entry 2"):
+        await audit_store.append([rival])
+
+    assert await audit_store.entries(workflow_id) == trail
+
+
+async def test_an_unsealed_entry_is_refused(audit_store):
+    entry = sealed_trail(new_workflow_id(), length=1)[0]
+    entry.outcome = "changed after sealing"
+
+    with pytest.raises(AuditConflictError, match="not sealed"):
+        await audit_store.append([entry])
+
+
+async def test_edited_row_is_reported_as_edited(audit_store):
+    workflow_id = new_workflow_id()
+    await audit_store.append(sealed_trail(workflow_id))
+
+    async with tampering(audit_store.url) as conn:
+        await conn.execute(
+            sa.text("UPDATE audit_entries SET outcome = 'declined' WHERE workflow_id = :w AND seq = 2"),
+            {"w": workflow_id},
+        )
+
+    assert first_broken_link(await audit_store.entries(workflow_id)) == (
+        2,
+        "entry 2 was edited: its hash no longer matches",
+    )
+
+
+async def test_deleted_row_is_reported_as_missing(audit_store):
+    workflow_id = new_workflow_id()
+    await audit_store.append(sealed_trail(workflow_id))
+
+    async with tampering(audit_store.url) as conn:
+        await conn.execute(
+            sa.text("DELETE FROM audit_entries WHERE workflow_id = :w AND seq = 3"),
+            {"w": workflow_id},
+        )
+
+    assert first_broken_link(await audit_store.entries(workflow_id)) == (
+        3,
+        "entry 3 is missing (found seq 4)",
+    )
+
+
+async def test_reordered_rows_are_reported_as_reordered(audit_store):
+    workflow_id = new_workflow_id()
+    await audit_store.append(sealed_trail(workflow_id))
+
+    async with tampering(audit_store.url) as conn:
+        for old, new in ((2, 99), (3, 2), (99, 3)):
+            await conn.execute(
+                sa.text("UPDATE audit_entries SET seq = :new WHERE workflow_id = :w AND seq = :old"),
+                {"w": workflow_id, "old": old, "new": new},
+            )
+
+    assert first_broken_link(await audit_store.entries(workflow_id)) == (
+        2,
+        "entry 2 was reordered: the entry that follows entry 1 is stored as entry 3",
+    )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_entries SET outcome = 'declined' WHERE workflow_id = :w",
+        "DELETE FROM audit_entries WHERE workflow_id = :w",
+    ],
+)
+async def test_the_database_refuses_updates_and_deletes(audit_store, statement):
+    workflow_id = new_workflow_id()
+    trail = sealed_trail(workflow_id, length=2)
+    await audit_store.append(trail)
+    engine = create_async_engine(audit_store.url)
+    try:
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with engine.begin() as conn:
+                await conn.execute(sa.text(statement), {"w": workflow_id})
+    finally:
+        await engine.dispose()
+
+    assert await audit_store.entries(workflow_id) == trail
+
+
+async def test_entries_between_selects_a_period_and_a_clinic(audit_store):
+    ours, theirs = new_workflow_id("clinic-7"), new_workflow_id("clinic-77")
+    await audit_store.append(sealed_trail(ours))
+    await audit_store.append(sealed_trail(theirs))
+
+    window = await audit_store.entries_between(
+        STARTED + timedelta(minutes=1), STARTED + timedelta(minutes=3), clinic_id="clinic-7"
+    )
+
+    assert [(entry.workflow_id, entry.seq) for entry in window] == [(ours, 2), (ours, 3)]
+
+
+async def test_notice_to_emergency_contact_is_listed_as_a_disclosure(audit_store):
+    workflow_id = new_workflow_id()
+    await audit_store.append(sealed_trail(workflow_id))
+
+    [disclosure] = await audit_store.disclosures(workflow_id=workflow_id)
+
+    assert disclosure.model_dump() == {
+        "workflow_id": workflow_id,
+        "at": STARTED + timedelta(minutes=4),
+        "to_whom": "emergency_contact",
+        "reason": "no reply after escalation",
+        "basis": "client consent",
+        "audit_seq": 5,
+    }
+
+
+async def test_delivery_is_found_once_recorded_and_recorded_once(audit_store):
+    workflow_id = new_workflow_id()
+    sent = Delivery(channel=Channel.SMS, provider_message_id="SM0001")
+    assert await audit_store.find_delivery(workflow_id, "checkin") is None
+
+    await audit_store.record_delivery(workflow_id, "checkin", sent)
+    await audit_store.record_delivery(workflow_id, "checkin", sent)
+
+    assert await audit_store.find_delivery(workflow_id, "checkin") == Delivery(
+        channel=Channel.SMS, provider_message_id="SM0001", already_sent=True
+    )
+    with pytest.raises(AuditConflictError, match="already delivered as SM0001"):
+        await audit_store.record_delivery(
+            workflow_id, "checkin", Delivery(channel=Channel.SMS, provider_message_id="SM0002")
+        )
+
+
+async def test_access_is_logged_in_order(audit_store):
+    before = await audit_store.access_records()
+
+    await audit_store.record_access("auditor-1", "export", "workflow x", STARTED)
+    await audit_store.record_access("auditor-2", "verify", "all", STARTED)
+
+    after = await audit_store.access_records()
+    assert [(r.actor, r.action, r.target, r.at) for r in after[len(before) :]] == [
+        ("auditor-1", "export", "workflow x", STARTED),
+        ("auditor-2", "verify", "all", STARTED),
+    ]
+
+
+async def test_reopening_a_database_keeps_its_trail_and_schema_version(audit_database_url):
+    workflow_id = new_workflow_id()
+    first = await AuditStore.open(audit_database_url)
+    await first.append(sealed_trail(workflow_id))
+    await first.close()
+
+    second = await AuditStore.open(audit_database_url)
+    try:
+        assert await second.entries(workflow_id) == sealed_trail(workflow_id)
+    finally:
+        await second.close()
+    engine = create_async_engine(audit_database_url)
+    try:
+        async with engine.connect() as conn:
+            versions = list(await conn.scalars(sa.text("SELECT version FROM schema_version")))
+    finally:
+        await engine.dispose()
+    assert sorted(versions) == list(range(1, LATEST_VERSION + 1))
