@@ -1,0 +1,27 @@
+"""Writes the follow-up's audit trail as it happens, so it outlives Temporal's history."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from aftercare.store import AuditConflictError, AuditStore
+from workflows.models import AuditBatch
+
+AUDIT_CONFLICT = "AuditConflict"
+"""ApplicationError type of a batch the store refuses: retrying would only refuse it again."""
+
+
+class AuditActivities:
+    """Run as a local activity after each step: no server round trip per audit write."""
+
+    def __init__(self, store: AuditStore) -> None:
+        self._store = store
+
+    @activity.defn
+    async def append_audit_entries(self, batch: AuditBatch) -> None:
+        """Idempotent: a retried batch re-appends the same entries, which is a no-op."""
+        try:
+            await self._store.append(batch.entries)
+        except AuditConflictError as err:
+            raise ApplicationError(str(err), type=AUDIT_CONFLICT, non_retryable=True) from None
