@@ -17,6 +17,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    import email_validator  # noqa: F401  (used by EmailStr inside the sandbox)
+    import idna  # noqa: F401
+
     from workflows.models import (
         PERMANENT_DELIVERY_FAILURE,
         Acknowledge,
@@ -175,6 +178,7 @@ class DepartureFollowUp:
         self.phase = Phase.ESCALATING
         esc = self.escalation = EscalationState(reason=reason, code=self.new_code())
         await self.record("escalation_started", outcome=reason, detail={"code": esc.code})
+        esc.started_seq = len(self.trail.entries)
         if reason in (Reason.IMMINENT_RISK, Reason.CRISIS_WORDS):
             await self.message_client("crisis_resources")
         chain = self.policy.escalation
@@ -572,10 +576,10 @@ class DepartureFollowUp:
         contact = self.event.emergency_contact
         if contact is None:
             return False
+        if reason not in Reason.SAFETY or self.escalation_notified_contact():
+            return False
         if not contact.consent:
             await self.record("emergency_contact_skipped", outcome="no consent on file")
-            return False
-        if reason not in Reason.SAFETY:
             return False
         body = self.policy.templates[self.language].emergency_contact_notice.format(
             contact_name=contact.name, first_name=self.client.first_name,
@@ -595,6 +599,15 @@ class DepartureFollowUp:
                                   detail={"basis": "client consent", "why": reason})
                 return True
         return False
+
+    def escalation_notified_contact(self) -> bool:
+        """The emergency contact hears from us once per escalation, not at every round."""
+        esc = self.escalation
+        return esc is not None and any(
+            e.step in ("emergency_contact_notified", "emergency_contact_skipped")
+            and e.seq > esc.started_seq
+            for e in self.trail.entries
+        )
 
     async def message_staff(self, kind: str, staff_id: str, body: str) -> bool:
         member = self.policy.staff.get(staff_id)
