@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from workflows.models import Delivery
+from workflows.models import Delivery, OutboundMessage
 
 
 class DeliveryLedger(Protocol):
@@ -19,3 +20,15 @@ class DeliveryLedger(Protocol):
     async def record_delivery(
         self, workflow_id: str, message_key: str, delivery: Delivery
     ) -> None: ...
+
+
+async def deliver_once(
+    ledger: DeliveryLedger, message: OutboundMessage, send: Callable[[], Awaitable[Delivery]]
+) -> Delivery:
+    """Send ``message`` unless the ledger shows a provider already accepted it."""
+    recorded = await ledger.find_delivery(message.workflow_id, message.message_key)
+    if recorded is not None:
+        return recorded.model_copy(update={"already_sent": True})
+    delivery = await send()
+    await ledger.record_delivery(message.workflow_id, message.message_key, delivery)
+    return delivery

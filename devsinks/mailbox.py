@@ -1,0 +1,103 @@
+"""A real SMTP server on loopback (aiosmtpd): the dev stack's mailbox and the tests' MTA.
+
+Recipients whose address starts with ``bounce`` are refused at RCPT with a permanent 550,
+as a mail server refuses an address that does not exist. Tests can make the next
+recipients meet a transient 451 instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from mailbox import Maildir
+from pathlib import Path
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass
+class ReceivedMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def text(self) -> str:
+        return self.message.get_body(("plain",)).get_content()
+
+
+class Mailbox:
+    """Keeps every message in ``messages`` and, given a folder, in a Maildir there.
+
+    Use as ``async with Mailbox() as mailbox`` (``mailbox.port`` is where it listens)
+    or ``await mailbox.start(port=...)``.
+    """
+
+    def __init__(self, maildir: Path | None = None) -> None:
+        self.maildir = Maildir(maildir, create=True) if maildir is not None else None
+        self.messages: list[ReceivedMail] = []
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._transient_refusals = 0
+        self._server: asyncio.Server | None = None
+
+    def defer_next(self, count: int = 1) -> None:
+        """Answer the next ``count`` recipients with a transient 451 (try again later)."""
+        self._transient_refusals += count
+
+    def reset(self) -> None:
+        self.messages.clear()
+        self._transient_refusals = 0
+
+    def sent_to(self, address: str) -> list[ReceivedMail]:
+        return [mail for mail in self.messages if address in mail.rcpt_tos]
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        # aiosmtpd logs every envelope address at INFO; addresses are PHI.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="localhost", loop=loop), host, port
+        )
+        self.host, self.port = self._server.sockets[0].getsockname()[:2]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> Mailbox:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # aiosmtpd handler hooks
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
+    ) -> str:
+        if self._transient_refusals:
+            self._transient_refusals -= 1
+            return "451 4.3.0 Mailbox temporarily unavailable, try again later"
+        if address.lower().startswith("bounce"):
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.content
+        message = message_from_bytes(content, policy=email.policy.default)
+        self.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message))
+        if self.maildir is not None:
+            self.maildir.add(content)
+        return "250 Message accepted for delivery"

@@ -1,0 +1,236 @@
+"""A Twilio-compatible SMS endpoint on loopback: the dev stack's outbox and the tests' Twilio.
+
+It answers ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` as Twilio does for the
+official client: HTTP basic auth with the account sid and auth token, a form-encoded
+message, the Message resource or Twilio's error JSON back. Twilio's magic test numbers
+fail as Twilio documents them; tests can make more numbers fail, or the next requests.
+
+``GET /outbox`` lists what was sent as JSON; ``GET /`` shows it (and the dev mailbox,
+when one is attached) as a page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+from aiohttp import BasicAuth, web
+
+from aftercare.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
+from devsinks.http import HttpSink
+from devsinks.mailbox import Mailbox
+
+API_VERSION = "2010-04-01"
+
+
+@dataclass(frozen=True)
+class TwilioError:
+    code: int
+    message: str
+    status: int = 400
+
+    def response(self) -> web.Response:
+        body = {
+            "code": self.code,
+            "message": self.message,
+            "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
+            "status": self.status,
+        }
+        return web.json_response(body, status=self.status)
+
+
+# Twilio's test credentials answer these "To" numbers with these errors.
+MAGIC_NUMBERS = {
+    "+15005550001": TwilioError(21211, "The 'To' number {to} is not a valid phone number."),
+    "+15005550002": TwilioError(
+        21612, "The 'To' phone number: {to}, is not currently reachable via SMS."
+    ),
+    "+15005550004": TwilioError(21610, "Attempt to send to unsubscribed recipient"),
+    "+15005550009": TwilioError(21614, "'To' number {to} is not a valid mobile number"),
+}
+
+_UNAUTHENTICATED = TwilioError(20003, "Authenticate", status=401)
+
+
+@dataclass
+class SentSms:
+    sid: str
+    to: str
+    from_: str | None
+    messaging_service_sid: str | None
+    body: str
+    status_callback: str | None
+    date_created: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "sid": self.sid,
+            "to": self.to,
+            "from": self.from_,
+            "messaging_service_sid": self.messaging_service_sid,
+            "body": self.body,
+            "status_callback": self.status_callback,
+            "date_created": self.date_created.isoformat(),
+        }
+
+    def resource(self, account_sid: str) -> dict[str, object]:
+        """The Message resource as Twilio's API returns it."""
+        uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{self.sid}"
+        created = format_datetime(self.date_created)
+        return {
+            "account_sid": account_sid,
+            "api_version": API_VERSION,
+            "body": self.body,
+            "date_created": created,
+            "date_sent": None,
+            "date_updated": created,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": self.from_,
+            "messaging_service_sid": self.messaging_service_sid,
+            "num_media": "0",
+            "num_segments": str(max(1, -(-len(self.body) // 153))),
+            "price": None,
+            "price_unit": "USD",
+            "sid": self.sid,
+            # Twilio reports a Messaging Service send as "accepted" until it picks a sender.
+            "status": "accepted" if self.messaging_service_sid else "queued",
+            "subresource_uris": {"media": f"{uri}/Media.json"},
+            "to": self.to,
+            "uri": f"{uri}.json",
+        }
+
+
+class SmsOutbox(HttpSink):
+    """Keeps every accepted message in ``messages`` and, given a file, appends it there
+    as a JSON line. Use as ``async with SmsOutbox() as outbox`` or ``await start()``."""
+
+    def __init__(
+        self,
+        account_sid: str = DEV_TWILIO_ACCOUNT_SID,
+        auth_token: str = DEV_TWILIO_AUTH_TOKEN,
+        outbox_file: Path | None = None,
+        mailbox: Mailbox | None = None,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.outbox_file = outbox_file
+        self.mailbox = mailbox
+        self.messages: list[SentSms] = []
+        self._next_failures: list[TwilioError] = []
+        self._failing_numbers: dict[str, TwilioError] = {}
+
+    def fail_next(self, count: int = 1, status: int = 503, code: int | None = None) -> None:
+        """Answer the next ``count`` sends with an HTTP ``status`` (a 5xx or 429)."""
+        error = TwilioError(code or 20000 + status, "Simulated outage", status)
+        self._next_failures.extend([error] * count)
+
+    def fail_number(self, number: str, code: int, message: str = "", status: int = 400) -> None:
+        """Refuse every send to ``number`` with Twilio error ``code``."""
+        self._failing_numbers[number] = TwilioError(
+            code, message or f"Simulated Twilio error {code}", status
+        )
+
+    def reset(self) -> None:
+        self.messages.clear()
+        self._next_failures.clear()
+        self._failing_numbers.clear()
+
+    def sent_to(self, number: str) -> list[SentSms]:
+        return [sms for sms in self.messages if sms.to == number]
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post(f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self._create),
+            web.get("/outbox", self._list),
+            web.get("/", self._page),
+        ]
+
+    async def _create(self, request: web.Request) -> web.Response:
+        if not self._authenticated(request):
+            return _UNAUTHENTICATED.response()
+        if request.match_info["account_sid"] != self.account_sid:
+            return TwilioError(20404, "The requested resource was not found", 404).response()
+        if self._next_failures:
+            return self._next_failures.pop(0).response()
+
+        form = await request.post()
+        to, body = form.get("To"), form.get("Body")
+        from_, service = form.get("From"), form.get("MessagingServiceSid")
+        if not to:
+            return TwilioError(21604, "A 'To' phone number is required.").response()
+        if not body:
+            return TwilioError(21602, "Message body is required.").response()
+        if not from_ and not service:
+            return TwilioError(21603, "A 'From' phone number is required.").response()
+        refusal = self._failing_numbers.get(to) or MAGIC_NUMBERS.get(to)
+        if refusal:
+            message = refusal.message.format(to=to)
+            return TwilioError(refusal.code, message, refusal.status).response()
+
+        sms = SentSms(
+            sid="SM" + secrets.token_hex(16),
+            to=to,
+            from_=from_,
+            messaging_service_sid=service,
+            body=body,
+            status_callback=form.get("StatusCallback"),
+        )
+        self.messages.append(sms)
+        if self.outbox_file is not None:
+            with self.outbox_file.open("a", encoding="utf-8") as outbox:
+                outbox.write(json.dumps(sms.as_dict()) + "\n")
+        return web.json_response(sms.resource(self.account_sid), status=201)
+
+    def _authenticated(self, request: web.Request) -> bool:
+        try:
+            auth = BasicAuth.decode(request.headers.get("Authorization", ""))
+        except ValueError:
+            return False
+        return secrets.compare_digest(auth.login, self.account_sid) and secrets.compare_digest(
+            auth.password, self.auth_token
+        )
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return web.json_response([sms.as_dict() for sms in self.messages])
+
+    async def _page(self, request: web.Request) -> web.Response:
+        sms_rows = "".join(
+            _row(sms.date_created.isoformat(timespec="seconds"), sms.to, sms.body)
+            for sms in reversed(self.messages)
+        )
+        mail_rows = "".join(
+            _row(
+                mail.received_at.isoformat(timespec="seconds"),
+                ", ".join(mail.rcpt_tos),
+                f"{mail.message['Subject']}\n\n{mail.text}",
+            )
+            for mail in reversed(self.mailbox.messages if self.mailbox else [])
+        )
+        page = _PAGE.format(sms_rows=sms_rows or _EMPTY, mail_rows=mail_rows or _EMPTY)
+        return web.Response(text=page, content_type="text/html")
+
+
+def _row(when: str, to: str, body: str) -> str:
+    cells = (html.escape(when), html.escape(to), html.escape(body))
+    return "<tr><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>".format(*cells)
+
+
+_EMPTY = "<tr><td colspan=3><em>nothing yet</em></td></tr>"
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<title>Aftercare dev outbox</title>
+<style>body{{font-family:sans-serif;margin:2em}}td{{vertical-align:top;padding:.3em 1em}}
+pre{{white-space:pre-wrap;margin:0}}</style></head>
+<body><h1>Aftercare dev outbox</h1>
+<p>What Aftercare sent on this machine, newest first. Nothing here left the machine.</p>
+<h2>SMS</h2><table><tr><th>when</th><th>to</th><th>message</th></tr>{sms_rows}</table>
+<h2>Email</h2><table><tr><th>when</th><th>to</th><th>message</th></tr>{mail_rows}</table>
+</body></html>
+"""

@@ -1,0 +1,149 @@
+"""The SMS activity, through the real twilio client, against the loopback outbox."""
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.sms import SMS_PROVIDER_UNAVAILABLE, SmsActivities
+from aftercare.settings import DEV_TWILIO_FROM_NUMBER, Settings
+from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, OutboundMessage
+
+CLIENT_PHONE = "+15555550123"
+
+
+def checkin(to: str = CLIENT_PHONE, key: str = "checkin-1") -> OutboundMessage:
+    return OutboundMessage(
+        workflow_id="followup-clinic-42-s-1",
+        message_key=key,
+        channel=Channel.SMS,
+        to=to,
+        body="Hi Dana, checking in after today. Reply OK if you're safe. Crisis line: 988",
+    )
+
+
+async def send(settings, ledger, message: OutboundMessage):
+    return await ActivityEnvironment().run(SmsActivities(settings, ledger).send_sms, message)
+
+
+async def test_a_checkin_reaches_the_outbox_through_the_twilio_client(
+    delivery_settings, sqlite_store, sms_outbox
+):
+    delivery = await send(delivery_settings, sqlite_store, checkin())
+
+    [sms] = sms_outbox.messages
+    assert (sms.to, sms.from_, sms.body) == (CLIENT_PHONE, DEV_TWILIO_FROM_NUMBER, checkin().body)
+    assert sms.status_callback == "https://aftercare.test/v1/twilio/status"
+    assert delivery.provider_message_id == sms.sid
+    assert sms.sid.startswith("SM") and len(sms.sid) == 34
+    assert delivery.channel is Channel.SMS and not delivery.already_sent
+
+
+async def test_the_same_message_sent_twice_texts_the_client_once(
+    delivery_settings, sqlite_store, sms_outbox
+):
+    first = await send(delivery_settings, sqlite_store, checkin())
+    again = await send(delivery_settings, sqlite_store, checkin())
+
+    assert len(sms_outbox.messages) == 1
+    assert again.already_sent and again.provider_message_id == first.provider_message_id
+
+
+async def test_a_different_message_key_is_a_new_message(
+    delivery_settings, sqlite_store, sms_outbox
+):
+    await send(delivery_settings, sqlite_store, checkin(key="checkin-1"))
+    await send(delivery_settings, sqlite_store, checkin(key="reminder-1"))
+
+    assert len(sms_outbox.messages) == 2
+
+
+@pytest.mark.parametrize(
+    "number", ["+15005550001", "+15005550002", "+15005550004", "+15005550009"]
+)
+async def test_a_number_twilio_will_never_text_fails_permanently_without_naming_it(
+    delivery_settings, sqlite_store, sms_outbox, number
+):
+    with pytest.raises(ApplicationError) as failure:
+        await send(delivery_settings, sqlite_store, checkin(to=number))
+
+    assert failure.value.type == PERMANENT_DELIVERY_FAILURE
+    assert failure.value.non_retryable
+    assert number not in str(failure.value) and number[2:] not in str(failure.value)
+    assert failure.value.__cause__ is None and failure.value.__suppress_context__
+    assert sms_outbox.messages == []
+    assert await sqlite_store.find_delivery("followup-clinic-42-s-1", "checkin-1") is None
+
+
+async def test_any_other_client_error_from_twilio_is_permanent(
+    delivery_settings, sqlite_store, sms_outbox
+):
+    sms_outbox.fail_number(CLIENT_PHONE, 21408, "Permission to send an SMS has not been enabled")
+
+    with pytest.raises(ApplicationError) as failure:
+        await send(delivery_settings, sqlite_store, checkin())
+
+    assert failure.value.type == PERMANENT_DELIVERY_FAILURE and failure.value.non_retryable
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_a_twilio_outage_is_retried_and_then_sends_once(
+    delivery_settings, sqlite_store, sms_outbox, status
+):
+    sms_outbox.fail_next(status=status)
+
+    with pytest.raises(ApplicationError) as failure:
+        await send(delivery_settings, sqlite_store, checkin())
+    assert failure.value.type == SMS_PROVIDER_UNAVAILABLE
+    assert not failure.value.non_retryable
+
+    await send(delivery_settings, sqlite_store, checkin())
+    assert len(sms_outbox.messages) == 1
+
+
+async def test_an_unreachable_twilio_is_retried(delivery_settings, sqlite_store, sms_outbox):
+    await sms_outbox.stop()
+
+    with pytest.raises(ApplicationError) as failure:
+        await send(delivery_settings, sqlite_store, checkin())
+
+    assert failure.value.type == SMS_PROVIDER_UNAVAILABLE
+    assert not failure.value.non_retryable
+
+
+async def test_a_messaging_service_sends_in_place_of_a_from_number(
+    delivery_settings, sqlite_store, sms_outbox
+):
+    settings = delivery_settings.model_copy(
+        update={"twilio_messaging_service_sid": "MG" + "1" * 32, "twilio_status_callback": False}
+    )
+
+    await send(settings, sqlite_store, checkin())
+
+    [sms] = sms_outbox.messages
+    assert sms.messaging_service_sid == "MG" + "1" * 32 and sms.from_ is None
+    assert sms.status_callback is None
+
+
+async def test_the_outbox_refuses_credentials_it_does_not_know(
+    delivery_settings, sqlite_store, sms_outbox
+):
+    settings = delivery_settings.model_copy(
+        update={
+            "twilio_account_sid": "AC" + "f" * 32,
+            "twilio_auth_token": "wrong",
+            "twilio_from_number": DEV_TWILIO_FROM_NUMBER,
+        }
+    )
+
+    with pytest.raises(ApplicationError, match="20003"):
+        await send(settings, sqlite_store, checkin())
+    assert sms_outbox.messages == []
+
+
+async def test_without_credentials_or_an_endpoint_sms_cannot_be_configured(sqlite_store):
+    settings = Settings(
+        twilio_account_sid=None, twilio_auth_token=None, twilio_api_base_url=None
+    )
+
+    with pytest.raises(ValueError, match="TWILIO_API_BASE_URL"):
+        SmsActivities(settings, sqlite_store)
