@@ -26,7 +26,9 @@ async def test_a_conflicting_entry_fails_without_retrying(sqlite_store):
     workflow_id = new_workflow_id()
     [first] = sealed_trail(workflow_id, length=1)
     await sqlite_store.append([first])
-    rival = seal(workflow_id=workflow_id, seq=1, at=first.at, prev_hash=first.prev_hash, step="other")
+    rival = seal(
+        workflow_id=workflow_id, seq=1, at=first.at, prev_hash=first.prev_hash, step="other"
+    )
 
     with pytest.raises(ApplicationError) as refused:
         await ActivityEnvironment().run(

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from aftercare.migrations import LATEST_VERSION
 from aftercare.store import AuditConflictError, AuditStore
 from aftercare.verification import first_broken_link
-from tests.fixtures.databases import tampering
+from tests.fixtures.databases import tamper_with
 from tests.trails import STARTED, new_workflow_id, sealed_trail
 from workflows.models import Channel, Delivery
 from workflows.trail import seal
@@ -66,53 +66,43 @@ async def test_an_unsealed_entry_is_refused(audit_store):
         await audit_store.append([entry])
 
 
-async def test_edited_row_is_reported_as_edited(audit_store):
+def _where(seq: int) -> str:
+    return f"WHERE workflow_id = :w AND seq = {seq}"
+
+
+@pytest.mark.parametrize(
+    ("statements", "first_break"),
+    [
+        pytest.param(
+            [f"UPDATE audit_entries SET outcome = 'declined' {_where(2)}"],
+            (2, "entry 2 was edited: its hash no longer matches"),
+            id="edited",
+        ),
+        pytest.param(
+            [f"DELETE FROM audit_entries {_where(3)}"],
+            (3, "entry 3 is missing (found seq 4)"),
+            id="deleted",
+        ),
+        pytest.param(
+            [
+                f"UPDATE audit_entries SET seq = 99 {_where(2)}",
+                f"UPDATE audit_entries SET seq = 2 {_where(3)}",
+                f"UPDATE audit_entries SET seq = 3 {_where(99)}",
+            ],
+            (2, "entry 2 was reordered: the entry that follows entry 1 is stored as entry 3"),
+            id="reordered",
+        ),
+    ],
+)
+async def test_tampered_rows_are_reported_at_the_first_broken_link(
+    audit_store, statements, first_break
+):
     workflow_id = new_workflow_id()
     await audit_store.append(sealed_trail(workflow_id))
 
-    async with tampering(audit_store.url) as conn:
-        await conn.execute(
-            sa.text("UPDATE audit_entries SET outcome = 'declined' WHERE workflow_id = :w AND seq = 2"),
-            {"w": workflow_id},
-        )
+    await tamper_with(audit_store.url, workflow_id, *statements)
 
-    assert first_broken_link(await audit_store.entries(workflow_id)) == (
-        2,
-        "entry 2 was edited: its hash no longer matches",
-    )
-
-
-async def test_deleted_row_is_reported_as_missing(audit_store):
-    workflow_id = new_workflow_id()
-    await audit_store.append(sealed_trail(workflow_id))
-
-    async with tampering(audit_store.url) as conn:
-        await conn.execute(
-            sa.text("DELETE FROM audit_entries WHERE workflow_id = :w AND seq = 3"),
-            {"w": workflow_id},
-        )
-
-    assert first_broken_link(await audit_store.entries(workflow_id)) == (
-        3,
-        "entry 3 is missing (found seq 4)",
-    )
-
-
-async def test_reordered_rows_are_reported_as_reordered(audit_store):
-    workflow_id = new_workflow_id()
-    await audit_store.append(sealed_trail(workflow_id))
-
-    async with tampering(audit_store.url) as conn:
-        for old, new in ((2, 99), (3, 2), (99, 3)):
-            await conn.execute(
-                sa.text("UPDATE audit_entries SET seq = :new WHERE workflow_id = :w AND seq = :old"),
-                {"w": workflow_id, "old": old, "new": new},
-            )
-
-    assert first_broken_link(await audit_store.entries(workflow_id)) == (
-        2,
-        "entry 2 was reordered: the entry that follows entry 1 is stored as entry 3",
-    )
+    assert first_broken_link(await audit_store.entries(workflow_id)) == first_break
 
 
 @pytest.mark.parametrize(

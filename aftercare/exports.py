@@ -1,0 +1,127 @@
+"""An audit trail in the forms auditors take away: JSON lines, CSV, a FHIR R4 Bundle."""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from workflows.models import Actor, AuditEntry
+
+CSV_COLUMNS = list(AuditEntry.model_fields)
+
+# Stable AuditEvent ids: the same entry exported twice is the same resource.
+_FHIR_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:aftercare:audit-entry")
+_STEP_SYSTEM = "urn:aftercare:followup-step"
+_ACTOR_SYSTEM = "urn:aftercare:actor"
+_WORKFLOW_SYSTEM = "urn:aftercare:followup"
+
+
+def write_jsonl(entries: Sequence[AuditEntry], out: TextIO) -> None:
+    for entry in entries:
+        out.write(entry.model_dump_json() + "\n")
+
+
+def write_csv(entries: Sequence[AuditEntry], out: TextIO) -> None:
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for entry in entries:
+        row = entry.model_dump(mode="json")
+        row["detail"] = json.dumps(row["detail"], sort_keys=True)
+        writer.writerow(row)
+
+
+def write_fhir(entries: Sequence[AuditEntry], out: TextIO) -> None:
+    json.dump(fhir_bundle(entries), out, indent=2)
+    out.write("\n")
+
+
+def fhir_bundle(entries: Sequence[AuditEntry]) -> dict[str, Any]:
+    """A FHIR R4 ``collection`` Bundle with one AuditEvent per entry."""
+    events = [fhir_audit_event(entry) for entry in entries]
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "entry": [{"fullUrl": f"urn:uuid:{event['id']}", "resource": event} for event in events],
+    }
+
+
+def fhir_audit_event(entry: AuditEntry) -> dict[str, Any]:
+    agents = [
+        {
+            "type": {"coding": [{"system": _ACTOR_SYSTEM, "code": str(entry.actor)}]},
+            "who": {"identifier": {"system": _ACTOR_SYSTEM, "value": str(entry.actor)}},
+            "requestor": entry.actor != Actor.SYSTEM,
+        }
+    ]
+    if entry.recipient:
+        agents.append(
+            {
+                "type": {"text": "recipient"},
+                "who": {"identifier": {"value": entry.recipient}},
+                "requestor": False,
+            }
+        )
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": str(uuid.uuid5(_FHIR_ID_NAMESPACE, f"{entry.workflow_id}/{entry.seq}")),
+        "type": {
+            "system": "http://dicom.nema.org/resources/ontology/DCM",
+            "code": "110100",
+            "display": "Application Activity",
+        },
+        "subtype": [{"system": _STEP_SYSTEM, "code": entry.step}],
+        "action": "E",
+        "recorded": entry.at.astimezone(timezone.utc).isoformat(),
+        "agent": agents,
+        "source": {
+            "site": "aftercare",
+            "observer": {"display": "Aftercare follow-up workflow"},
+            "type": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                    "code": "4",
+                    "display": "Application Server",
+                }
+            ],
+        },
+        "entity": [
+            {
+                "what": {"identifier": {"system": _WORKFLOW_SYSTEM, "value": entry.workflow_id}},
+                "type": {
+                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                    "code": "2",
+                    "display": "System Object",
+                },
+                "detail": _entity_details(entry),
+            }
+        ],
+    }
+    if entry.outcome:
+        event["outcomeDesc"] = entry.outcome
+    return event
+
+
+def _entity_details(entry: AuditEntry) -> list[dict[str, str]]:
+    """With the event's other fields, everything the hash covers: the export alone can be
+    re-verified."""
+    fields = {
+        "seq": str(entry.seq),
+        "channel": entry.channel,
+        "provider_message_id": entry.provider_message_id,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+        **{f"detail.{key}": value for key, value in sorted(entry.detail.items())},
+    }
+    return [{"type": key, "valueString": value} for key, value in fields.items() if value]
+
+
+EXPORT_FORMATS: dict[str, Callable[[Sequence[AuditEntry], TextIO], None]] = {
+    "jsonl": write_jsonl,
+    "csv": write_csv,
+    "fhir": write_fhir,
+}

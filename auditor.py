@@ -1,0 +1,225 @@
+"""The compliance auditor's CLI: export follow-up trails and verify their hash chains.
+
+    aftercare-auditor export --workflow ID [--format jsonl|csv|fhir]
+    aftercare-auditor export --from DATE --to DATE [--clinic C] [--format ...]
+    aftercare-auditor verify --workflow ID | --all
+
+Every use is written to the audit database's access log (who, what, when) before it runs,
+so a failed or refused look is on record too. Each subcommand is one ``Command`` in
+``COMMANDS``: a new one (``replay``) is an entry there, not a change to the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import TextIO
+
+from sqlalchemy.engine import make_url
+
+from aftercare.exports import EXPORT_FORMATS
+from aftercare.settings import get_settings
+from aftercare.store import AuditStore
+from aftercare.verification import first_broken_link
+
+EXIT_OK, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    describe_target: Callable[[argparse.Namespace], str]
+    """What the access log records as looked at."""
+    run: Callable[[AuditStore, argparse.Namespace, TextIO], Awaitable[int]]
+    problem_with: Callable[[argparse.Namespace], str | None] = lambda args: None
+    """What is wrong with a combination of arguments argparse cannot check, if anything."""
+
+
+# --- export -----------------------------------------------------------------------------
+
+
+def _moment(text: str, *, end_of_day: bool) -> datetime:
+    """An ISO date or date-time; a bare date means the whole day (UTC), a naive time UTC."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not an ISO date (2026-11-21) or date-time (2026-11-21T09:00Z)"
+            ) from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    start = datetime.combine(day, time(), tzinfo=timezone.utc)
+    return start + timedelta(days=1) if end_of_day else start
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--workflow", metavar="ID", help="one follow-up's whole trail")
+    which.add_argument(
+        "--from",
+        dest="start",
+        metavar="DATE",
+        type=lambda text: _moment(text, end_of_day=False),
+        help="first day (or moment) of a period, with --to",
+    )
+    parser.add_argument(
+        "--to",
+        dest="end",
+        metavar="DATE",
+        type=lambda text: _moment(text, end_of_day=True),
+        help="last day of the period, included (or a moment, excluded)",
+    )
+    parser.add_argument("--clinic", metavar="C", help="only this clinic's follow-ups")
+    parser.add_argument("--format", choices=sorted(EXPORT_FORMATS), default="jsonl")
+
+
+def _export_target(args: argparse.Namespace) -> str:
+    if args.workflow:
+        return f"workflow {args.workflow} as {args.format}"
+    clinic = f" clinic {args.clinic}" if args.clinic else ""
+    return f"period {args.start.isoformat()}..{args.end.isoformat()}{clinic} as {args.format}"
+
+
+async def _export(store: AuditStore, args: argparse.Namespace, out: TextIO) -> int:
+    if args.workflow:
+        entries = await store.entries(args.workflow)
+        if not entries:
+            _complain(f"no audit trail stored for {args.workflow}")
+            return EXIT_FINDINGS
+    else:
+        entries = await store.entries_between(args.start, args.end, clinic_id=args.clinic)
+    EXPORT_FORMATS[args.format](entries, out)
+    return EXIT_OK
+
+
+def _export_problem(args: argparse.Namespace) -> str | None:
+    if args.start is not None and args.end is None:
+        return "--from needs --to"
+    if args.workflow and (args.end is not None or args.clinic):
+        return "--to and --clinic select a period: use them with --from, not --workflow"
+    if args.start is not None and args.end <= args.start:
+        return "--to must be after --from"
+    return None
+
+
+# --- verify -----------------------------------------------------------------------------
+
+
+def _add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--workflow", metavar="ID", help="check one follow-up's chain")
+    which.add_argument("--all", action="store_true", help="check every stored chain")
+
+
+def _verify_target(args: argparse.Namespace) -> str:
+    return "all chains" if args.all else f"workflow {args.workflow}"
+
+
+async def _verify(store: AuditStore, args: argparse.Namespace, out: TextIO) -> int:
+    workflow_ids = await store.workflow_ids() if args.all else [args.workflow]
+    broken = 0
+    for workflow_id in workflow_ids:
+        entries = await store.entries(workflow_id)
+        if not entries:
+            out.write(f"{workflow_id}: no audit trail stored\n")
+            broken += 1
+        elif (found := first_broken_link(entries)) is not None:
+            out.write(f"{workflow_id}: broken at entry {found[0]}: {found[1]}\n")
+            broken += 1
+        else:
+            out.write(f"{workflow_id}: verified ({len(entries)} entries)\n")
+    if args.all:
+        out.write(f"{len(workflow_ids) - broken} of {len(workflow_ids)} chains verified\n")
+    return EXIT_FINDINGS if broken else EXIT_OK
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "export",
+        "write a follow-up's or a period's trail as JSON lines, CSV or a FHIR R4 Bundle",
+        _add_export_arguments,
+        _export_target,
+        _export,
+        _export_problem,
+    ),
+    Command(
+        "verify",
+        "check hash chains; report each chain's first broken link (exit 1 if any)",
+        _add_verify_arguments,
+        _verify_target,
+        _verify,
+    ),
+)
+
+# --- the program --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aftercare-auditor", description="Export and verify Aftercare audit trails."
+    )
+    parser.add_argument(
+        "--database-url",
+        help="audit database (default: AFTERCARE_AUDIT_DATABASE_URL or its default)",
+    )
+    parser.add_argument(
+        "--auditor", help="who is looking, for the access log (default: $USER)"
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_arguments(subcommands.add_parser(command.name, help=command.help))
+    return parser
+
+
+async def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """The CLI without the event loop, for callers that already run one."""
+    out = out or sys.stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = next(c for c in COMMANDS if c.name == args.command)
+    problem = command.problem_with(args)
+    if problem is not None:
+        parser.error(f"{command.name}: {problem}")
+    url = args.database_url or get_settings().audit_database_url
+    try:
+        store = await AuditStore.open(url)
+    except Exception as err:  # noqa: BLE001 - any failure to open is reported the same way
+        shown = make_url(url).render_as_string(hide_password=True)
+        _complain(f"cannot open the audit database {shown}: {type(err).__name__}")
+        return EXIT_UNUSABLE
+    try:
+        await store.record_access(
+            actor=_auditor(args),
+            action=command.name,
+            target=command.describe_target(args),
+            at=datetime.now(timezone.utc),
+        )
+        return await command.run(store, args, out)
+    finally:
+        await store.close()
+
+
+def _auditor(args: argparse.Namespace) -> str:
+    return args.auditor or os.environ.get("USER") or getpass.getuser()
+
+
+def _complain(problem: str) -> None:
+    print(f"aftercare-auditor: {problem}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return asyncio.run(run(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+import asyncio
+import csv
+import io
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import auditor
+from tests.fixtures.databases import tamper_with
+from tests.trails import STARTED, new_workflow_id, sealed_trail
+from workflows.models import AuditEntry
+
+REPO = Path(auditor.__file__).parent
+
+
+async def audit(store, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = await auditor.run(
+        ["--database-url", store.url, "--auditor", "auditor-7", *argv], out=out
+    )
+    return code, out.getvalue()
+
+
+@pytest.fixture
+async def stored_trail(sqlite_store) -> list[AuditEntry]:
+    trail = sealed_trail(new_workflow_id())
+    await sqlite_store.append(trail)
+    return trail
+
+
+async def test_jsonl_export_is_one_parseable_entry_per_line(sqlite_store, stored_trail):
+    code, out = await audit(sqlite_store, "export", "--workflow", stored_trail[0].workflow_id)
+
+    assert code == 0
+    assert [AuditEntry.model_validate_json(line) for line in out.splitlines()] == stored_trail
+
+
+async def test_csv_export_parses_with_the_csv_module(sqlite_store, stored_trail):
+    workflow_id = stored_trail[0].workflow_id
+
+    code, out = await audit(sqlite_store, "export", "--workflow", workflow_id, "--format", "csv")
+
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0
+    assert [(row["workflow_id"], row["seq"], row["step"]) for row in rows] == [
+        (workflow_id, str(entry.seq), entry.step) for entry in stored_trail
+    ]
+    assert json.loads(rows[4]["detail"]) == stored_trail[4].detail
+    assert [row["hash"] for row in rows] == [entry.hash for entry in stored_trail]
+
+
+async def test_fhir_export_is_a_bundle_of_complete_audit_events(sqlite_store, stored_trail):
+    workflow_id = stored_trail[0].workflow_id
+
+    code, out = await audit(sqlite_store, "export", "--workflow", workflow_id, "--format", "fhir")
+
+    bundle = json.loads(out)
+    events = [item["resource"] for item in bundle["entry"]]
+    assert code == 0
+    assert bundle["resourceType"] == "Bundle"
+    assert len(events) == len(stored_trail)
+    for event, entry in zip(events, stored_trail, strict=True):
+        assert event["resourceType"] == "AuditEvent"
+        assert event["type"]["code"]
+        assert event["subtype"][0]["code"] == entry.step
+        assert event["recorded"] == entry.at.isoformat()
+        assert event["agent"] and all("requestor" in agent for agent in event["agent"])
+        assert event["source"]["observer"]
+        assert event["entity"][0]["what"]["identifier"]["value"] == workflow_id
+    details = {d["type"]: d["valueString"] for d in events[4]["entity"][0]["detail"]}
+    assert details["hash"] == stored_trail[4].hash
+    assert details["detail.basis"] == "client consent"
+
+
+async def test_period_export_keeps_to_the_period_and_clinic(sqlite_store):
+    ours, theirs = new_workflow_id("clinic-7"), new_workflow_id("clinic-8")
+    await sqlite_store.append(sealed_trail(ours))
+    await sqlite_store.append(sealed_trail(theirs))
+    next_day = STARTED + timedelta(days=1)
+    await sqlite_store.append(sealed_trail(new_workflow_id("clinic-7"), started=next_day))
+
+    code, out = await audit(
+        sqlite_store, "export", "--from", "2026-11-21", "--to", "2026-11-21", "--clinic", "clinic-7"
+    )
+
+    exported = [AuditEntry.model_validate_json(line) for line in out.splitlines()]
+    assert code == 0
+    assert {entry.workflow_id for entry in exported} == {ours}
+    assert len(exported) == len(sealed_trail(ours))
+
+
+async def test_exporting_an_unknown_follow_up_says_so_and_fails(sqlite_store, capsys):
+    code, out = await audit(sqlite_store, "export", "--workflow", "followup-clinic-1-nope")
+
+    assert code == 1
+    assert out == ""
+    assert "no audit trail stored for followup-clinic-1-nope" in capsys.readouterr().err
+
+
+async def test_a_period_needs_both_ends(sqlite_store, capsys):
+    with pytest.raises(SystemExit) as usage:
+        await audit(sqlite_store, "export", "--from", "2026-11-21")
+
+    assert usage.value.code == 2
+    assert "--from needs --to" in capsys.readouterr().err
+
+
+async def test_verify_reports_an_intact_chain_as_verified(sqlite_store, stored_trail):
+    workflow_id = stored_trail[0].workflow_id
+
+    code, out = await audit(sqlite_store, "verify", "--workflow", workflow_id)
+
+    assert (code, out) == (0, f"{workflow_id}: verified (5 entries)\n")
+
+
+async def test_verify_all_names_the_broken_chain_and_its_first_bad_link(sqlite_store, stored_trail):
+    tampered = new_workflow_id()
+    await sqlite_store.append(sealed_trail(tampered))
+    await tamper_with(
+        sqlite_store.url,
+        tampered,
+        "UPDATE audit_entries SET step = 'nothing_happened' WHERE workflow_id = :w AND seq = 4",
+    )
+
+    code, out = await audit(sqlite_store, "verify", "--all")
+
+    assert code == 1
+    assert f"{stored_trail[0].workflow_id}: verified (5 entries)" in out
+    assert f"{tampered}: broken at entry 4: entry 4 was edited" in out
+    assert out.endswith("1 of 2 chains verified\n")
+
+
+async def test_verify_of_a_follow_up_without_a_trail_fails(sqlite_store):
+    code, out = await audit(sqlite_store, "verify", "--workflow", "followup-clinic-1-nope")
+
+    assert (code, out) == (1, "followup-clinic-1-nope: no audit trail stored\n")
+
+
+async def test_every_use_is_in_the_access_log(sqlite_store, stored_trail, monkeypatch):
+    workflow_id = stored_trail[0].workflow_id
+    monkeypatch.setenv("USER", "auditor-from-env")
+
+    await audit(sqlite_store, "export", "--workflow", workflow_id, "--format", "csv")
+    await auditor.run(["--database-url", sqlite_store.url, "verify", "--all"], out=io.StringIO())
+
+    records = await sqlite_store.access_records()
+    assert [(r.actor, r.action, r.target) for r in records] == [
+        ("auditor-7", "export", f"workflow {workflow_id} as csv"),
+        ("auditor-from-env", "verify", "all chains"),
+    ]
+    assert all(r.at.tzinfo is not None for r in records)
+
+
+async def test_the_command_line_exits_1_once_an_entry_is_deleted(sqlite_store, stored_trail):
+    workflow_id = stored_trail[0].workflow_id
+
+    async def verify_all() -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "auditor", "--database-url", sqlite_store.url, "verify", "--all",
+            cwd=REPO, stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+        return process.returncode, out.decode()
+
+    assert await verify_all() == (
+        0,
+        f"{workflow_id}: verified (5 entries)\n1 of 1 chains verified\n",
+    )
+    await tamper_with(
+        sqlite_store.url,
+        workflow_id,
+        "DELETE FROM audit_entries WHERE workflow_id = :w AND seq = 2",
+    )
+    code, out = await verify_all()
+    assert code == 1
+    assert f"{workflow_id}: broken at entry 2: entry 2 is missing (found seq 3)" in out
