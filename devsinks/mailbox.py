@@ -29,7 +29,8 @@ class ReceivedMail:
 
     @property
     def text(self) -> str:
-        return self.message.get_body(("plain",)).get_content()
+        # As received over SMTP, lines end in CRLF.
+        return self.message.get_body(("plain",)).get_content().replace("\r\n", "\n")
 
 
 class Mailbox:

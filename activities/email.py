@@ -1,0 +1,97 @@
+"""Emails clients and on-call staff over SMTP.
+
+Each one-click action becomes a line "label: {public_base_url}/r/{signed token}". The
+Message-ID derives from the follow-up and message key, so should a message ever go out
+twice both copies carry the same id. A 5xx from the mail server (no such mailbox,
+refused) fails the activity as a non-retryable ``PERMANENT_DELIVERY_FAILURE`` so the
+workflow falls back to SMS; a 4xx, a timeout or a lost connection fails it retryably.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+
+import aiosmtplib
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.delivery_ledger import DeliveryLedger, deliver_once
+from aftercare.links import issue_link_token
+from aftercare.settings import Settings
+from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, Delivery, OutboundMessage
+
+MAIL_SERVER_UNAVAILABLE = "MailServerUnavailable"
+DEFAULT_SUBJECT = "A message from your care team"
+
+
+class EmailActivities:
+    def __init__(self, settings: Settings, ledger: DeliveryLedger) -> None:
+        if not settings.link_secret:
+            raise ValueError("set AFTERCARE_LINK_SECRET: it signs the one-click links in emails")
+        self.settings = settings
+        self.ledger = ledger
+
+    @activity.defn
+    async def send_email(self, message: OutboundMessage) -> Delivery:
+        return await deliver_once(self.ledger, message, lambda: self._send(message))
+
+    async def _send(self, message: OutboundMessage) -> Delivery:
+        email = self._compose(message, datetime.now(UTC))
+        settings = self.settings
+        try:
+            await aiosmtplib.send(
+                email,
+                hostname=settings.smtp_host,
+                port=settings.smtp_port,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+                start_tls=settings.smtp_starttls,
+                timeout=settings.smtp_timeout_seconds,
+            )
+        # The server's own text may quote the address: only the reply code goes further.
+        except aiosmtplib.SMTPRecipientsRefused as err:
+            raise _classified(err.recipients[0].code) from None
+        except aiosmtplib.SMTPResponseException as err:
+            raise _classified(err.code) from None
+        except (aiosmtplib.SMTPException, OSError) as err:
+            raise ApplicationError(
+                f"mail server unreachable: {type(err).__name__}", type=MAIL_SERVER_UNAVAILABLE
+            ) from None
+        activity.logger.info("Email accepted as %s (%s)", email["Message-ID"], message.message_key)
+        return Delivery(channel=Channel.EMAIL, provider_message_id=email["Message-ID"])
+
+    def _compose(self, message: OutboundMessage, now: datetime) -> EmailMessage:
+        ttl = timedelta(hours=self.settings.link_ttl_hours)
+        base_url = self.settings.public_base_url.rstrip("/")
+        lines = [message.body]
+        if message.links:
+            lines.append("")
+        for link in message.links:
+            token = issue_link_token(
+                self.settings.link_secret, message.workflow_id, link.action, link.value, ttl, now
+            )
+            lines.append(f"{link.label}: {base_url}/r/{token}")
+
+        email = EmailMessage()
+        email["From"] = self.settings.mail_from
+        email["To"] = message.to
+        email["Subject"] = message.subject or DEFAULT_SUBJECT
+        email["Date"] = format_datetime(now)
+        email["Message-ID"] = self._message_id(message)
+        email.set_content("\n".join(lines) + "\n")
+        return email
+
+    def _message_id(self, message: OutboundMessage) -> str:
+        digest = hashlib.sha256(f"{message.workflow_id}\n{message.message_key}".encode())
+        domain = parseaddr(self.settings.mail_from)[1].rpartition("@")[2] or "aftercare"
+        return f"<{digest.hexdigest()[:40]}@{domain}>"
+
+
+def _classified(code: int) -> ApplicationError:
+    detail = f"mail server answered {code}"
+    if 500 <= code < 600:
+        return ApplicationError(detail, type=PERMANENT_DELIVERY_FAILURE, non_retryable=True)
+    return ApplicationError(detail, type=MAIL_SERVER_UNAVAILABLE)

@@ -1,0 +1,110 @@
+"""The booking activity, through httpx, against a clinic's loopback booking webhook."""
+
+import hashlib
+import hmac
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.booking import BOOKING_REJECTED, BOOKING_UNAVAILABLE, BookingActivities
+from tests.fixtures.sinks import BOOKING_SECRETS
+from workflows.models import BookingRequest
+
+SLOT = datetime(2026, 11, 24, 10, 0, tzinfo=timezone(timedelta(hours=-5)))
+
+
+def choice(webhook_url: str, clinic_id: str = "clinic-42") -> BookingRequest:
+    return BookingRequest(
+        workflow_id=f"followup-{clinic_id}-s-1",
+        clinic_id=clinic_id,
+        session_id="s-1",
+        client_id="c-7781",
+        slot_start=SLOT,
+        webhook_url=webhook_url,
+    )
+
+
+async def book(settings, request: BookingRequest):
+    return await ActivityEnvironment().run(BookingActivities(settings).request_booking, request)
+
+
+async def test_the_clinic_verifies_the_signed_choice_and_books_it(
+    delivery_settings, booking_sink
+):
+    confirmation = await book(delivery_settings, choice(booking_sink.webhook_url("clinic-42")))
+
+    [call] = booking_sink.calls
+    assert call.verified
+    assert confirmation.booking_id == booking_sink.bookings["followup-clinic-42-s-1"]
+    assert call.json == {
+        "workflow_id": "followup-clinic-42-s-1",
+        "clinic_id": "clinic-42",
+        "session_id": "s-1",
+        "client_id": "c-7781",
+        "slot_start": "2026-11-24T10:00:00-05:00",
+    }
+    expected = hmac.new(BOOKING_SECRETS["clinic-42"].encode(), call.body, hashlib.sha256)
+    assert call.signature == f"sha256={expected.hexdigest()}"
+    assert call.idempotency_key == "followup-clinic-42-s-1"
+    assert datetime.fromisoformat(call.timestamp).tzinfo is not None
+
+
+async def test_a_retried_booking_books_the_slot_once(delivery_settings, booking_sink):
+    request = choice(booking_sink.webhook_url("clinic-42"))
+
+    first = await book(delivery_settings, request)
+    again = await book(delivery_settings, request)
+
+    assert first.booking_id == again.booking_id
+    assert len(booking_sink.bookings) == 1
+
+
+async def test_a_signature_made_with_another_secret_is_refused(delivery_settings, booking_sink):
+    settings = delivery_settings.model_copy(
+        update={"booking_webhook_secrets": {"clinic-42": "not-the-clinics-secret"}}
+    )
+
+    with pytest.raises(ApplicationError) as failure:
+        await book(settings, choice(booking_sink.webhook_url("clinic-42")))
+
+    assert failure.value.type == BOOKING_REJECTED and failure.value.non_retryable
+    assert "401" in str(failure.value)
+    assert not booking_sink.calls[0].verified
+
+
+async def test_a_clinic_without_a_webhook_secret_is_not_called(delivery_settings, booking_sink):
+    with pytest.raises(ApplicationError) as failure:
+        await book(delivery_settings, choice(booking_sink.webhook_url("clinic-9"), "clinic-9"))
+
+    assert failure.value.type == BOOKING_REJECTED and failure.value.non_retryable
+    assert booking_sink.calls == []
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_a_webhook_outage_is_retried(delivery_settings, booking_sink, status):
+    booking_sink.fail_next(status=status)
+
+    with pytest.raises(ApplicationError) as failure:
+        await book(delivery_settings, choice(booking_sink.webhook_url("clinic-42")))
+
+    assert failure.value.type == BOOKING_UNAVAILABLE and not failure.value.non_retryable
+
+
+async def test_an_unreachable_webhook_is_retried(delivery_settings, booking_sink):
+    url = booking_sink.webhook_url("clinic-42")
+    await booking_sink.stop()
+
+    with pytest.raises(ApplicationError) as failure:
+        await book(delivery_settings, choice(url))
+
+    assert failure.value.type == BOOKING_UNAVAILABLE and not failure.value.non_retryable
+
+
+async def test_the_webhook_learns_no_name_phone_or_email(delivery_settings, booking_sink):
+    await book(delivery_settings, choice(booking_sink.webhook_url("clinic-42")))
+
+    body = json.loads(booking_sink.calls[0].body)
+    assert set(body) == {"workflow_id", "clinic_id", "session_id", "client_id", "slot_start"}

@@ -1,0 +1,133 @@
+"""The email activity, through aiosmtplib, against the loopback SMTP mailbox."""
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.email import MAIL_SERVER_UNAVAILABLE, EmailActivities
+from aftercare.links import read_link_token
+from aftercare.settings import Settings
+from tests.fixtures.sinks import LINK_SECRET, PUBLIC_BASE_URL
+from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, LinkAction, OutboundMessage
+
+CLIENT_EMAIL = "dana@example.org"
+WORKFLOW_ID = "followup-clinic-42-s-1"
+
+
+def checkin(to: str = CLIENT_EMAIL, key: str = "checkin-1") -> OutboundMessage:
+    return OutboundMessage(
+        workflow_id=WORKFLOW_ID,
+        message_key=key,
+        channel=Channel.EMAIL,
+        to=to,
+        subject="Checking in",
+        body="Hi Dana, checking in after today. If you are in crisis, call or text 988.",
+        links=[
+            LinkAction(label="I'm OK", action="reply", value="OK"),
+            LinkAction(label="Please call me", action="reply", value="CALL"),
+        ],
+    )
+
+
+async def send(settings, ledger, message: OutboundMessage):
+    return await ActivityEnvironment().run(EmailActivities(settings, ledger).send_email, message)
+
+
+class ForgetfulLedger:
+    """A ledger that lost its record: what the Message-ID is there for."""
+
+    async def find_delivery(self, workflow_id, message_key):
+        return None
+
+    async def record_delivery(self, workflow_id, message_key, delivery):
+        pass
+
+
+async def test_a_checkin_arrives_with_one_signed_link_per_action(
+    delivery_settings, sqlite_store, mailbox
+):
+    delivery = await send(delivery_settings, sqlite_store, checkin())
+
+    [mail] = mailbox.messages
+    assert mail.rcpt_tos == [CLIENT_EMAIL] and mail.mail_from == "aftercare@localhost"
+    assert mail.message["Subject"] == "Checking in"
+    assert mail.text.startswith(checkin().body)
+    assert delivery.provider_message_id == mail.message["Message-ID"]
+    links = re.findall(r"^(.+): (\S+)$", mail.text, re.MULTILINE)
+    assert [label for label, _ in links] == ["I'm OK", "Please call me"]
+    claims = []
+    for _, url in links:
+        assert url.startswith(f"{PUBLIC_BASE_URL}/r/")
+        claims.append(read_link_token(LINK_SECRET, url.rpartition("/")[2], datetime.now(UTC)))
+    assert [(c.workflow_id, c.action, c.value) for c in claims] == [
+        (WORKFLOW_ID, "reply", "OK"),
+        (WORKFLOW_ID, "reply", "CALL"),
+    ]
+
+
+async def test_the_same_message_sent_twice_mails_the_client_once(
+    delivery_settings, sqlite_store, mailbox
+):
+    first = await send(delivery_settings, sqlite_store, checkin())
+    again = await send(delivery_settings, sqlite_store, checkin())
+
+    assert len(mailbox.messages) == 1
+    assert again.already_sent and again.provider_message_id == first.provider_message_id
+
+
+async def test_a_copy_sent_without_the_ledger_carries_the_same_message_id(
+    delivery_settings, mailbox
+):
+    await send(delivery_settings, ForgetfulLedger(), checkin())
+    await send(delivery_settings, ForgetfulLedger(), checkin())
+    await send(delivery_settings, ForgetfulLedger(), checkin(key="reminder-1"))
+
+    first, copy, reminder = (mail.message["Message-ID"] for mail in mailbox.messages)
+    assert first == copy != reminder
+
+
+async def test_a_bounced_address_fails_permanently_without_naming_it(
+    delivery_settings, sqlite_store, mailbox
+):
+    with pytest.raises(ApplicationError) as failure:
+        await send(delivery_settings, sqlite_store, checkin(to="bounce@example.org"))
+
+    assert failure.value.type == PERMANENT_DELIVERY_FAILURE
+    assert failure.value.non_retryable
+    assert "bounce" not in str(failure.value) and "example.org" not in str(failure.value)
+    assert failure.value.__cause__ is None and failure.value.__suppress_context__
+    assert mailbox.messages == []
+    assert await sqlite_store.find_delivery(WORKFLOW_ID, "checkin-1") is None
+
+
+async def test_a_mailbox_busy_for_now_is_retried_and_then_mails_once(
+    delivery_settings, sqlite_store, mailbox
+):
+    mailbox.defer_next()
+
+    with pytest.raises(ApplicationError) as failure:
+        await send(delivery_settings, sqlite_store, checkin())
+    assert failure.value.type == MAIL_SERVER_UNAVAILABLE
+    assert not failure.value.non_retryable
+    assert CLIENT_EMAIL not in str(failure.value)
+
+    await send(delivery_settings, sqlite_store, checkin())
+    assert len(mailbox.messages) == 1
+
+
+async def test_an_unreachable_mail_server_is_retried(delivery_settings, sqlite_store, mailbox):
+    await mailbox.stop()
+
+    with pytest.raises(ApplicationError) as failure:
+        await send(delivery_settings, sqlite_store, checkin())
+
+    assert failure.value.type == MAIL_SERVER_UNAVAILABLE
+    assert not failure.value.non_retryable
+
+
+async def test_emails_cannot_be_sent_without_a_secret_to_sign_their_links(sqlite_store):
+    with pytest.raises(ValueError, match="AFTERCARE_LINK_SECRET"):
+        EmailActivities(Settings(link_secret=None), sqlite_store)
