@@ -6,7 +6,7 @@ only ever inserts: there is no update or delete here, and the database refuses b
 
 Disclosures are not a second write: each audit entry with step ``emergency_contact_notified``
 *is* the disclosure, read back with ``recipient`` as to whom (a role, never a name or
-number), ``detail["reason"]`` as why and ``detail["basis"]`` as the legal basis. One write
+number), ``detail["why"]`` as why and ``detail["basis"]`` as the legal basis. One write
 path means a disclosure can never be recorded without its place in the chain, or the reverse.
 """
 
@@ -39,7 +39,7 @@ class Disclosure(BaseModel):
     workflow_id: str
     at: AwareDatetime
     to_whom: str
-    reason: str | None
+    why: str | None
     basis: str | None
     audit_seq: int
 
@@ -153,7 +153,7 @@ class AuditStore:
                 workflow_id=entry.workflow_id,
                 at=entry.at,
                 to_whom=entry.recipient or "emergency_contact",
-                reason=entry.detail.get("reason"),
+                why=entry.detail.get("why"),
                 basis=entry.detail.get("basis"),
                 audit_seq=entry.seq,
             )

@@ -24,7 +24,7 @@ async def test_appended_trail_reads_back_identical_and_verified(audit_store):
     stored = await audit_store.entries(workflow_id)
     assert stored == trail
     assert [entry.at.utcoffset() for entry in stored] == [timedelta(0)] * len(trail)
-    assert stored[4].detail == {"reason": "no reply after escalation", "basis": "client consent"}
+    assert stored[4].detail == {"why": "no_reply", "basis": "client consent"}
     assert first_broken_link(stored) is None
 
 
@@ -149,7 +149,7 @@ async def test_notice_to_emergency_contact_is_listed_as_a_disclosure(audit_store
         "workflow_id": workflow_id,
         "at": STARTED + timedelta(minutes=4),
         "to_whom": "emergency_contact",
-        "reason": "no reply after escalation",
+        "why": "no_reply",
         "basis": "client consent",
         "audit_seq": 5,
     }

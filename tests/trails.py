@@ -18,7 +18,7 @@ STEPS = [
         {
             "channel": "sms",
             "recipient": "emergency_contact",
-            "detail": {"reason": "no reply after escalation", "basis": "client consent"},
+            "detail": {"why": "no_reply", "basis": "client consent"},
         },
     ),
 ]
