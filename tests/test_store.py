@@ -203,3 +203,18 @@ async def test_reopening_a_database_keeps_its_trail_and_schema_version(audit_dat
     finally:
         await engine.dispose()
     assert sorted(versions) == list(range(1, LATEST_VERSION + 1))
+
+
+async def test_a_database_from_newer_code_is_not_opened(sqlite_url):
+    store = await AuditStore.open(sqlite_url)
+    await store.close()
+    engine = create_async_engine(sqlite_url)
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text("INSERT INTO schema_version VALUES (:v, 'from the future', :at)"),
+            {"v": LATEST_VERSION + 1, "at": STARTED},
+        )
+    await engine.dispose()
+
+    with pytest.raises(RuntimeError, match=f"schema version {LATEST_VERSION + 1}, newer"):
+        await AuditStore.open(sqlite_url)
