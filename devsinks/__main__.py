@@ -1,0 +1,3 @@
+from devsinks.stack import main
+
+main()
