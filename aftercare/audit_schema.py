@@ -81,4 +81,14 @@ access_log = sa.Table(
     sa.Column("at", UtcDateTime, nullable=False),
 )
 
+# Each one-click email link works once: its nonce is written here when it is used.
+used_links = sa.Table(
+    "used_links",
+    metadata,
+    sa.Column("jti", sa.String(64), primary_key=True),
+    sa.Column("workflow_id", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("used_at", UtcDateTime, nullable=False),
+)
+
 APPEND_ONLY_TABLES = ("audit_entries", "deliveries", "access_log")

@@ -28,6 +28,7 @@ from aftercare.audit_schema import (
     deliveries,
     metadata,
     schema_version,
+    used_links,
 )
 
 
@@ -67,9 +68,14 @@ def _refuse_updates_and_deletes(conn: sa.Connection) -> None:
                 )
 
 
+def _create_used_links(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[used_links])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "audit entries, deliveries and access log", _create_tables),
     Migration(2, "refuse UPDATE and DELETE on append-only tables", _refuse_updates_and_deletes),
+    Migration(3, "one-click links already used", _create_used_links),
 )
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from aftercare.audit_schema import access_log, audit_entries, deliveries
+from aftercare.audit_schema import access_log, audit_entries, deliveries, used_links
 from aftercare.migrations import migrate
 from workflows.models import AuditEntry, Delivery
 from workflows.trail import entry_digest
@@ -215,6 +215,26 @@ class AuditStore:
                 AccessRecord(actor=row.actor, action=row.action, target=row.target, at=row.at)
                 for row in rows
             ]
+
+    # --- one-click email links -----------------------------------------------------------
+
+    async def link_used(self, jti: str) -> bool:
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(sa.select(used_links.c.jti).where(used_links.c.jti == jti))
+        return found is not None
+
+    async def use_link(self, jti: str, workflow_id: str, action: str, at: datetime) -> bool:
+        """Mark a link used before acting on it; False when it was used already."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    used_links.insert().values(
+                        jti=jti, workflow_id=workflow_id, action=action, used_at=at
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
 
 
 def _create_engine(url: str) -> AsyncEngine:
