@@ -4,6 +4,9 @@ It answers ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` as Twilio do
 official client: HTTP basic auth with the account sid and auth token, a form-encoded
 message, the Message resource or Twilio's error JSON back. Twilio's magic test numbers
 fail as Twilio documents them; tests can make more numbers fail, or the next requests.
+With ``send_status_callbacks`` it then reports each message "sent" and "delivered" (or
+"undelivered", for numbers given to ``fail_delivery``) to the message's StatusCallback,
+signed with ``X-Twilio-Signature`` as Twilio signs them.
 
 ``GET /outbox`` lists what was sent as JSON; ``GET /`` shows it (and the dev mailbox,
 when one is attached) as a page.
@@ -11,6 +14,7 @@ when one is attached) as a page.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import secrets
@@ -19,7 +23,9 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
+import aiohttp
 from aiohttp import BasicAuth, web
+from twilio.request_validator import RequestValidator
 
 from aftercare.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
 from devsinks.http import HttpSink
@@ -55,6 +61,7 @@ MAGIC_NUMBERS = {
 }
 
 _UNAUTHENTICATED = TwilioError(20003, "Authenticate", status=401)
+_STATUS_CALLBACK_DELAY_SECONDS = 0.2
 
 
 @dataclass
@@ -117,14 +124,18 @@ class SmsOutbox(HttpSink):
         auth_token: str = DEV_TWILIO_AUTH_TOKEN,
         outbox_file: Path | None = None,
         mailbox: Mailbox | None = None,
+        send_status_callbacks: bool = False,
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.outbox_file = outbox_file
         self.mailbox = mailbox
+        self.send_status_callbacks = send_status_callbacks
         self.messages: list[SentSms] = []
         self._next_failures: list[TwilioError] = []
         self._failing_numbers: dict[str, TwilioError] = {}
+        self._undeliverable: dict[str, int] = {}
+        self._callbacks: set[asyncio.Task] = set()
 
     def fail_next(self, count: int = 1, status: int = 503, code: int | None = None) -> None:
         """Answer the next ``count`` sends with an HTTP ``status`` (a 5xx or 429)."""
@@ -137,10 +148,22 @@ class SmsOutbox(HttpSink):
             code, message or f"Simulated Twilio error {code}", status
         )
 
+    def fail_delivery(self, number: str, code: int = 30003) -> None:
+        """Accept sends to ``number``, then report them undelivered with ``code``, as a
+        carrier does for an unreachable handset (30003) or a landline (30006)."""
+        self._undeliverable[number] = code
+
     def reset(self) -> None:
         self.messages.clear()
         self._next_failures.clear()
         self._failing_numbers.clear()
+        self._undeliverable.clear()
+
+    async def stop(self) -> None:
+        for task in list(self._callbacks):
+            task.cancel()
+        await asyncio.gather(*self._callbacks, return_exceptions=True)
+        await super().stop()
 
     def sent_to(self, number: str) -> list[SentSms]:
         return [sms for sms in self.messages if sms.to == number]
@@ -186,7 +209,40 @@ class SmsOutbox(HttpSink):
         if self.outbox_file is not None:
             with self.outbox_file.open("a", encoding="utf-8") as outbox:
                 outbox.write(json.dumps(sms.as_dict()) + "\n")
+        if self.send_status_callbacks and sms.status_callback:
+            task = asyncio.create_task(self._report_status(sms))
+            self._callbacks.add(task)
+            task.add_done_callback(self._callbacks.discard)
         return web.json_response(sms.resource(self.account_sid), status=201)
+
+    async def _report_status(self, sms: SentSms) -> None:
+        error_code = self._undeliverable.get(sms.to)
+        if error_code:
+            outcome = {"MessageStatus": "undelivered", "ErrorCode": str(error_code)}
+        else:
+            outcome = {"MessageStatus": "delivered"}
+        validator = RequestValidator(self.auth_token)
+        # As from Twilio, receipts come after the send's own answer, never before it.
+        await asyncio.sleep(_STATUS_CALLBACK_DELAY_SECONDS)
+        async with aiohttp.ClientSession() as http:
+            for update in ({"MessageStatus": "sent"}, outcome):
+                params = {
+                    "AccountSid": self.account_sid,
+                    "ApiVersion": API_VERSION,
+                    "From": sms.from_ or "",
+                    "MessageSid": sms.sid,
+                    "SmsSid": sms.sid,
+                    "SmsStatus": update["MessageStatus"],
+                    "To": sms.to,
+                    **update,
+                }
+                signature = validator.compute_signature(sms.status_callback, params)
+                headers = {"X-Twilio-Signature": signature}
+                try:
+                    async with http.post(sms.status_callback, data=params, headers=headers):
+                        pass
+                except aiohttp.ClientError:
+                    return  # nobody listening: Twilio, too, gives up on a callback
 
     def _authenticated(self, request: web.Request) -> bool:
         try:

@@ -36,6 +36,7 @@ class DevSinks:
     _runner: web.AppRunner
 
     async def stop(self) -> None:
+        await self.outbox.stop()
         await self._runner.cleanup()
         await self.mailbox.stop()
 
@@ -50,7 +51,9 @@ async def start_dev_sinks(
     """Start the sinks on ``host``; port 0 picks a free one (see ``.url``, ``.mailbox.port``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     mailbox = Mailbox(data_dir / "mail")
-    outbox = SmsOutbox(outbox_file=data_dir / "outbox.jsonl", mailbox=mailbox)
+    outbox = SmsOutbox(
+        outbox_file=data_dir / "outbox.jsonl", mailbox=mailbox, send_status_callbacks=True
+    )
     booking = BookingSink(clinic_secrets)
     await mailbox.start(host, smtp_port)
     try:

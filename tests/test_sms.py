@@ -1,11 +1,16 @@
 """The SMS activity, through the real twilio client, against the loopback outbox."""
 
+import asyncio
+
 import pytest
+from aiohttp import web
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
+from twilio.request_validator import RequestValidator
 
 from activities.sms import SMS_PROVIDER_UNAVAILABLE, SmsActivities
-from aftercare.settings import DEV_TWILIO_FROM_NUMBER, Settings
+from aftercare.settings import DEV_TWILIO_AUTH_TOKEN, DEV_TWILIO_FROM_NUMBER, Settings
+from devsinks.http import serve
 from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, OutboundMessage
 
 CLIENT_PHONE = "+15555550123"
@@ -147,3 +152,38 @@ async def test_without_credentials_or_an_endpoint_sms_cannot_be_configured(sqlit
 
     with pytest.raises(ValueError, match="TWILIO_API_BASE_URL"):
         SmsActivities(settings, sqlite_store)
+
+
+@pytest.mark.parametrize(
+    ("undeliverable", "final"),
+    [
+        (False, {"MessageStatus": "delivered"}),
+        (True, {"MessageStatus": "undelivered", "ErrorCode": "30003"}),
+    ],
+)
+async def test_the_outbox_reports_delivery_to_the_status_callback_signed_as_twilio_does(
+    delivery_settings, sqlite_store, sms_outbox, undeliverable, final
+):
+    receipts: asyncio.Queue = asyncio.Queue()
+
+    async def status_callback(request: web.Request) -> web.Response:
+        await receipts.put((dict(await request.post()), request.headers["X-Twilio-Signature"]))
+        return web.Response(status=204)
+
+    runner, url = await serve([web.post("/v1/twilio/status", status_callback)])
+    sms_outbox.send_status_callbacks = True
+    if undeliverable:
+        sms_outbox.fail_delivery(CLIENT_PHONE)
+    try:
+        settings = delivery_settings.model_copy(update={"public_base_url": url})
+        delivery = await send(settings, sqlite_store, checkin())
+        sent, outcome = [await asyncio.wait_for(receipts.get(), 5) for _ in range(2)]
+    finally:
+        await runner.cleanup()
+
+    validator = RequestValidator(DEV_TWILIO_AUTH_TOKEN)
+    for params, signature in (sent, outcome):
+        assert validator.validate(f"{url}/v1/twilio/status", params, signature)
+        assert params["MessageSid"] == delivery.provider_message_id
+    assert sent[0]["MessageStatus"] == "sent"
+    assert final.items() <= outcome[0].items()
