@@ -50,11 +50,6 @@ class BookingSink(HttpSink):
     def fail_next(self, count: int = 1, status: int = 503) -> None:
         self._next_failures.extend([status] * count)
 
-    def reset(self) -> None:
-        self.calls.clear()
-        self.bookings.clear()
-        self._next_failures.clear()
-
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/clinics/{clinic_id}/bookings", self._book)]
 

@@ -52,10 +52,6 @@ class Mailbox:
         """Answer the next ``count`` recipients with a transient 451 (try again later)."""
         self._transient_refusals += count
 
-    def reset(self) -> None:
-        self.messages.clear()
-        self._transient_refusals = 0
-
     def sent_to(self, address: str) -> list[ReceivedMail]:
         return [mail for mail in self.messages if address in mail.rcpt_tos]
 

@@ -153,12 +153,6 @@ class SmsOutbox(HttpSink):
         carrier does for an unreachable handset (30003) or a landline (30006)."""
         self._undeliverable[number] = code
 
-    def reset(self) -> None:
-        self.messages.clear()
-        self._next_failures.clear()
-        self._failing_numbers.clear()
-        self._undeliverable.clear()
-
     async def stop(self) -> None:
         for task in list(self._callbacks):
             task.cancel()
