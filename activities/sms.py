@@ -9,6 +9,8 @@ outages, rate limits and timeouts fail it retryably.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import aiohttp
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -69,7 +71,7 @@ class SmsActivities:
                 sent = await client.messages.create_async(
                     to=message.to,
                     body=message.body,
-                    status_callback=self._status_callback,
+                    status_callback=self._status_callback_for(message),
                     **self._sender,
                 )
         except TwilioException as err:
@@ -80,6 +82,13 @@ class SmsActivities:
             ) from None
         activity.logger.info("SMS accepted as %s (%s)", sent.sid, message.message_key)
         return Delivery(channel=Channel.SMS, provider_message_id=sent.sid)
+
+    def _status_callback_for(self, message: OutboundMessage) -> str | None:
+        """Where Twilio reports delivery; the follow-up's id says whom an undelivered
+        text concerns."""
+        if self._status_callback is None:
+            return None
+        return f"{self._status_callback}?{urlencode({'followup': message.workflow_id})}"
 
 
 def _sender(settings: Settings) -> dict[str, str]:

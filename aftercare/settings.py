@@ -65,6 +65,8 @@ class Settings(BaseSettings):
 
     audit_database_url: str = "sqlite+aiosqlite:///.data/audit.db"
     public_base_url: str = "http://127.0.0.1:8000"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
 
     api_keys: KeyList = Field(default_factory=dict, description="clinic_id:key pairs")
     encryption_keys: KeyList = Field(

@@ -37,7 +37,9 @@ async def test_a_checkin_reaches_the_outbox_through_the_twilio_client(
 
     [sms] = sms_outbox.messages
     assert (sms.to, sms.from_, sms.body) == (CLIENT_PHONE, DEV_TWILIO_FROM_NUMBER, checkin().body)
-    assert sms.status_callback == "https://aftercare.test/v1/twilio/status"
+    assert sms.status_callback == (
+        "https://aftercare.test/v1/twilio/status?followup=followup-clinic-42-s-1"
+    )
     assert delivery.provider_message_id == sms.sid
     assert sms.sid.startswith("SM") and len(sms.sid) == 34
     assert delivery.channel is Channel.SMS and not delivery.already_sent
@@ -183,7 +185,9 @@ async def test_the_outbox_reports_delivery_to_the_status_callback_signed_as_twil
 
     validator = RequestValidator(DEV_TWILIO_AUTH_TOKEN)
     for params, signature in (sent, outcome):
-        assert validator.validate(f"{url}/v1/twilio/status", params, signature)
+        assert validator.validate(
+            f"{url}/v1/twilio/status?followup=followup-clinic-42-s-1", params, signature
+        )
         assert params["MessageSid"] == delivery.provider_message_id
     assert sent[0]["MessageStatus"] == "sent"
     assert final.items() <= outcome[0].items()

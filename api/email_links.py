@@ -1,0 +1,119 @@
+"""One-click links from emails: "I'm OK", "Please call me", "Book slot A", "Acknowledge".
+
+Opening a link (GET) only shows what it will do, with one button; the button (POST) does
+it. Mail scanners and link previews open every link in an email: were GET to act, a
+scanner could tell the clinic a client is safe before the client has read the message.
+A link works once and until it expires; a used, expired or altered one gets a 4xx page
+and records nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import HTMLResponse
+
+import starter
+from aftercare.links import ExpiredLink, InvalidLink, LinkClaim, read_link_token
+from api.intake import Intake, intake
+from api.metrics import intake_events
+from api.pages import confirm_page, page
+from api.problems import PROBLEM_CONTENT, problems
+from workflows.models import Acknowledge, ClientReply
+
+router = APIRouter(tags=["email links"])
+
+Service = Annotated[Intake, Depends(intake)]
+Token = Annotated[str, Path(max_length=2000, description="The signed token from the email")]
+
+_HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
+PAGES = {
+    200: {**_HTML, "description": "What the link does, or that it was done"},
+    400: {**_HTML, "description": "The link was altered or is not one of ours"},
+    409: {**_HTML, "description": "The link was used already, or the follow-up refused it"},
+    410: {**_HTML, "description": "The link has expired, or its follow-up has closed"},
+    **problems(422),
+    503: {
+        "content": {**_HTML["content"], **PROBLEM_CONTENT},
+        "description": "Links are switched off (a page), or Temporal is unreachable",
+    },
+}
+
+_WHAT_IT_DOES = {
+    ("reply", "OK"): ("I'm OK", "Let your care team know you are OK."),
+    ("reply", "CALL"): ("Please call me", "Ask your care team to call you."),
+    ("ack", ""): ("Acknowledge", "Take this escalation: the next level will not be paged."),
+    ("reschedule", ""): ("Book this time", "Book the session time offered as option {value}."),
+}
+
+
+def what_it_does(claim: LinkClaim) -> tuple[str, str]:
+    button, text = (_WHAT_IT_DOES.get((claim.action, claim.value))
+                    or _WHAT_IT_DOES.get((claim.action, ""), ("Send", "Send your answer.")))
+    return button, text.format(value=claim.value)
+
+
+async def usable_claim(service: Intake, token: str) -> LinkClaim | HTMLResponse:
+    """The link's claim, or the page explaining why it cannot be used."""
+    secret = service.settings.link_secret
+    if not secret:
+        return page("Links are switched off", "This service signs no links.", 503)
+    try:
+        claim = read_link_token(secret, token, datetime.now(UTC))
+    except ExpiredLink:
+        intake_events.labels("link", "expired").inc()
+        return page("This link has expired",
+                    "Please reply to the message instead, or call your care team.", 410)
+    except InvalidLink:
+        intake_events.labels("link", "invalid").inc()
+        return page("This link is not valid",
+                    "It may have been cut short or changed. Please reply to the message "
+                    "instead, or call your care team.", 400)
+    if await (await service.audit_store()).link_used(claim.jti):
+        return used_page()
+    return claim
+
+
+def used_page() -> HTMLResponse:
+    intake_events.labels("link", "reused").inc()
+    return page("This link was already used",
+                "Your answer was received the first time: nothing more is needed.", 409)
+
+
+@router.get("/r/{token}", response_class=HTMLResponse, responses=PAGES)
+async def open_link(token: Token, service: Service) -> HTMLResponse:
+    """Show what the link will do, with a button to do it."""
+    claim = await usable_claim(service, token)
+    if isinstance(claim, HTMLResponse):
+        return claim
+    button, text = what_it_does(claim)
+    return confirm_page(button, text, button, f"/r/{token}")
+
+
+@router.post("/r/{token}", response_class=HTMLResponse, responses=PAGES)
+async def use_link(token: Token, service: Service) -> HTMLResponse:
+    """Do what the link says, once."""
+    claim = await usable_claim(service, token)
+    if isinstance(claim, HTMLResponse):
+        return claim
+    store = await service.audit_store()
+    if not await store.use_link(claim.jti, claim.workflow_id, claim.action, datetime.now(UTC)):
+        return used_page()
+    client = await service.temporal()
+    try:
+        if claim.action == "ack":
+            result = await starter.acknowledge(
+                client, claim.workflow_id, Acknowledge(staff_id=claim.value))
+            done = result.message
+        else:
+            await starter.send_reply(
+                client, claim.workflow_id, ClientReply(text=claim.value, channel="link"))
+            done = "Thank you. Your care team has your answer."
+    except starter.ActionRefused as err:
+        return page("Nothing was changed", str(err), 409)
+    except starter.FollowUpNotFound:
+        return page("This follow-up has closed", "Nothing more is needed from you.", 410)
+    intake_events.labels("link", claim.action).inc()
+    return page("Done", done)

@@ -1,0 +1,172 @@
+"""Clinics' endpoints: send a departure event, read a follow-up, act on it as staff."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+
+import starter
+from api.auth import CallingClinic
+from api.intake import Intake, intake
+from api.metrics import intake_events
+from api.problems import problems
+from workflows.models import (
+    Acknowledge,
+    ActionResult,
+    Cancel,
+    ClientReply,
+    DepartureEvent,
+    FollowUpStatus,
+    Resolve,
+    followup_workflow_id,
+)
+
+router = APIRouter(prefix="/v1", tags=["follow-ups"])
+
+Service = Annotated[Intake, Depends(intake)]
+WorkflowId = Annotated[
+    str, Path(min_length=1, max_length=200, description="followup-{clinic_id}-{session_id}")
+]
+
+
+class FollowUpAccepted(BaseModel):
+    workflow_id: str
+    status_url: str
+
+
+class ReplyByApi(BaseModel):
+    text: str = Field(min_length=1, max_length=1600, description="What the client said")
+
+
+class ReplyAccepted(BaseModel):
+    workflow_id: str
+    message: str
+
+
+@router.post(
+    "/departures",
+    status_code=202,
+    response_model=FollowUpAccepted,
+    responses={
+        200: {"model": FollowUpAccepted, "description": "A repeat of an event already received"},
+        **problems(400, 401, 403, 409, 413, 422, 503),
+    },
+)
+async def receive_departure(
+    event: DepartureEvent, clinic_id: CallingClinic, service: Service, response: Response
+) -> FollowUpAccepted:
+    """Start the follow-up for a client who left a session; a repeat changes nothing."""
+    if event.clinic_id != clinic_id:
+        raise HTTPException(403, f"clinic_id: this API key is not for clinic {event.clinic_id!r}")
+    client = await service.temporal()
+    try:
+        started = await starter.start_followup(client, service.settings, service.policies, event)
+    except starter.SessionConflict as err:
+        intake_events.labels("departure", "conflict").inc()
+        raise HTTPException(409, f"session_id: {err}") from None
+    intake_events.labels("departure", "started" if started.created else "repeat").inc()
+    status_url = (
+        f"{service.settings.public_base_url.rstrip('/')}{router.prefix}/followups/"
+        f"{started.workflow_id}"
+    )
+    response.status_code = 202 if started.created else 200
+    response.headers["Location"] = status_url
+    return FollowUpAccepted(workflow_id=started.workflow_id, status_url=status_url)
+
+
+@router.get(
+    "/followups/{workflow_id}",
+    response_model=FollowUpStatus,
+    responses=problems(401, 404, 422, 503),
+)
+async def read_followup(
+    workflow_id: WorkflowId, clinic_id: CallingClinic, service: Service
+) -> FollowUpStatus:
+    """State, next deadline and the audit trail of one of the clinic's follow-ups."""
+    return await owned_followup(await service.temporal(), clinic_id, workflow_id)
+
+
+async def owned_followup(client: Client, clinic_id: str, workflow_id: str) -> FollowUpStatus:
+    """The follow-up's state, when it belongs to this clinic. Another clinic's follow-up
+    is answered exactly like one that does not exist."""
+    missing = HTTPException(404, f"workflow_id: clinic {clinic_id!r} has no follow-up {workflow_id!r}")
+    # Cheap first: ids are followup-{clinic}-{session}; the state then says for sure.
+    if not workflow_id.startswith(followup_workflow_id(clinic_id, "")):
+        raise missing
+    try:
+        status = await starter.get_status(client, workflow_id)
+    except starter.FollowUpNotFound:
+        raise missing from None
+    if status.clinic_id != clinic_id:
+        raise missing
+    return status
+
+
+async def act_on_followup(
+    service: Intake,
+    clinic_id: str,
+    workflow_id: str,
+    action: Callable[[Client, str, Any], Awaitable[Any]],
+    arg: Any,
+) -> Any:
+    client = await service.temporal()
+    await owned_followup(client, clinic_id, workflow_id)
+    try:
+        return await action(client, workflow_id, arg)
+    except starter.ActionRefused as err:
+        raise HTTPException(409, str(err)) from None
+    except starter.FollowUpNotFound:
+        raise HTTPException(409, "this follow-up is closed") from None
+
+
+ACTION_ERRORS = problems(401, 404, 409, 413, 422, 503)
+
+
+@router.post(
+    "/followups/{workflow_id}/acknowledge", response_model=ActionResult, responses=ACTION_ERRORS
+)
+async def acknowledge_escalation(
+    workflow_id: WorkflowId, ack: Acknowledge, clinic_id: CallingClinic, service: Service
+) -> ActionResult:
+    """A staff member takes the escalation: the chain stops paging the next level."""
+    return await act_on_followup(service, clinic_id, workflow_id, starter.acknowledge, ack)
+
+
+@router.post(
+    "/followups/{workflow_id}/resolve", response_model=ActionResult, responses=ACTION_ERRORS
+)
+async def resolve_followup(
+    workflow_id: WorkflowId, resolution: Resolve, clinic_id: CallingClinic, service: Service
+) -> ActionResult:
+    """Record what happened (reached the client, emergency services, ...)."""
+    return await act_on_followup(service, clinic_id, workflow_id, starter.resolve, resolution)
+
+
+@router.post(
+    "/followups/{workflow_id}/cancel", response_model=ActionResult, responses=ACTION_ERRORS
+)
+async def cancel_followup(
+    workflow_id: WorkflowId, cancellation: Cancel, clinic_id: CallingClinic, service: Service
+) -> ActionResult:
+    """Close the follow-up now, e.g. the client came back to the clinic."""
+    return await act_on_followup(service, clinic_id, workflow_id, starter.cancel, cancellation)
+
+
+@router.post(
+    "/followups/{workflow_id}/reply",
+    status_code=202,
+    response_model=ReplyAccepted,
+    responses=ACTION_ERRORS,
+)
+async def reply_for_client(
+    workflow_id: WorkflowId, reply: ReplyByApi, clinic_id: CallingClinic, service: Service
+) -> ReplyAccepted:
+    """A client's reply that reached the clinic another way, acted on as if texted."""
+    await act_on_followup(
+        service, clinic_id, workflow_id, starter.send_reply, ClientReply(text=reply.text)
+    )
+    return ReplyAccepted(workflow_id=workflow_id, message="reply passed to the follow-up")

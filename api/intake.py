@@ -1,0 +1,58 @@
+"""What every endpoint shares: settings, policies, a Temporal client and the audit store.
+
+The client connects on first use, so the service starts (and answers ``/healthz``) while
+Temporal is still coming up; ``/readyz`` says when it is reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import Request
+from temporalio.client import Client
+
+from aftercare.policies import PolicyBook
+from aftercare.settings import Settings
+from aftercare.store import AuditStore
+from aftercare.temporal import connect
+from api.problems import TemporalUnavailable
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+class Intake:
+    def __init__(self, settings: Settings, policies: PolicyBook, client: Client | None) -> None:
+        self.settings = settings
+        self.policies = policies
+        self._client = client
+        self._store: AuditStore | None = None
+        self._lock = asyncio.Lock()
+
+    async def temporal(self) -> Client:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = await asyncio.wait_for(
+                            connect(self.settings), CONNECT_TIMEOUT_SECONDS
+                        )
+                    except (RuntimeError, OSError, TimeoutError) as err:
+                        raise TemporalUnavailable(
+                            f"unreachable at {self.settings.temporal_address}"
+                        ) from err
+        return self._client
+
+    async def audit_store(self) -> AuditStore:
+        if self._store is None:
+            async with self._lock:
+                if self._store is None:
+                    self._store = await AuditStore.open(self.settings.audit_database_url)
+        return self._store
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+
+def intake(request: Request) -> Intake:
+    return request.app.state.intake
