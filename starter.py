@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributeKey,
+    SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -119,7 +120,7 @@ async def start_followup(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             memo={FINGERPRINT_MEMO: fingerprint},
-            search_attributes=TypedSearchAttributes([CONTACT_KEY.value_set(keys)]) if keys
+            search_attributes=TypedSearchAttributes([SearchAttributePair(CONTACT_KEY, keys)]) if keys
             else None,
         )
     except WorkflowAlreadyStartedError:
@@ -163,8 +164,18 @@ async def _staff_action(client: Client, workflow_id: str, update: Any, arg: Any)
         raise ActionRefused(getattr(cause, "message", None) or str(cause)) from None
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
-            raise FollowUpNotFound(f"no open follow-up with id {workflow_id}") from None
+            await _refuse_if_closed(client, workflow_id)
+            raise FollowUpNotFound(f"no follow-up with id {workflow_id}") from None
         raise
+
+
+async def _refuse_if_closed(client: Client, workflow_id: str) -> None:
+    """A closed follow-up answers "closed" to staff, not "not found"."""
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return
+    raise ActionRefused("this follow-up is closed")
 
 
 async def acknowledge(client: Client, workflow_id: str, ack: Acknowledge) -> ActionResult:

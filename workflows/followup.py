@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -62,11 +62,14 @@ class Reason:
     OPTED_OUT_AT_HIGH_RISK = "opted out at high risk"
 
     SAFETY = {IMMINENT_RISK, CRISIS_WORDS, NO_REPLY, UNREACHABLE}
+    # Reasons that reach the consenting emergency contact with the very first page.
+    CONTACT_AT_ONCE = {IMMINENT_RISK, CRISIS_WORDS}
     # Which reason wins when a second arrives while a page is out.
     URGENCY = [IMMINENT_RISK, CRISIS_WORDS, UNREACHABLE, NO_REPLY, OPTED_OUT_AT_HIGH_RISK,
                CALL_REQUESTED, NEEDS_REVIEW]
 
 
+ACK_CODE = SearchAttributeKey.for_keyword("AftercareAckCode")
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=[PERMANENT_DELIVERY_FAILURE],
@@ -179,6 +182,8 @@ class DepartureFollowUp:
         esc = self.escalation = EscalationState(reason=reason, code=self.new_code())
         await self.record("escalation_started", outcome=reason, detail={"code": esc.code})
         esc.started_seq = len(self.trail.entries)
+        # Staff answer a page by texting "ACK <code>": the code finds this follow-up.
+        workflow.upsert_search_attributes([ACK_CODE.value_set(esc.code)])
         if reason in (Reason.IMMINENT_RISK, Reason.CRISIS_WORDS):
             await self.message_client("crisis_resources")
         chain = self.policy.escalation
@@ -547,7 +552,7 @@ class DepartureFollowUp:
         esc = self.escalation
         assert esc is not None
         targets = list(level.targets)
-        if reason == Reason.IMMINENT_RISK and Target.EMERGENCY_CONTACT not in targets:
+        if reason in Reason.CONTACT_AT_ONCE and Target.EMERGENCY_CONTACT not in targets:
             targets.append(Target.EMERGENCY_CONTACT)
         reached = False
         for target in targets:
