@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.temporal",
     "tests.fixtures.sinks",
     "tests.fixtures.databases",
+    "tests.fixtures.api",
 ]
