@@ -1,0 +1,79 @@
+"""One-click links from real emails, over real HTTP: open shows, the button acts, once."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+
+from aftercare.links import issue_link_token
+from tests.fixtures.api import steps
+from tests.followup_harness import CLIENT_EMAIL
+
+
+async def emailed_followup(api) -> tuple[str, dict[str, str]]:
+    """A follow-up whose check-in went by email, and the email's links by label."""
+    started = await api.send_departure(api.departure(preferred_channel="email"))
+    workflow_id = started.json()["workflow_id"]
+    await api.until_step(workflow_id, "checkin_sent")
+    [mail] = api.mail.sent_to(CLIENT_EMAIL)
+    links = dict(re.findall(r"^(.+): (http://\S+/r/\S+)$", mail.text, re.MULTILINE))
+    return workflow_id, links
+
+
+async def test_opening_a_link_asks_and_the_button_records_the_reply(api):
+    workflow_id, links = await emailed_followup(api)
+    link = links["I'm OK"]
+    assert link.startswith(f"{api.url}/r/")
+
+    opened = await api.http.get(link)
+    await asyncio.sleep(0.3)
+    before_click = await api.status(workflow_id)
+    clicked = await api.http.post(link)
+
+    assert opened.status_code == 200
+    assert 'method="post"' in opened.text and "I&#x27;m OK" in opened.text
+    assert "reply_received" not in steps(before_click), "opening alone must record nothing"
+    assert clicked.status_code == 200 and "Done" in clicked.text
+    status = await api.until_step(workflow_id, "reply_received")
+    [reply] = [entry for entry in status.trail if entry.step == "reply_received"]
+    assert (reply.channel, reply.outcome) == ("link", "safe")
+    assert status.client_safe
+
+
+async def test_a_used_link_is_refused_and_records_nothing_more(api):
+    workflow_id, links = await emailed_followup(api)
+    call_me = links["Please call me"]
+    await api.http.post(call_me)
+    await api.until_step(workflow_id, "reply_received")
+
+    reopened = await api.http.get(call_me)
+    reused = await api.http.post(call_me)
+
+    assert reopened.status_code == reused.status_code == 409
+    assert "already used" in reused.text
+    await asyncio.sleep(0.3)
+    assert steps(await api.status(workflow_id)).count("reply_received") == 1
+
+
+async def test_a_tampered_or_expired_link_is_refused_and_records_nothing(api):
+    workflow_id, links = await emailed_followup(api)
+    token = links["I'm OK"].rsplit("/", 1)[1]
+    payload, signature = token.split(".")
+    tampered = f"{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{signature}"
+    expired = issue_link_token(api.settings.link_secret, workflow_id, "reply", "OK",
+                               timedelta(hours=1), datetime.now(UTC) - timedelta(hours=2))
+
+    answers = {
+        "tampered": await api.http.post(f"/r/{tampered}"),
+        "expired": await api.http.post(f"/r/{expired}"),
+        "garbage": await api.http.get("/r/not-a-token"),
+    }
+
+    assert answers["tampered"].status_code == answers["garbage"].status_code == 400
+    assert "not valid" in answers["tampered"].text
+    assert answers["expired"].status_code == 410 and "expired" in answers["expired"].text
+    for answer in answers.values():
+        assert answer.headers["content-type"].startswith("text/html")
+    await asyncio.sleep(0.3)
+    assert "reply_received" not in steps(await api.status(workflow_id))

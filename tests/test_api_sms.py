@@ -1,0 +1,162 @@
+"""Twilio's webhooks over real HTTP: client texts, staff ACK/RESOLVED, opt-out keywords,
+forged signatures and delivery status callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from starter import contact_key
+from tests.fixtures.api import steps
+from tests.followup_harness import CLIENT_EMAIL, CLIENT_PHONE, ON_CALL_PHONE
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
+
+
+async def open_followup(api, risk: str = "moderate") -> str:
+    """A follow-up whose check-in went out and whose sender Temporal can find."""
+    started = await api.send_departure(api.departure(risk))
+    workflow_id = started.json()["workflow_id"]
+    await api.until_step(workflow_id, "checkin_sent" if risk != "imminent" else
+                         "escalation_started")
+    key = contact_key(api.settings.lookup_secret, CLIENT_PHONE)
+    await api.until_visible(f"AftercareContactKey = '{key}' AND WorkflowId = '{workflow_id}'")
+    return workflow_id
+
+
+def client_text(body: str, sid: str = "SM" + "a" * 32) -> dict[str, str]:
+    return {"From": CLIENT_PHONE, "To": "+15005550006", "Body": body, "MessageSid": sid}
+
+
+async def test_a_clients_text_is_recorded_as_their_reply(api):
+    workflow_id = await open_followup(api)
+
+    response = await api.twilio_post("/v1/twilio/inbound", client_text("OK", "SM" + "1" * 32))
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/xml")
+    assert response.text == EMPTY_TWIML
+    status = await api.until_step(workflow_id, "reply_received")
+    [reply] = [entry for entry in status.trail if entry.step == "reply_received"]
+    assert (reply.channel, reply.provider_message_id, reply.outcome) == (
+        "sms", "SM" + "1" * 32, "safe")
+    assert status.client_safe
+
+
+async def test_a_forged_or_missing_signature_is_refused_and_changes_nothing(api):
+    workflow_id = await open_followup(api)
+    before = steps(await api.status(workflow_id))
+
+    forged = await api.twilio_post("/v1/twilio/inbound", client_text("OK"), signature="Zm9yZ2Vk")
+    missing = await api.twilio_post("/v1/twilio/inbound", client_text("OK"), signature=None)
+    # Signed for other words than the ones sent.
+    fields = client_text("CALL")
+    tampered = await api.http.post("/v1/twilio/inbound", data=client_text("OK"), headers={
+        "X-Twilio-Signature": (await _signature_of(api, fields))})
+
+    assert forged.status_code == missing.status_code == tampered.status_code == 403
+    assert missing.json() == {"detail": "X-Twilio-Signature: missing"}
+    assert forged.json() == {"detail": "X-Twilio-Signature: does not match this request"}
+    await asyncio.sleep(0.5)
+    status = await api.status(workflow_id)
+    assert steps(status) == before
+    assert not status.client_safe
+
+
+async def _signature_of(api, fields: dict[str, str]) -> str:
+    from twilio.request_validator import RequestValidator
+
+    from aftercare.settings import DEV_TWILIO_AUTH_TOKEN
+
+    return RequestValidator(DEV_TWILIO_AUTH_TOKEN).compute_signature(
+        f"{api.settings.public_base_url}/v1/twilio/inbound", fields)
+
+
+async def test_on_call_texting_ack_with_the_code_acknowledges_then_resolved_resolves(api):
+    workflow_id = await open_followup(api, "imminent")
+    [page] = await api.until(lambda: api.sms.sent_to(ON_CALL_PHONE), "on-call paged")
+    code = re.search(r"ACK (\d{6})", page.body).group(1)
+    await api.until_visible(f"AftercareAckCode = '{code}'")
+
+    ack = await api.twilio_post("/v1/twilio/inbound", {
+        "From": ON_CALL_PHONE, "Body": f"ack {code}", "MessageSid": "SM" + "2" * 32})
+    resolved = await api.twilio_post("/v1/twilio/inbound", {
+        "From": ON_CALL_PHONE, "Body": f"RESOLVED {code} reached_client spoke to her",
+        "MessageSid": "SM" + "3" * 32})
+
+    assert ack.status_code == 200
+    assert f"Ref {code}: acknowledged by t-oncall" in ack.text
+    assert f"RESOLVED {code}" in ack.text
+    assert f"Ref {code}: resolved by t-oncall" in resolved.text
+    status = await api.status(workflow_id)
+    assert status.escalation.acknowledged_by == "t-oncall"
+    assert status.escalation.outcome == "reached_client"
+
+
+async def test_ack_from_a_number_not_on_staff_acts_on_nothing(api):
+    workflow_id = await open_followup(api, "imminent")
+    [page] = await api.until(lambda: api.sms.sent_to(ON_CALL_PHONE), "on-call paged")
+    code = re.search(r"ACK (\d{6})", page.body).group(1)
+    await api.until_visible(f"AftercareAckCode = '{code}'")
+
+    response = await api.twilio_post("/v1/twilio/inbound", client_text(f"ACK {code}"))
+
+    assert f"No open escalation has ref {code} for this number." in response.text
+    assert (await api.status(workflow_id)).escalation.acknowledged_by is None
+
+
+async def test_stop_opts_the_client_out_at_once_and_twilio_answers_the_keyword(api):
+    workflow_id = await open_followup(api)
+
+    response = await api.twilio_post("/v1/twilio/inbound", client_text("STOP"))
+
+    assert response.text == EMPTY_TWIML
+    status = await api.until(
+        lambda: _opted_out(api, workflow_id), "client opted out")
+    assert status.opted_out
+
+
+async def _opted_out(api, workflow_id):
+    status = await api.status(workflow_id)
+    return status if status.opted_out else None
+
+
+async def test_a_text_from_a_number_with_no_open_followup_gets_the_crisis_line(api):
+    response = await api.twilio_post("/v1/twilio/inbound", {
+        "From": "+15555550177", "Body": "hello?", "MessageSid": "SM" + "4" * 32})
+    keyword = await api.twilio_post("/v1/twilio/inbound", {
+        "From": "+15555550177", "Body": "HELP", "MessageSid": "SM" + "5" * 32})
+
+    assert "no open check-in for this number" in response.text
+    assert "988" in response.text
+    assert keyword.text == EMPTY_TWIML
+
+
+async def test_an_undelivered_checkin_text_falls_back_to_email(api):
+    api.sms.send_status_callbacks = True
+    api.sms.fail_delivery(CLIENT_PHONE)
+
+    started = await api.send_departure(api.departure())
+    workflow_id = started.json()["workflow_id"]
+
+    status = await api.until_step(workflow_id, "channel_fallback")
+    assert "checkin_undelivered" in steps(status)
+    [mail] = await api.until(lambda: api.mail.sent_to(CLIENT_EMAIL), "check-in email")
+    assert "Dana" in mail.text and "988" in mail.text
+    assert status.channel == "email"
+
+
+async def test_status_callbacks_are_signature_checked(api):
+    workflow_id = await open_followup(api)
+    [sms] = api.sms.sent_to(CLIENT_PHONE)
+    path = f"/v1/twilio/status?followup={workflow_id}"
+    fields = {"MessageSid": sms.sid, "MessageStatus": "undelivered", "ErrorCode": "30003"}
+
+    forged = await api.twilio_post(path, fields, signature="Zm9yZ2Vk")
+    delivered = await api.twilio_post(path, {**fields, "MessageStatus": "delivered"})
+
+    assert forged.status_code == 403
+    assert delivered.status_code == 204
+    await asyncio.sleep(0.5)
+    assert "checkin_undelivered" not in steps(await api.status(workflow_id))
+    assert api.mail.messages == []
