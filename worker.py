@@ -20,6 +20,7 @@ from aftercare.settings import Settings, get_settings
 from aftercare.store import AuditStore
 from aftercare.temporal import connect
 from workflows.followup import DepartureFollowUp
+from workflows.sandbox import workflow_runner
 
 log = get_logger("aftercare.worker")
 
@@ -39,6 +40,7 @@ async def running_worker(
             client,
             task_queue=settings.task_queue,
             workflows=[DepartureFollowUp],
+            workflow_runner=workflow_runner(),
             activities=[
                 sms.send_sms,
                 email.send_email,

@@ -14,7 +14,9 @@ from typing import Any
 
 import structlog
 
-PHONE = re.compile(r"\+?\d[\d\s().-]{7,}\d")
+# E.164 (+15555550123) and North American forms ((555) 555-0123, 555.555.0123); written
+# so ISO timestamps and ids don't match.
+PHONE = re.compile(r"\+\d{7,15}\b|\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 NAME_KEYS = {"first_name", "name", "contact_name", "to", "phone", "email", "body", "text"}
 
@@ -43,8 +45,9 @@ class _RedactingFilter(logging.Filter):
     """Applies the same redaction to records from libraries using plain logging."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact_text(record.getMessage())
-        record.args = None
+        if not isinstance(record.msg, dict):  # structlog's own records are redacted already
+            record.msg = redact_text(record.getMessage())
+            record.args = None
         return True
 
 

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         return bool(self.twilio_account_sid and self.twilio_auth_token)
 
 
+# `make run` keeps the development secrets it generated here, so a CLI started in another
+# terminal of the same checkout speaks to the dev stack with the same keys. Environment
+# variables still win; tests build Settings directly and never read it.
+DEV_ENV_FILE = Path(".data/dev.env")
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return Settings(_env_file=DEV_ENV_FILE if DEV_ENV_FILE.exists() else None)

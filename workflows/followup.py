@@ -17,9 +17,6 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    import email_validator  # noqa: F401  (used by EmailStr inside the sandbox)
-    import idna  # noqa: F401
-
     from workflows.models import (
         PERMANENT_DELIVERY_FAILURE,
         Acknowledge,
