@@ -1,8 +1,10 @@
-"""The compliance auditor's CLI: export follow-up trails and verify their hash chains.
+"""The compliance auditor's CLI: export follow-up trails, verify their hash chains, and
+replay their Temporal histories against today's workflow code.
 
     aftercare-auditor export --workflow ID [--format jsonl|csv|fhir]
     aftercare-auditor export --from DATE --to DATE [--clinic C] [--format ...]
     aftercare-auditor verify --workflow ID | --all
+    aftercare-auditor replay --workflow ID | --history FILE
 
 Every use is written to the audit database's access log (who, what, when) before it runs,
 so a failed or refused look is on record too. Each subcommand is one ``Command`` in
@@ -19,14 +21,26 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import TextIO
 
 from sqlalchemy.engine import make_url
+from temporalio.service import RPCError, RPCStatusCode
 
+from aftercare.codec import EncryptionKeyError, data_converter
 from aftercare.exports import EXPORT_FORMATS
-from aftercare.settings import get_settings
+from aftercare.replay import (
+    HistoryFileError,
+    encryption_key_ids,
+    fetch_history,
+    read_history_file,
+    replay_and_compare,
+)
+from aftercare.settings import Settings, get_settings
 from aftercare.store import AuditStore
+from aftercare.temporal import connect
 from aftercare.verification import first_broken_link
+from workflows.followup import DepartureFollowUp
 
 EXIT_OK, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
 
@@ -38,7 +52,7 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     describe_target: Callable[[argparse.Namespace], str]
     """What the access log records as looked at."""
-    run: Callable[[AuditStore, argparse.Namespace, TextIO], Awaitable[int]]
+    run: Callable[[AuditStore, argparse.Namespace, TextIO, Settings], Awaitable[int]]
     problem_with: Callable[[argparse.Namespace], str | None] = lambda args: None
     """What is wrong with a combination of arguments argparse cannot check, if anything."""
 
@@ -90,7 +104,9 @@ def _export_target(args: argparse.Namespace) -> str:
     return f"period {args.start.isoformat()}..{args.end.isoformat()}{clinic} as {args.format}"
 
 
-async def _export(store: AuditStore, args: argparse.Namespace, out: TextIO) -> int:
+async def _export(
+    store: AuditStore, args: argparse.Namespace, out: TextIO, _settings: Settings
+) -> int:
     if args.workflow:
         entries = await store.entries(args.workflow)
         if not entries:
@@ -125,7 +141,9 @@ def _verify_target(args: argparse.Namespace) -> str:
     return "all chains" if args.all else f"workflow {args.workflow}"
 
 
-async def _verify(store: AuditStore, args: argparse.Namespace, out: TextIO) -> int:
+async def _verify(
+    store: AuditStore, args: argparse.Namespace, out: TextIO, _settings: Settings
+) -> int:
     workflow_ids = await store.workflow_ids() if args.all else [args.workflow]
     broken = 0
     for workflow_id in workflow_ids:
@@ -141,6 +159,70 @@ async def _verify(store: AuditStore, args: argparse.Namespace, out: TextIO) -> i
     if args.all:
         out.write(f"{len(workflow_ids) - broken} of {len(workflow_ids)} chains verified\n")
     return EXIT_FINDINGS if broken else EXIT_OK
+
+
+# --- replay -----------------------------------------------------------------------------
+
+REPLAYED_WORKFLOWS: tuple[type, ...] = (DepartureFollowUp,)
+"""Today's workflow code, which every replayed history must still fit."""
+
+
+def _add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--workflow", metavar="ID", help="fetch the history from Temporal")
+    which.add_argument(
+        "--history",
+        metavar="FILE",
+        type=Path,
+        help="a history written by `temporal workflow show --output json`",
+    )
+
+
+def _replay_target(args: argparse.Namespace) -> str:
+    return f"history file {args.history}" if args.history else f"workflow {args.workflow}"
+
+
+async def _replay(
+    store: AuditStore, args: argparse.Namespace, out: TextIO, settings: Settings
+) -> int:
+    try:
+        converter = data_converter(settings)
+        history = (
+            read_history_file(args.history)
+            if args.history
+            else await fetch_history(await connect(settings), args.workflow)
+        )
+    except (EncryptionKeyError, HistoryFileError) as err:
+        _complain(str(err))
+        return EXIT_UNUSABLE
+    except RuntimeError as err:
+        _complain(f"cannot reach Temporal at {settings.temporal_address}: {err}")
+        return EXIT_UNUSABLE
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        _complain(
+            f"Temporal has no history for {args.workflow}: past the namespace's retention "
+            "period, replay an exported history with --history"
+        )
+        return EXIT_FINDINGS
+    missing = encryption_key_ids(history) - settings.encryption_keys.keys()
+    if missing:
+        _complain(
+            f"the history was encrypted with key {', '.join(sorted(missing))}, which is not "
+            "configured: add it to AFTERCARE_ENCRYPTION_KEYS (after the current key)"
+        )
+        return EXIT_UNUSABLE
+    stored = await store.entries(history.workflow_id)
+    report = await replay_and_compare(history, stored, converter, REPLAYED_WORKFLOWS)
+    for discrepancy in report.discrepancies:
+        out.write(f"{report.workflow_id}: {discrepancy}\n")
+    if report.verified:
+        out.write(
+            f"{report.workflow_id}: verified ({report.replayed_entries} entries replayed, "
+            "matching the stored chain)\n"
+        )
+    return EXIT_OK if report.verified else EXIT_FINDINGS
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -159,6 +241,14 @@ COMMANDS: tuple[Command, ...] = (
         _verify_target,
         _verify,
     ),
+    Command(
+        "replay",
+        "replay a Temporal history against today's code and check it against the stored "
+        "chain (exit 1 on any discrepancy)",
+        _add_replay_arguments,
+        _replay_target,
+        _replay,
+    ),
 )
 
 # --- the program --------------------------------------------------------------------------
@@ -166,7 +256,8 @@ COMMANDS: tuple[Command, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="aftercare-auditor", description="Export and verify Aftercare audit trails."
+        prog="aftercare-auditor",
+        description="Export, verify and replay Aftercare audit trails.",
     )
     parser.add_argument(
         "--database-url",
@@ -181,16 +272,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+async def run(
+    argv: Sequence[str] | None = None,
+    out: TextIO | None = None,
+    settings: Settings | None = None,
+) -> int:
     """The CLI without the event loop, for callers that already run one."""
     out = out or sys.stdout
+    settings = settings or get_settings()
     parser = build_parser()
     args = parser.parse_args(argv)
     command = next(c for c in COMMANDS if c.name == args.command)
     problem = command.problem_with(args)
     if problem is not None:
         parser.error(f"{command.name}: {problem}")
-    url = args.database_url or get_settings().audit_database_url
+    url = args.database_url or settings.audit_database_url
     try:
         store = await AuditStore.open(url)
     except Exception as err:  # noqa: BLE001 - any failure to open is reported the same way
@@ -204,7 +300,7 @@ async def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> i
             target=command.describe_target(args),
             at=datetime.now(timezone.utc),
         )
-        return await command.run(store, args, out)
+        return await command.run(store, args, out, settings)
     finally:
         await store.close()
 

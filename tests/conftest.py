@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.sinks",
     "tests.fixtures.databases",
     "tests.fixtures.api",
+    "tests.fixtures.followups",
 ]

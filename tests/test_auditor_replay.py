@@ -1,0 +1,153 @@
+"""``aftercare-auditor replay`` on real follow-ups: a history exported with the real
+``temporal`` CLI or fetched from the server, replayed against today's code and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHandle
+
+import auditor
+from aftercare.settings import Settings
+from tests.changed_followup import CheckInWithoutDelay
+from tests.fixtures.databases import tamper_with
+from tests.fixtures.temporal import temporal_cli
+from tests.followup_harness import FollowUpHarness, make_event
+from workflows.followup import DepartureFollowUp
+from workflows.models import ClientReply
+
+
+async def closed_followup(followups: FollowUpHarness) -> WorkflowHandle:
+    """A moderate-risk follow-up the client answers "OK": checked in, safe, offered a slot."""
+    handle = await followups.start(make_event())
+    await followups.advance(handle, timedelta(minutes=10))
+    await followups.until_step(handle, "checkin_sent")
+    await handle.signal(DepartureFollowUp.client_reply, ClientReply(text="OK", channel="sms"))
+    await followups.until_step(handle, "reply_received")
+    await followups.finish(handle)
+    return handle
+
+
+def server_address(followups: FollowUpHarness) -> str:
+    return followups.client.service_client.config.target_host
+
+
+async def export_history(followups: FollowUpHarness, workflow_id: str, path: Path) -> Path:
+    """What an operator runs: ``temporal workflow show --output json``."""
+    process = await asyncio.create_subprocess_exec(
+        temporal_cli(), "workflow", "show", "--workflow-id", workflow_id, "--output", "json",
+        "--address", server_address(followups),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    path.write_bytes(out)
+    return path
+
+
+async def replay(
+    followups: FollowUpHarness, *argv: str, settings: Settings | None = None
+) -> tuple[int, str]:
+    out = io.StringIO()
+    code = await auditor.run(
+        ["--database-url", followups.store.url, "--auditor", "auditor-7", "replay", *argv],
+        out=out,
+        settings=settings or followups.settings.model_copy(
+            update={"temporal_address": server_address(followups)}),
+    )
+    return code, out.getvalue()
+
+
+async def test_exported_history_of_a_closed_follow_up_replays_verified(followups, tmp_path):
+    handle = await closed_followup(followups)
+    exported = await export_history(followups, handle.id, tmp_path / "history.json")
+
+    code, out = await replay(followups, "--history", str(exported))
+
+    stored = await followups.store.entries(handle.id)
+    assert (code, out) == (
+        0, f"{handle.id}: verified ({len(stored)} entries replayed, matching the stored chain)\n")
+    (access,) = await followups.store.access_records()
+    assert (access.actor, access.action, access.target) == (
+        "auditor-7", "replay", f"history file {exported}")
+
+
+async def test_history_fetched_from_temporal_replays_verified(followups):
+    handle = await closed_followup(followups)
+
+    code, out = await replay(followups, "--workflow", handle.id)
+
+    assert code == 0
+    assert out.startswith(f"{handle.id}: verified (")
+
+
+async def test_code_that_changes_a_decision_is_reported_as_nondeterministic(
+    followups, tmp_path, monkeypatch
+):
+    handle = await closed_followup(followups)
+    exported = await export_history(followups, handle.id, tmp_path / "history.json")
+    monkeypatch.setattr(auditor, "REPLAYED_WORKFLOWS", (CheckInWithoutDelay,))
+
+    code, out = await replay(followups, "--history", str(exported))
+
+    assert code == 1
+    assert out.startswith(f"{handle.id}: nondeterminism: today's workflow code does not match")
+    assert "verified" not in out
+
+
+@pytest.mark.parametrize(
+    ("tampering", "found"),
+    [
+        (
+            "UPDATE audit_entries SET outcome = 'no reply' WHERE workflow_id = :w AND seq = 3",
+            ["stored chain broken at entry 3: entry 3 was edited: its hash no longer matches",
+             "entry 3 (checkin_sent) was altered: stored outcome differs from the history"],
+        ),
+        (
+            "DELETE FROM audit_entries WHERE workflow_id = :w AND seq = 4",
+            ["stored chain broken at entry 4: entry 4 is missing (found seq 5)",
+             "entry 4 (reply_received) is in the history but not stored"],
+        ),
+    ],
+    ids=["altered", "deleted"],
+)
+async def test_a_tampered_stored_trail_is_named_against_the_replay(
+    followups, tmp_path, tampering, found
+):
+    handle = await closed_followup(followups)
+    exported = await export_history(followups, handle.id, tmp_path / "history.json")
+    await tamper_with(followups.store.url, handle.id, tampering)
+
+    code, out = await replay(followups, "--history", str(exported))
+
+    assert code == 1
+    assert out.splitlines() == [f"{handle.id}: {line}" for line in found]
+
+
+async def test_a_history_written_under_an_old_key_replays_after_rotation(
+    followups, tmp_path, encryption_keys, capsys
+):
+    handle = await closed_followup(followups)
+    exported = await export_history(followups, handle.id, tmp_path / "history.json")
+    new_key = base64.b64encode(os.urandom(32)).decode()
+    rotated = followups.settings.model_copy(
+        update={"encryption_keys": {"rotated-in": new_key, **encryption_keys}})
+    retired = followups.settings.model_copy(update={"encryption_keys": {"rotated-in": new_key}})
+
+    assert (await replay(followups, "--history", str(exported), settings=rotated))[0] == 0
+    code, out = await replay(followups, "--history", str(exported), settings=retired)
+    assert (code, out) == (2, "")
+    assert "encrypted with key test-key-1, which is not configured" in capsys.readouterr().err
+
+
+async def test_a_follow_up_temporal_no_longer_has_is_refused(followups, capsys):
+    code, out = await replay(followups, "--workflow", "followup-clinic-42-s-gone")
+
+    assert (code, out) == (1, "")
+    assert "Temporal has no history for followup-clinic-42-s-gone" in capsys.readouterr().err
