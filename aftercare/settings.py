@@ -81,9 +81,22 @@ class Settings(BaseSettings):
         default=None, description="Keys the hash that finds a follow-up from a phone number"
     )
 
+    codec_server_host: str = "127.0.0.1"
+    codec_server_port: int = 8081
+    codec_auth_tokens: KeyList = Field(
+        default_factory=dict,
+        description="holder:token pairs; a codec endpoint caller presents one as a bearer token",
+    )
+    codec_ui_origin: str | None = Field(
+        default=None, description="The Temporal Web UI's origin, the one CORS lets in"
+    )
+
     log_level: str = "INFO"
 
-    @field_validator("api_keys", "encryption_keys", "booking_webhook_secrets", mode="before")
+    @field_validator(
+        "api_keys", "encryption_keys", "booking_webhook_secrets", "codec_auth_tokens",
+        mode="before",
+    )
     @classmethod
     def _key_list(cls, value: object) -> dict[str, str]:
         return parse_key_list(value)
