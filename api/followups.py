@@ -81,7 +81,7 @@ async def receive_departure(
 @router.get(
     "/followups/{workflow_id}",
     response_model=FollowUpStatus,
-    responses=problems(401, 404, 422, 503),
+    responses=problems(400, 401, 404, 422, 503),
 )
 async def read_followup(
     workflow_id: WorkflowId, clinic_id: CallingClinic, service: Service
@@ -123,7 +123,7 @@ async def act_on_followup(
         raise HTTPException(409, "this follow-up is closed") from None
 
 
-ACTION_ERRORS = problems(401, 404, 409, 413, 422, 503)
+ACTION_ERRORS = problems(400, 401, 404, 409, 413, 422, 503)
 
 
 @router.post(

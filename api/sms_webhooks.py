@@ -19,7 +19,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 import starter
-from aftercare.settings import DEV_TWILIO_AUTH_TOKEN
+from aftercare.settings import DEV_TWILIO_AUTH_TOKEN, Settings
 from api.intake import Intake, intake
 from api.lookup import open_escalations_with_code, open_followup_of_sender
 from api.metrics import intake_events
@@ -77,18 +77,31 @@ async def signed_by_twilio(
     """The form fields of a request Twilio signed; 403 for any other."""
     fields = dict(parse_qsl((await request.body()).decode("utf-8", "replace"),
                             keep_blank_values=True))
-    url = service.settings.public_base_url.rstrip("/") + request.url.path
-    if request.url.query:
-        url += f"?{request.url.query}"
-    token = service.settings.twilio_auth_token or DEV_TWILIO_AUTH_TOKEN
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if not x_twilio_signature:
         problem = "X-Twilio-Signature: missing"
-    elif not RequestValidator(token).validate(url, fields, x_twilio_signature):
+    elif not twilio_validator(service.settings).validate(
+        public_url(service.settings, path), fields, x_twilio_signature
+    ):
         problem = "X-Twilio-Signature: does not match this request"
     else:
         return fields
     intake_events.labels(request.url.path.rsplit("/", 1)[-1], "bad signature").inc()
     raise HTTPException(403, problem)
+
+
+def twilio_validator(settings: Settings) -> RequestValidator:
+    return RequestValidator(settings.twilio_auth_token or DEV_TWILIO_AUTH_TOKEN)
+
+
+def public_url(settings: Settings, path: str) -> str:
+    """The URL Twilio calls (and signs) for our ``path``: we may sit behind a proxy."""
+    return settings.public_base_url.rstrip("/") + path
+
+
+def twilio_signature(settings: Settings, path: str, fields: dict[str, str]) -> str:
+    """What Twilio sends as X-Twilio-Signature for a request to our ``path``."""
+    return twilio_validator(settings).compute_signature(public_url(settings, path), fields)
 
 
 TwilioForm = Annotated[dict[str, str], Depends(signed_by_twilio)]

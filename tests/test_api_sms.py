@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+from api.sms_webhooks import twilio_signature
 from starter import contact_key
 from tests.fixtures.api import steps
 from tests.followup_harness import CLIENT_EMAIL, CLIENT_PHONE, ON_CALL_PHONE
@@ -52,7 +53,7 @@ async def test_a_forged_or_missing_signature_is_refused_and_changes_nothing(api)
     # Signed for other words than the ones sent.
     fields = client_text("CALL")
     tampered = await api.http.post("/v1/twilio/inbound", data=client_text("OK"), headers={
-        "X-Twilio-Signature": (await _signature_of(api, fields))})
+        "X-Twilio-Signature": twilio_signature(api.settings, "/v1/twilio/inbound", fields)})
 
     assert forged.status_code == missing.status_code == tampered.status_code == 403
     assert missing.json() == {"detail": "X-Twilio-Signature: missing"}
@@ -61,15 +62,6 @@ async def test_a_forged_or_missing_signature_is_refused_and_changes_nothing(api)
     status = await api.status(workflow_id)
     assert steps(status) == before
     assert not status.client_safe
-
-
-async def _signature_of(api, fields: dict[str, str]) -> str:
-    from twilio.request_validator import RequestValidator
-
-    from aftercare.settings import DEV_TWILIO_AUTH_TOKEN
-
-    return RequestValidator(DEV_TWILIO_AUTH_TOKEN).compute_signature(
-        f"{api.settings.public_base_url}/v1/twilio/inbound", fields)
 
 
 async def test_on_call_texting_ack_with_the_code_acknowledges_then_resolved_resolves(api):
