@@ -29,7 +29,7 @@ from tests.followup_harness import (
 )
 from starter import ActionRefused, acknowledge, cancel
 from workflows.followup import DepartureFollowUp
-from workflows.models import Acknowledge, Cancel, ClientReply, Resolve
+from workflows.models import Acknowledge, Cancel, ClientReply, DeliveryFailure, Resolve
 from workflows.trail import first_break
 
 
@@ -383,3 +383,39 @@ async def test_spanish_speaking_client_is_written_to_in_spanish(followups):
     await reply(followups, handle, "estoy bien")
     await followups.finish(handle)
     assert "Gracias" in followups.texts_to(CLIENT_PHONE)[1]
+
+
+async def test_nobody_acknowledging_keeps_the_follow_up_open_and_says_so(followups):
+    handle = await followups.start(make_event())
+    await checked_in(followups, handle)
+    await followups.advance(handle, timedelta(hours=1, minutes=40))
+    status = await followups.until_step(handle, "escalation_unacknowledged")
+
+    assert status.escalation.exhausted and status.phase == "escalating"
+    assert followups.mails_to(LEAD_EMAIL), "the clinic lead was the last level paged"
+    await followups.advance(handle, timedelta(days=2))
+    assert (await followups.status(handle)).phase == "escalating", "never closes on its own"
+    await acknowledge(followups.client, handle.id, Acknowledge(staff_id="t-lead"))
+    await handle.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-lead", outcome="could_not_reach"))
+    outcome = await followups.finish(handle)
+    assert steps_in_order([e.step for e in outcome.trail], "ack_timeout", "ack_timeout",
+                          "ack_timeout", "escalation_unacknowledged", "acknowledged",
+                          "resolved")
+
+
+async def test_undelivered_check_in_is_sent_again_by_email(followups):
+    handle = await followups.start(make_event())
+    await checked_in(followups, handle)
+    (sms,) = followups.sms.sent_to(CLIENT_PHONE)
+    await handle.signal(DepartureFollowUp.delivery_failed,
+                        DeliveryFailure(provider_message_id=sms.sid, error_code="30003"))
+    await followups.until_step(handle, "channel_fallback")
+
+    (mail,) = followups.mails_to(CLIENT_EMAIL)
+    assert_client_message(mail)
+    assert (await followups.status(handle)).channel == "email"
+    await reply(followups, handle, "ok")
+    outcome = await followups.finish(handle)
+    assert steps_in_order([e.step for e in outcome.trail], "checkin_sent", "checkin_undelivered",
+                          "checkin_sent", "channel_fallback")
