@@ -419,3 +419,28 @@ async def test_undelivered_check_in_is_sent_again_by_email(followups):
     outcome = await followups.finish(handle)
     assert steps_in_order([e.step for e in outcome.trail], "checkin_sent", "checkin_undelivered",
                           "checkin_sent", "channel_fallback")
+
+
+async def test_crisis_after_a_resolved_escalation_pages_again(followups):
+    handle = await followups.start(make_event())
+    await checked_in(followups, handle)
+    await reply(followups, handle, "CALL")
+    await followups.until_step(handle, "staff_page_sent")
+    await handle.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-oncall", outcome="reached_client"))
+    await followups.until_step(handle, "reschedule_offer_sent")
+    await reply(followups, handle, "I want to end my life")
+    status = await followups.until_step(handle, "emergency_contact_notified")
+
+    assert status.escalation.reason == "crisis words in a reply"
+    assert status.escalation.acknowledged_by is None, "a new escalation needs a new ack"
+    with pytest.raises(ActionRefused, match="that code does not match"):
+        await acknowledge(followups.client, handle.id,
+                          Acknowledge(staff_id="t-oncall", code="000000"))
+    await acknowledge(followups.client, handle.id,
+                      Acknowledge(staff_id="t-oncall", code=status.escalation.code))
+    await handle.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-oncall", outcome="emergency_services_contacted"))
+    outcome = await followups.finish(handle)
+    assert [e.step for e in outcome.trail].count("escalation_started") == 2
+    assert outcome.closed_reason == "escalation resolved: emergency_services_contacted"

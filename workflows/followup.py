@@ -186,10 +186,10 @@ class DepartureFollowUp:
         chain = self.policy.escalation
         for esc.round in range(1, chain.repeats + 2):
             for esc.level, level in enumerate(chain.levels, start=1):
-                paged = await self.page_level(level, esc.reason)
-                if paged:
-                    await self.wait_until(workflow.now() + chain.ack_timeout_for(level),
-                                          "acknowledgement", self.acknowledged)
+                if not await self.page_level(level, esc.reason):
+                    continue  # nobody reachable at this level: the next one, at once
+                await self.wait_until(workflow.now() + chain.ack_timeout_for(level),
+                                      "acknowledgement", self.acknowledged)
                 if self.acknowledged():
                     break
                 await self.record("ack_timeout", outcome=f"level {esc.level} did not acknowledge")
@@ -273,15 +273,17 @@ class DepartureFollowUp:
 
     @workflow.update
     async def resolve(self, resolution: Resolve) -> ActionResult:
-        self.resolution = resolution
+        """Resolve the open escalation or, before any, the follow-up itself."""
         if resolution.outcome is ResolutionOutcome.REACHED_CLIENT:
             self.client_safe = True
         esc = self.escalation
-        if esc is not None:
+        if esc is not None and esc.resolved_by is None:
             if not esc.acknowledged_by:
                 esc.acknowledged_by, esc.acknowledged_at = resolution.staff_id, workflow.now()
             esc.resolved_by, esc.resolved_at = resolution.staff_id, workflow.now()
             esc.outcome = resolution.outcome
+        else:
+            self.resolution = resolution
         await self.record("resolved", actor=Actor.STAFF,
                           recipient=f"staff:{resolution.staff_id}",
                           outcome=resolution.outcome.value,
@@ -291,8 +293,12 @@ class DepartureFollowUp:
     @resolve.validator
     def validate_resolve(self, resolution: Resolve) -> None:
         self.refuse_if_closed()
-        if self.resolution is not None:
-            raise ValueError(f"already resolved by {self.resolution.staff_id}")
+        esc = self.escalation
+        if esc is not None and esc.resolved_by is None:
+            return
+        resolver = self.resolution.staff_id if self.resolution else esc and esc.resolved_by
+        if resolver:
+            raise ValueError(f"already resolved by {resolver}")
 
     @workflow.update
     async def cancel(self, cancel: Cancel) -> ActionResult:
@@ -391,10 +397,10 @@ class DepartureFollowUp:
         return bool(self.client_safe or self.pending_reason or self.resolution)
 
     def acknowledged(self) -> bool:
-        return bool(self.escalation and self.escalation.acknowledged_by) or self.resolved()
+        return bool(self.escalation and self.escalation.acknowledged_by)
 
     def resolved(self) -> bool:
-        return self.resolution is not None
+        return bool(self.escalation and self.escalation.resolved_by)
 
     def offer_over(self) -> bool:
         return self.chosen_slot is not None or self.declined or bool(self.pending_reason)
@@ -404,7 +410,7 @@ class DepartureFollowUp:
             self.policy.reschedule.enabled
             and not self.opted_out
             and not self.unreachable
-            and (self.client_safe or self.resolved())
+            and (self.client_safe or self.resolved() or self.resolution is not None)
         )
 
     def closing_reason(self) -> str:
