@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -52,9 +54,20 @@ def create_app(
     return app
 
 
+class _HideLinkTokens(logging.Filter):
+    """A link token in an access log line is a working credential until it is used."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3:
+            path = re.sub(r"^/r/[^?]+", "/r/[token]", str(record.args[2]))
+            record.args = (*record.args[:2], path, *record.args[3:])
+        return True
+
+
 def serve() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
+    logging.getLogger("uvicorn.access").addFilter(_HideLinkTokens())
     # log_config=None keeps uvicorn on the redacting handlers configured above.
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
                 log_config=None)

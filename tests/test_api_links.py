@@ -77,3 +77,16 @@ async def test_a_tampered_or_expired_link_is_refused_and_records_nothing(api):
         assert answer.headers["content-type"].startswith("text/html")
     await asyncio.sleep(0.3)
     assert "reply_received" not in steps(await api.status(workflow_id))
+
+
+def test_access_logs_never_carry_a_working_link_token():
+    import logging
+
+    from api.app import _HideLinkTokens
+
+    line = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                             ("127.0.0.1:5000", "POST", "/r/eyJ3ZiI6.c2ln", "1.1", 200), None)
+
+    _HideLinkTokens().filter(line)
+
+    assert line.getMessage() == '127.0.0.1:5000 - "POST /r/[token] HTTP/1.1" 200'
