@@ -82,22 +82,22 @@ async def test_invalid_event_names_the_field_and_starts_nothing(
         await temporal_env.client.get_workflow_handle(workflow_id).describe()
 
 
-async def test_valid_event_starts_once_and_status_shows_its_trail(
+async def test_valid_event_starts_once_and_a_changed_repeat_is_refused(
     tmp_path, cli_environment, temporal_env
 ):
     event = event_with()
-    first = run_cli(tmp_path, cli_environment, "start", event=event)
-    again = run_cli(tmp_path, cli_environment, "start", event=event)
     expected = f"followup-demo-{event['session_id']}"
+    handle = temporal_env.client.get_workflow_handle(expected)
+    first = run_cli(tmp_path, cli_environment, "start", event=event)
     assert (first.returncode, first.stdout.strip()) == (0, expected), first.stderr
+    first_run = (await handle.describe()).run_id
+    again = run_cli(tmp_path, cli_environment, "start", event=event)
     assert (again.returncode, again.stdout.strip()) == (0, expected), again.stderr
-
-    runs = [w async for w in temporal_env.client.list_workflows(f"WorkflowId = '{expected}'")]
-    assert len(runs) == 1, "the repeat started nothing"
+    assert (await handle.describe()).run_id == first_run, "the repeat started nothing"
     changed = dict(event, risk_level="high")
     conflict = run_cli(tmp_path, cli_environment, "start", event=changed)
     assert conflict.returncode != 0 and "different event content" in conflict.stderr
-    await temporal_env.client.get_workflow_handle(expected).terminate("test over")
+    await handle.terminate("test over")
 
 
 def test_unreadable_event_file_is_one_clear_line(tmp_path, cli_environment):
