@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -33,7 +33,6 @@ from workflows.models import (
     FollowUpOutcome,
     FollowUpStatus,
 )
-from workflows.policy import ClinicPolicy
 from worker import running_worker
 
 CLIENT_PHONE = "+15555550123"

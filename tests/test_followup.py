@@ -7,8 +7,6 @@ audit store.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -22,7 +20,6 @@ from tests.followup_harness import (
     ON_CALL_PHONE,
     FollowUpHarness,
     assert_client_message,
-    harness,
     make_event,
     quiet_hours_around_now,
     steps_in_order,
@@ -31,22 +28,6 @@ from starter import ActionRefused, acknowledge, cancel
 from workflows.followup import DepartureFollowUp
 from workflows.models import Acknowledge, Cancel, ClientReply, DeliveryFailure, Resolve
 from workflows.trail import first_break
-
-
-@pytest.fixture
-async def followups(
-    temporal_env, delivery_settings, sms_outbox, mailbox, booking_sink, sqlite_url,
-    encryption_keys,
-) -> AsyncIterator[FollowUpHarness]:
-    settings = delivery_settings.model_copy(update={
-        "task_queue": f"tq-{uuid.uuid4()}",
-        "audit_database_url": sqlite_url,
-        "encryption_keys": encryption_keys,
-        "lookup_secret": "lookup-secret-for-tests",
-    })
-    async with harness(temporal_env, settings, sms_outbox, mailbox, booking_sink,
-                       max_cached_workflows=0) as h:
-        yield h
 
 
 async def reply(followups: FollowUpHarness, handle, text: str) -> None:
