@@ -509,7 +509,7 @@ class DepartureFollowUp:
         message = OutboundMessage(
             workflow_id=self.trail.workflow_id, message_key=f"{self.messages_sent}-{kind}",
             channel=channel, to=to, body=body, subject=subject,
-            links=links if channel is Channel.EMAIL else [],
+            links=links,  # the SMS activity ignores them; kept so a fallback email has them
         )
         try:
             delivery = await workflow.execute_activity(
