@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from aftercare.settings import Settings
@@ -163,8 +163,9 @@ class FollowUpHarness:
         return await self.until(handle, lambda s: step in [e.step for e in s.trail], step)
 
     async def finish(self, handle: WorkflowHandle, timeout: float = 60.0) -> FollowUpOutcome:
-        """Let time run freely until the follow-up closes."""
-        await asyncio.wait_for(self.env.fast_forward(handle), timeout)
+        """Let time run freely until the follow-up closes (if it has not already)."""
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await asyncio.wait_for(self.env.fast_forward(handle), timeout)
         return await handle.result()
 
     def texts_to(self, number: str) -> list[str]:
