@@ -1,0 +1,36 @@
+"""Every history saved in tests/histories still replays against today's workflow code and
+rebuilds the trail it closed with: a change that would break running follow-ups, or make
+their stored trails unverifiable, fails here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aftercare.codec import data_converter
+from aftercare.replay import read_history_file, replay_and_compare
+from aftercare.settings import Settings, parse_key_list
+from tests.fixtures.temporal import TEST_ONLY_KEY
+from workflows.followup import DepartureFollowUp
+from workflows.models import FollowUpOutcome
+
+SAVED = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_there_are_saved_histories_to_replay():
+    assert SAVED, "tests/histories holds no history: run python -m tests.histories.record"
+
+
+@pytest.mark.parametrize("path", SAVED, ids=[path.stem for path in SAVED])
+async def test_saved_history_replays_to_the_trail_it_closed_with(path):
+    keys = parse_key_list(TEST_ONLY_KEY.read_text().strip())
+    converter = data_converter(Settings(encryption_keys=keys))
+    history = read_history_file(path)
+    completed = history.events[-1].workflow_execution_completed_event_attributes
+    (recorded,) = await converter.decode(completed.result.payloads, [FollowUpOutcome])
+
+    report = await replay_and_compare(history, recorded.trail, converter, [DepartureFollowUp])
+
+    assert report.discrepancies == []
+    assert report.replayed_entries == len(recorded.trail)
