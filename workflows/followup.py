@@ -14,21 +14,17 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.models import (
-        PERMANENT_DELIVERY_FAILURE,
         Acknowledge,
         ActionResult,
         Actor,
-        AuditBatch,
         BookingConfirmation,
         BookingRequest,
         Cancel,
-        Channel,
         ClientReply,
-        Delivery,
         DeliveryFailure,
         EscalationState,
         FollowUpInput,
@@ -36,43 +32,17 @@ with workflow.unsafe.imports_passed_through():
         FollowUpStatus,
         LinkAction,
         OutboundMessage,
-        PageState,
         Phase,
-        Resolve,
         ResolutionOutcome,
+        Resolve,
         RiskLevel,
     )
-    from workflows.policy import EscalationLevel, Target
+    from workflows.outreach import SEND_DEADLINE, Outreach, Reason
     from workflows.replies import ReplyKind, classify
     from workflows.trail import TrailBuilder
 
 
-class Reason:
-    """Why staff are paged. Safety reasons may reach the emergency contact."""
-
-    IMMINENT_RISK = "imminent risk"
-    CRISIS_WORDS = "crisis words in a reply"
-    NO_REPLY = "no reply"
-    UNREACHABLE = "client unreachable"
-    CALL_REQUESTED = "client asked for a call"
-    NEEDS_REVIEW = "client reply needs reading"
-    OPTED_OUT_AT_HIGH_RISK = "opted out at high risk"
-
-    SAFETY = {IMMINENT_RISK, CRISIS_WORDS, NO_REPLY, UNREACHABLE}
-    # Reasons that reach the consenting emergency contact with the very first page.
-    CONTACT_AT_ONCE = {IMMINENT_RISK, CRISIS_WORDS}
-    # Which reason wins when a second arrives while a page is out.
-    URGENCY = [IMMINENT_RISK, CRISIS_WORDS, UNREACHABLE, NO_REPLY, OPTED_OUT_AT_HIGH_RISK,
-               CALL_REQUESTED, NEEDS_REVIEW]
-
-
 ACK_CODE = SearchAttributeKey.for_keyword("AftercareAckCode")
-SEND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=[PERMANENT_DELIVERY_FAILURE],
-)
-SEND_DEADLINE = timedelta(minutes=10)
-AUDIT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 SLOT_LETTERS = "ABCDE"
 
 
@@ -81,7 +51,7 @@ class FollowUpClosed(Exception):
 
 
 @workflow.defn
-class DepartureFollowUp:
+class DepartureFollowUp(Outreach):
     @workflow.init
     def __init__(self, input: FollowUpInput) -> None:
         self.event = input.event
@@ -470,179 +440,6 @@ class DepartureFollowUp:
                           detail={"until": end.isoformat()})
         return end
 
-    async def message_client(
-        self, kind: str, *, links: list[LinkAction] | None = None, **extra: str
-    ) -> None:
-        """Send one templated message to the client, falling back to the other channel.
-
-        Callers decide when: non-urgent kinds wait for quiet hours to end before calling.
-        """
-        if self.opted_out:
-            await self.record(f"{kind}_suppressed", recipient="client", outcome="opted out")
-            return
-        templates = self.policy.templates[self.language]
-        fields = {"first_name": self.client.first_name, "clinic": self.policy.clinic_name,
-                  **extra}
-        body = getattr(templates, kind).format(**fields)
-        body = f"{body}\n{self.policy.crisis_line_for(self.language)}"
-        subject = templates.subject_client.format(**fields)
-        for channel in (self.channel, self.channel.other):
-            to = self.client.address(channel)
-            if to is None:
-                continue
-            delivery = await self.deliver(kind, "client", channel, to, body, subject, links or [])
-            if delivery is not None:
-                if channel is not self.channel:
-                    await self.record("channel_fallback", recipient="client", channel=channel,
-                                      outcome=f"{self.channel.value} failed permanently")
-                    self.channel = channel
-                return
-        self.unreachable = True
-        await self.record("client_unreachable", recipient="client",
-                          outcome="no channel accepted the message", detail={"kind": kind})
-
-    async def deliver(
-        self, kind: str, recipient: str, channel: Channel, to: str, body: str,
-        subject: str | None, links: list[LinkAction],
-    ) -> Delivery | None:
-        self.messages_sent += 1
-        message = OutboundMessage(
-            workflow_id=self.trail.workflow_id, message_key=f"{self.messages_sent}-{kind}",
-            channel=channel, to=to, body=body, subject=subject,
-            links=links,  # the SMS activity ignores them; kept so a fallback email has them
-        )
-        try:
-            delivery = await workflow.execute_activity(
-                f"send_{channel.value}", message, result_type=Delivery,
-                schedule_to_close_timeout=SEND_DEADLINE,
-                start_to_close_timeout=timedelta(seconds=30), retry_policy=SEND_RETRY,
-            )
-        except ActivityError as err:
-            cause = err.cause
-            permanent = isinstance(cause, ApplicationError) and cause.type == PERMANENT_DELIVERY_FAILURE
-            await self.record(f"{kind}_failed", channel=channel, recipient=recipient,
-                              outcome="permanent failure" if permanent else "gave up retrying")
-            return None
-        self.sent[delivery.provider_message_id] = (recipient, message)
-        await self.record(f"{kind}_sent", channel=channel, recipient=recipient,
-                          provider_message_id=delivery.provider_message_id, outcome="accepted")
-        return delivery
-
-    async def fall_back(self, failure: DeliveryFailure) -> None:
-        """A message the provider accepted never arrived: send it on the other channel."""
-        sent = self.sent.get(failure.provider_message_id)
-        if sent is None:
-            return
-        recipient, message = sent
-        kind = message.message_key.split("-", 1)[1]
-        await self.record(f"{kind}_undelivered", channel=message.channel, recipient=recipient,
-                          provider_message_id=failure.provider_message_id,
-                          outcome=failure.error_code or "undelivered")
-        if recipient != "client":
-            return
-        other = message.channel.other
-        to = self.client.address(other)
-        if to is None or self.opted_out:
-            return
-        if await self.deliver(kind, recipient, other, to, message.body, message.subject,
-                              message.links) is not None:
-            await self.record("channel_fallback", recipient="client", channel=other,
-                              outcome=f"{message.channel.value} undelivered")
-            self.channel = other
-
-    async def page_level(self, level: EscalationLevel, reason: str) -> bool:
-        """Notify every target of one level; True when anyone was reached."""
-        esc = self.escalation
-        assert esc is not None
-        targets = list(level.targets)
-        if reason in Reason.CONTACT_AT_ONCE and Target.EMERGENCY_CONTACT not in targets:
-            targets.append(Target.EMERGENCY_CONTACT)
-        reached = False
-        for target in targets:
-            if target is Target.EMERGENCY_CONTACT:
-                reached = await self.notify_emergency_contact(reason) or reached
-            else:
-                reached = await self.page_staff(target, reason) or reached
-        return reached
-
-    async def page_staff(self, target: Target, reason: str) -> bool:
-        esc = self.escalation
-        assert esc is not None
-        staff_id = self.policy.staff_for(target, workflow.now())
-        if staff_id is None:
-            await self.record("no_staff_for_target", outcome=target.value)
-            return False
-        body = self.staff_text("staff_page", reason=reason,
-                               staff_action=f"Reply ACK {esc.code} when you take it.")
-        if await self.message_staff("staff_page", staff_id, body):
-            esc.paged.append(PageState(level=esc.level, target=staff_id,
-                                       channel=self.staff_channel(staff_id), code=esc.code))
-            return True
-        return False
-
-    async def notify_emergency_contact(self, reason: str) -> bool:
-        contact = self.event.emergency_contact
-        if contact is None:
-            return False
-        if reason not in Reason.SAFETY or self.escalation_notified_contact():
-            return False
-        if not contact.consent:
-            await self.record("emergency_contact_skipped", outcome="no consent on file")
-            return False
-        body = self.policy.templates[self.language].emergency_contact_notice.format(
-            contact_name=contact.name, first_name=self.client.first_name,
-            clinic=self.policy.clinic_name)
-        body = f"{body}\n{self.policy.crisis_line_for(self.language)}"
-        for channel in (Channel.SMS, Channel.EMAIL):
-            to = contact.phone if channel is Channel.SMS else contact.email
-            if to is None:
-                continue
-            delivery = await self.deliver("emergency_contact_notice", "emergency_contact",
-                                          channel, to, body, self.staff_text("subject_staff"), [])
-            if delivery is not None:
-                await self.record("emergency_contact_notified", channel=channel,
-                                  recipient="emergency_contact",
-                                  provider_message_id=delivery.provider_message_id,
-                                  outcome="disclosed",
-                                  detail={"basis": "client consent", "why": reason})
-                return True
-        return False
-
-    def escalation_notified_contact(self) -> bool:
-        """The emergency contact hears from us once per escalation, not at every round."""
-        esc = self.escalation
-        return esc is not None and any(
-            e.step in ("emergency_contact_notified", "emergency_contact_skipped")
-            and e.seq > esc.started_seq
-            for e in self.trail.entries
-        )
-
-    async def message_staff(self, kind: str, staff_id: str, body: str) -> bool:
-        member = self.policy.staff.get(staff_id)
-        if member is None:
-            return False
-        first = self.staff_channel(staff_id)
-        links = ([LinkAction(label="Acknowledge", action="ack", value=staff_id)]
-                 if kind == "staff_page" else [])
-        for channel in (first, first.other):
-            to = member.phone if channel is Channel.SMS else member.email
-            if to and await self.deliver(kind, f"staff:{staff_id}", channel, to, body,
-                                         self.staff_text("subject_staff"), links):
-                return True
-        return False
-
-    async def remind_acknowledger(self) -> None:
-        esc = self.escalation
-        assert esc is not None and esc.acknowledged_by is not None
-        await self.message_staff("staff_reminder", esc.acknowledged_by,
-                                 self.staff_text("staff_reminder"))
-
-    async def tell_everyone_paged(self, kind: str) -> None:
-        if self.escalation is None:
-            return
-        for staff_id in dict.fromkeys(p.target for p in self.escalation.paged):
-            await self.message_staff(kind, staff_id, self.staff_text(kind))
-
     async def book(self, slot: datetime) -> None:
         options = self.policy.reschedule
         await self.record("reschedule_chosen", actor=Actor.CLIENT, outcome=slot.isoformat())
@@ -670,15 +467,6 @@ class DepartureFollowUp:
         await self.message_client("booking_confirmed", slot=self.slot_label(
             self.slots.index(slot)))
 
-    async def record(self, step: str, **fields: object) -> None:
-        """Seal the step into the trail and write it to the audit store before going on."""
-        entry = self.trail.add(workflow.now(), step, **fields)
-        workflow.logger.info("follow-up step", extra={"step": step, "seq": entry.seq})
-        await workflow.execute_local_activity(
-            "append_audit_entries", AuditBatch(entries=[entry]),
-            start_to_close_timeout=timedelta(seconds=15), retry_policy=AUDIT_RETRY,
-        )
-
     # ------------------------------------------------------------------ small helpers
 
     def crisis_words(self) -> list[str]:
@@ -691,15 +479,6 @@ class DepartureFollowUp:
     def reply_links(self) -> list[LinkAction]:
         return [LinkAction(label="I'm OK", action="reply", value="OK"),
                 LinkAction(label="Please call me", action="reply", value="CALL")]
-
-    def staff_channel(self, staff_id: str) -> Channel:
-        return Channel(self.policy.staff[staff_id].channel)
-
-    def staff_text(self, kind: str, **fields: str) -> str:
-        templates = self.policy.templates[self.policy.default_language]
-        return getattr(templates, kind).format(
-            clinic=self.policy.clinic_name, ref=self.escalation.code if self.escalation else "",
-            **fields)
 
     def new_code(self) -> str:
         return f"{workflow.random().randint(100000, 999999)}"
