@@ -17,7 +17,7 @@ from aftercare.settings import Settings
 from tests.changed_followup import CheckInWithoutDelay
 from tests.fixtures.databases import tamper_with
 from tests.fixtures.followups import closed_followup
-from tests.fixtures.temporal import temporal_cli
+from tests.fixtures.temporal import temporal_workflow_show
 from tests.followup_harness import FollowUpHarness
 
 
@@ -26,15 +26,9 @@ def server_address(followups: FollowUpHarness) -> str:
 
 
 async def export_history(followups: FollowUpHarness, workflow_id: str, path: Path) -> Path:
-    """What an operator runs: ``temporal workflow show --output json``."""
-    process = await asyncio.create_subprocess_exec(
-        temporal_cli(), "workflow", "show", "--workflow-id", workflow_id, "--output", "json",
-        "--address", server_address(followups),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 0, err.decode()
-    path.write_bytes(out)
+    code, out = await temporal_workflow_show(server_address(followups), workflow_id)
+    assert code == 0, out
+    path.write_text(out)
     return path
 
 

@@ -3,7 +3,6 @@ through the codec endpoint: over real HTTP, and with the real ``temporal`` CLI."
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import socket
@@ -18,7 +17,7 @@ from aftercare.codec import ENCRYPTED_ENCODING, data_converter
 from aftercare.codec_server import create_app
 from aftercare.settings import Settings
 from tests.fixtures.api import serving
-from tests.fixtures.temporal import temporal_cli
+from tests.fixtures.temporal import temporal_workflow_show
 from tests.followup_harness import (
     CLIENT_EMAIL,
     CLIENT_PHONE,
@@ -141,28 +140,17 @@ async def test_cors_lets_in_only_the_configured_web_ui(codec_endpoint, origin, a
     assert preflight.status_code == (200 if allowed else 400)
 
 
-async def show_history(
-    followups: FollowUpHarness, workflow_id: str, *codec: str
-) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        temporal_cli(), "workflow", "show", "--workflow-id", workflow_id, "--output", "json",
-        "--address", followups.client.service_client.config.target_host,
-        "--command-timeout", "10s", *codec,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    return process.returncode, out.decode()
-
-
 async def test_the_temporal_cli_reads_a_history_only_with_a_codec_token(
     followups, codec_endpoint
 ):
     handle = await followup_that_reached_the_emergency_contact(followups)
 
-    code, shown = await show_history(followups, handle.id, "--codec-endpoint", codec_endpoint,
-                                     "--codec-auth", f"Bearer {CODEC_TOKEN}")
-    refused, without = await show_history(followups, handle.id,
-                                          "--codec-endpoint", codec_endpoint)
+    address = followups.client.service_client.config.target_host
+    code, shown = await temporal_workflow_show(address, handle.id, "--codec-endpoint",
+                                               codec_endpoint, "--codec-auth",
+                                               f"Bearer {CODEC_TOKEN}")
+    refused, without = await temporal_workflow_show(address, handle.id,
+                                                    "--codec-endpoint", codec_endpoint)
 
     assert code == 0, shown
     started = json.loads(shown)["events"][0]["workflowExecutionStartedEventAttributes"]
