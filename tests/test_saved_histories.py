@@ -13,7 +13,7 @@ from aftercare.replay import read_history_file, replay_and_compare
 from aftercare.settings import Settings, parse_key_list
 from tests.fixtures.temporal import TEST_ONLY_KEY
 from workflows.followup import DepartureFollowUp
-from workflows.models import FollowUpOutcome
+from workflows.models import FollowUpInput, FollowUpOutcome
 
 SAVED = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -27,8 +27,13 @@ async def test_saved_history_replays_to_the_trail_it_closed_with(path):
     keys = parse_key_list(TEST_ONLY_KEY.read_text().strip())
     converter = data_converter(Settings(encryption_keys=keys))
     history = read_history_file(path)
+    started = history.events[0].workflow_execution_started_event_attributes
     completed = history.events[-1].workflow_execution_completed_event_attributes
+    # Decoding the input here also loads phonenumbers' metadata outside the sandbox, as in
+    # any process that built an event first; a fresh process is test_auditor_replay's case.
+    (given,) = await converter.decode(started.input.payloads, [FollowUpInput])
     (recorded,) = await converter.decode(completed.result.payloads, [FollowUpOutcome])
+    assert given.event.workflow_id == history.workflow_id
 
     report = await replay_and_compare(history, recorded.trail, converter, [DepartureFollowUp])
 
