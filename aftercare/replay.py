@@ -31,6 +31,7 @@ from temporalio.worker import (
 from aftercare.codec import KEY_ID_METADATA
 from aftercare.verification import first_broken_link
 from workflows.models import AuditEntry, FollowUpOutcome
+from workflows.sandbox import workflow_runner
 
 _KEEP_OUTCOME = "aftercare_keep_replayed_outcome"
 
@@ -118,6 +119,7 @@ async def replay_and_compare(
     outcomes: list[FollowUpOutcome] = []
     replayer = Replayer(
         workflows=list(workflows),
+        workflow_runner=workflow_runner(),
         data_converter=converter,
         interceptors=[_OutcomeKeeper(outcomes.append)],
     )

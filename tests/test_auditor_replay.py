@@ -134,11 +134,6 @@ async def test_a_follow_up_temporal_no_longer_has_is_refused(followups, capsys):
     assert "Temporal has no history for followup-clinic-42-s-gone" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflows/followup.py must pass phonenumbers through the sandbox: in a fresh "
-    "process its lazy region import hits the sandbox's threading.Lock restriction",
-)
 async def test_the_command_replays_in_a_process_of_its_own(followups, tmp_path, encryption_keys):
     """As an auditor runs it: a fresh interpreter, so the workflow sandbox imports the
     workflow's dependencies from scratch instead of finding the worker's already loaded."""

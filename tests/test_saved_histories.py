@@ -29,8 +29,6 @@ async def test_saved_history_replays_to_the_trail_it_closed_with(path):
     history = read_history_file(path)
     started = history.events[0].workflow_execution_started_event_attributes
     completed = history.events[-1].workflow_execution_completed_event_attributes
-    # Decoding the input here also loads phonenumbers' metadata outside the sandbox, as in
-    # any process that built an event first; a fresh process is test_auditor_replay's case.
     (given,) = await converter.decode(started.input.payloads, [FollowUpInput])
     (recorded,) = await converter.decode(completed.result.payloads, [FollowUpOutcome])
     assert given.event.workflow_id == history.workflow_id
