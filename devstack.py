@@ -57,6 +57,7 @@ def stack_environment() -> dict[str, str]:
         "AFTERCARE_SMTP_PORT": str(SMTP_PORT),
         "AFTERCARE_AUDIT_DATABASE_URL": f"sqlite+aiosqlite:///{DATA / 'audit.db'}",
         "AFTERCARE_PUBLIC_BASE_URL": "http://127.0.0.1:8000",
+        "AFTERCARE_CODEC_UI_ORIGIN": f"http://127.0.0.1:{TEMPORAL_UI_PORT}",
         **dev_secrets(),
     }
     return {**os.environ, **defaults, **{k: v for k, v in os.environ.items()
@@ -115,11 +116,15 @@ def main() -> None:
                   "--http-port", str(SINKS_HTTP_PORT), "--smtp-port", env["AFTERCARE_SMTP_PORT"])
     wait_for_port(f"127.0.0.1:{SINKS_HTTP_PORT}", "dev sinks", sinks)
     start("worker", python, "worker.py")
+    codec = start("codec endpoint", python, "-m", "aftercare.codec_server")
     api = start("HTTP API", python, "starter.py", "serve")
     wait_for_port(f"{env.get('AFTERCARE_API_HOST', '127.0.0.1')}:"
                   f"{env.get('AFTERCARE_API_PORT', '8000')}", "HTTP API", api)
 
+    wait_for_port(f"{env.get('AFTERCARE_CODEC_SERVER_HOST', '127.0.0.1')}:"
+                  f"{env.get('AFTERCARE_CODEC_SERVER_PORT', '8081')}", "codec endpoint", codec)
     demo_key = dict(p.split(":", 1) for p in env["AFTERCARE_API_KEYS"].split(","))["demo"]
+    codec_token = env["AFTERCARE_CODEC_AUTH_TOKENS"].split(",")[0].split(":", 1)[1]
     print(f"""
 Aftercare is running. Ctrl-C stops everything.
 
@@ -127,6 +132,7 @@ Aftercare is running. Ctrl-C stops everything.
   SMS outbox      http://127.0.0.1:{SINKS_HTTP_PORT}/   (texts and emails the stack sent)
   Mailbox         SMTP 127.0.0.1:{env['AFTERCARE_SMTP_PORT']}, files under {DATA / 'mail'}
   HTTP API        {env['AFTERCARE_PUBLIC_BASE_URL']}/docs
+  Codec endpoint  http://127.0.0.1:8081   (decrypts payloads for the temporal CLI)
   Dev secrets     {DEV_ENV}
 
 Send the example departure for the demo clinic (no reply: check-in, then escalation):
@@ -137,6 +143,11 @@ or over HTTP:
   curl -s -X POST {env['AFTERCARE_PUBLIC_BASE_URL']}/v1/departures \\
        -H "Authorization: Bearer $AFTERCARE_API_KEY" -H 'Content-Type: application/json' \\
        --data @examples/departure-demo.json
+
+Read a follow-up's decrypted history, and check its audit trail:
+  .venv/bin/temporal workflow show --workflow-id followup-demo-s-7781-20261121-0930 \\
+       --codec-endpoint http://127.0.0.1:8081 --codec-auth "Bearer {codec_token}"
+  .venv/bin/aftercare-auditor replay --workflow followup-demo-s-7781-20261121-0930
 """, flush=True)
     while True:
         for what, process in processes:
