@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 from aiohttp import web
 
 
-class HttpSink:
+class HttpSink(ABC):
     """An aiohttp sink: ``async with Sink(...) as sink`` serves it, ``sink.url`` is where.
 
     Port 0 (the default) picks a free port. Subclasses list their ``routes()``; the dev
@@ -17,8 +18,8 @@ class HttpSink:
     url: str = ""
     _runner: web.AppRunner | None = None
 
-    def routes(self) -> Iterable[web.RouteDef]:
-        raise NotImplementedError
+    @abstractmethod
+    def routes(self) -> Iterable[web.RouteDef]: ...
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._runner, self.url = await serve(self.routes(), host, port)
