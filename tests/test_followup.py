@@ -195,6 +195,11 @@ async def test_no_reply_pages_on_call_who_acks_and_resolves_and_everyone_paged_i
     texts = followups.texts_to(CLIENT_PHONE)
     assert len(texts) == 2 and "again" in texts[1], "check-in then one reminder"
     assert status.escalation.reason == "no reply" and status.escalation.level == 1
+    await reply(followups, handle, "ok")
+    await followups.until(handle, lambda s: len(followups.texts_to(ON_CALL_PHONE)) == 2,
+                          "on-call told the client answered")
+    assert "replied (safe)" in followups.texts_to(ON_CALL_PHONE)[1]
+    assert (await followups.status(handle)).phase == "escalating", "staff still close it"
     acked = await acknowledge(followups.client, handle.id, Acknowledge(staff_id="t-oncall"))
     assert acked.message == "acknowledged by t-oncall"
     with pytest.raises(ActionRefused, match="already acknowledged by t-oncall"):
@@ -204,12 +209,13 @@ async def test_no_reply_pages_on_call_who_acks_and_resolves_and_everyone_paged_i
     outcome = await followups.finish(handle)
 
     pages = followups.texts_to(ON_CALL_PHONE)
-    assert len(pages) == 2 and "is resolved" in pages[1]
+    assert len(pages) == 3 and "is resolved" in pages[2]
     assert followups.mails_to(BACKUP_EMAIL) == [], "level 2 never paged"
     assert followups.texts_to(CONTACT_PHONE) == []
     steps = [e.step for e in outcome.trail]
     assert steps_in_order(steps, "checkin_sent", "reminder_sent", "no_reply",
-                          "escalation_started", "staff_page_sent", "acknowledged", "resolved",
+                          "escalation_started", "staff_page_sent", "reply_received",
+                          "staff_client_replied_sent", "acknowledged", "resolved",
                           "staff_resolved_sent", "reschedule_offer_sent", "closed")
     assert await stored_steps(followups, handle.id) == steps
 

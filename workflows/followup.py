@@ -316,6 +316,11 @@ class DepartureFollowUp(Outreach):
         self.client_responded = True
         await self.record("reply_received", actor=Actor.CLIENT, channel=str(reply.channel),
                           provider_message_id=reply.provider_message_id, outcome=kind.value)
+        if (self.escalation_open() and kind is not ReplyKind.CRISIS
+                and workflow.patched("tell-paged-staff-of-client-replies")):
+            # Whoever is trying to reach the client should know they answered; the
+            # escalation still waits for staff to close it.
+            await self.tell_everyone_paged("staff_client_replied", reply=kind.value)
         if kind is ReplyKind.CRISIS:
             await self.ask_staff(Reason.CRISIS_WORDS)
         elif kind is ReplyKind.STOP:
@@ -345,9 +350,7 @@ class DepartureFollowUp(Outreach):
     async def ask_staff(self, reason: str) -> None:
         """Page for ``reason`` now if a page is already out, else once the current step ends."""
         esc = self.escalation
-        if esc is not None and not esc.resolved_by and self.phase in (
-            Phase.ESCALATING, Phase.AWAITING_RESOLUTION
-        ):
+        if esc is not None and self.escalation_open():
             if Reason.URGENCY.index(reason) < Reason.URGENCY.index(esc.reason):
                 esc.reason = reason
                 await self.record("escalation_raised", outcome=reason)
@@ -365,6 +368,10 @@ class DepartureFollowUp(Outreach):
 
     def stop_waiting_for_reply(self) -> bool:
         return bool(self.client_safe or self.pending_reason or self.resolution)
+
+    def escalation_open(self) -> bool:
+        return self.escalation is not None and self.escalation.resolved_by is None and (
+            self.phase in (Phase.ESCALATING, Phase.AWAITING_RESOLUTION))
 
     def acknowledged(self) -> bool:
         return bool(self.escalation and self.escalation.acknowledged_by)

@@ -251,11 +251,11 @@ class Outreach:
         await self.message_staff("staff_reminder", esc.acknowledged_by,
                                  self.staff_text("staff_reminder"))
 
-    async def tell_everyone_paged(self, kind: str) -> None:
+    async def tell_everyone_paged(self, kind: str, **fields: str) -> None:
         if self.escalation is None:
             return
         for staff_id in dict.fromkeys(p.target for p in self.escalation.paged):
-            await self.message_staff(kind, staff_id, self.staff_text(kind))
+            await self.message_staff(kind, staff_id, self.staff_text(kind, **fields))
 
     def staff_channel(self, staff_id: str) -> Channel:
         return Channel(self.policy.staff[staff_id].channel)

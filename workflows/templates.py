@@ -32,6 +32,11 @@ class MessageTemplates(BaseModel):
     staff_reminder: str
     staff_resolved: str
     staff_cancelled: str
+    # Added after follow-ups were already running: their inputs carry no such template.
+    staff_client_replied: str = (
+        "Aftercare {clinic}: the client in follow-up {ref} replied ({reply}). "
+        "Resolve it once you have handled it."
+    )
     emergency_contact_notice: str
     subject_client: str
     subject_staff: str
@@ -116,6 +121,10 @@ DEFAULT_TEMPLATES: dict[str, MessageTemplates] = {
         staff_reminder="Aftercare {clinic}: el seguimiento {ref} está reconocido pero sin resolver.",
         staff_resolved="Aftercare {clinic}: el seguimiento {ref} está resuelto.",
         staff_cancelled="Aftercare {clinic}: el seguimiento {ref} fue cerrado por el personal.",
+        staff_client_replied=(
+            "Aftercare {clinic}: la persona del seguimiento {ref} respondió ({reply}). "
+            "Resuélvelo cuando lo hayas atendido."
+        ),
         emergency_contact_notice=(
             "Hola {contact_name}, somos {clinic}. Intentamos comunicarnos con {first_name}, "
             "quien te nombró como contacto de emergencia. Por favor, comunícate con esa persona. "

@@ -7,11 +7,15 @@ workflow (see README.md beside this file):
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.followups import closed_followup
+from tests.followup_harness import make_event
+from workflows.followup import DepartureFollowUp
+from workflows.models import ClientReply, Resolve
 
 HISTORIES = Path(__file__).parent
 
@@ -20,6 +24,21 @@ async def test_record_a_follow_up_the_client_answers_ok(followups):
     handle = await closed_followup(followups)
     history = await handle.fetch_history()
     (HISTORIES / "followup-client-answers-ok.json").write_text(history.to_json() + "\n")
+
+
+async def test_record_a_client_answering_while_staff_are_paged(followups):
+    """Recorded before the patch "tell-paged-staff-of-client-replies": it proves follow-ups
+    started earlier still replay. Re-record it only once none of those can be running."""
+    handle = await followups.start(make_event())
+    await followups.advance(handle, timedelta(hours=1, minutes=10))
+    await followups.until_step(handle, "staff_page_sent")
+    await handle.signal(DepartureFollowUp.client_reply, ClientReply(text="OK", channel="sms"))
+    await followups.until_step(handle, "glad_you_are_ok_sent")
+    await handle.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-oncall", outcome="reached_client"))
+    await followups.finish(handle)
+    history = await handle.fetch_history()
+    (HISTORIES / "followup-reply-while-paged.json").write_text(history.to_json() + "\n")
 
 
 if __name__ == "__main__":
