@@ -314,7 +314,12 @@ def _complain(problem: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return asyncio.run(run(argv))
+    try:
+        return asyncio.run(run(argv))
+    except BrokenPipeError:
+        # The reader stopped early (`export ... | head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
