@@ -202,6 +202,7 @@ class DepartureFollowUp(Outreach):
         self.next_deadline = self.next_deadline_reason = None
         self.closed_reason = self.closing_reason()
         await self.record("closed", outcome=self.closed_reason)
+        await self.write_trail()
         return FollowUpOutcome(
             workflow_id=self.trail.workflow_id,
             closed_reason=self.closed_reason,
@@ -228,6 +229,7 @@ class DepartureFollowUp(Outreach):
         esc.acknowledged_by, esc.acknowledged_at = ack.staff_id, workflow.now()
         await self.record("acknowledged", actor=Actor.STAFF, recipient=f"staff:{ack.staff_id}",
                           outcome=f"level {esc.level}")
+        await self.write_trail()
         return self.action_result(f"acknowledged by {ack.staff_id}")
 
     @acknowledge.validator
@@ -258,6 +260,7 @@ class DepartureFollowUp(Outreach):
                           recipient=f"staff:{resolution.staff_id}",
                           outcome=resolution.outcome.value,
                           detail={"note": "recorded"} if resolution.note else None)
+        await self.write_trail()
         return self.action_result(f"resolved by {resolution.staff_id}: {resolution.outcome}")
 
     @resolve.validator
@@ -275,6 +278,7 @@ class DepartureFollowUp(Outreach):
         self.cancellation = cancel
         await self.record("cancelled", actor=Actor.STAFF, recipient=f"staff:{cancel.staff_id}",
                           outcome=cancel.reason)
+        await self.write_trail()
         return self.action_result(f"cancelled by {cancel.staff_id}")
 
     @cancel.validator
@@ -422,6 +426,8 @@ class DepartureFollowUp(Outreach):
             remaining = None if deadline is None else deadline - workflow.now()
             if remaining is not None and remaining <= timedelta(0):
                 return
+            if await self.write_trail():
+                continue  # things may have changed while writing: look again before sleeping
             self.next_deadline, self.next_deadline_reason = deadline, reason
             try:
                 await workflow.wait_condition(

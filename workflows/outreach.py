@@ -76,13 +76,24 @@ class Outreach:
     messages_sent: int
 
     async def record(self, step: str, **fields: object) -> None:
-        """Seal the step into the trail and write it to the audit store before going on."""
+        """Seal the step into the trail. It reaches the audit store with the next batch:
+        before the follow-up next sleeps, answers staff, or closes."""
         entry = self.trail.add(workflow.now(), step, **fields)
         workflow.logger.info("follow-up step", extra={"step": step, "seq": entry.seq})
+        if not workflow.patched("batch-audit-writes"):
+            await self.write_trail()  # follow-ups started before batching wrote each step
+
+    async def write_trail(self) -> bool:
+        """Write every entry not yet in the audit store, in one local activity; True when
+        there were any."""
+        batch = self.trail.take_unwritten()
+        if not batch:
+            return False
         await workflow.execute_local_activity(
-            "append_audit_entries", AuditBatch(entries=[entry]),
+            "append_audit_entries", AuditBatch(entries=batch),
             start_to_close_timeout=timedelta(seconds=15), retry_policy=AUDIT_RETRY,
         )
+        return True
 
     async def message_client(
         self, kind: str, *, links: list[LinkAction] | None = None, **extra: str

@@ -69,6 +69,13 @@ class TrailBuilder:
     def __init__(self, workflow_id: str, entries: Sequence[AuditEntry] = ()) -> None:
         self.workflow_id = workflow_id
         self.entries: list[AuditEntry] = list(entries)
+        self._handed_out = len(self.entries)
+
+    def take_unwritten(self) -> list[AuditEntry]:
+        """The entries added since the last call: the next batch for the audit store."""
+        batch = self.entries[self._handed_out:]
+        self._handed_out = len(self.entries)
+        return batch
 
     @property
     def head(self) -> str:

@@ -1,16 +1,20 @@
-"""Re-records the saved histories from real follow-ups, after a deliberate change to the
-workflow (see README.md beside this file):
+"""Records histories of real follow-ups after a deliberate change to the workflow (see
+README.md beside this file):
 
     .venv/bin/python -m tests.histories.record
+
+Each recording is a new file named by scenario and date; older files stay, so follow-ups
+started under earlier code keep being replayed against today's.
 """
 
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.client import WorkflowHandle
 
 from tests.fixtures.followups import closed_followup
 from tests.followup_harness import make_event
@@ -20,15 +24,17 @@ from workflows.models import ClientReply, Resolve
 HISTORIES = Path(__file__).parent
 
 
-async def test_record_a_follow_up_the_client_answers_ok(followups):
-    handle = await closed_followup(followups)
+async def save(handle: WorkflowHandle, scenario: str) -> None:
     history = await handle.fetch_history()
-    (HISTORIES / "followup-client-answers-ok.json").write_text(history.to_json() + "\n")
+    path = HISTORIES / f"followup-{scenario}-{date.today().isoformat()}.json"
+    path.write_text(history.to_json() + "\n")
+
+
+async def test_record_a_follow_up_the_client_answers_ok(followups):
+    await save(await closed_followup(followups), "client-answers-ok")
 
 
 async def test_record_a_client_answering_while_staff_are_paged(followups):
-    """Recorded before the patch "tell-paged-staff-of-client-replies": it proves follow-ups
-    started earlier still replay. Re-record it only once none of those can be running."""
     handle = await followups.start(make_event())
     await followups.advance(handle, timedelta(hours=1, minutes=10))
     await followups.until_step(handle, "staff_page_sent")
@@ -37,8 +43,7 @@ async def test_record_a_client_answering_while_staff_are_paged(followups):
     await handle.execute_update(DepartureFollowUp.resolve,
                                 Resolve(staff_id="t-oncall", outcome="reached_client"))
     await followups.finish(handle)
-    history = await handle.fetch_history()
-    (HISTORIES / "followup-reply-while-paged.json").write_text(history.to_json() + "\n")
+    await save(handle, "reply-while-paged")
 
 
 if __name__ == "__main__":
