@@ -114,7 +114,10 @@ async def start_followup(
     try:
         await client.start_workflow(
             DepartureFollowUp.run,
-            FollowUpInput(event=event, policy=policies.for_clinic(event.clinic_id)),
+            FollowUpInput(
+                event=event,
+                policy=policies.for_clinic(event.clinic_id).for_client(event.client.language),
+            ),
             id=event.workflow_id,
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

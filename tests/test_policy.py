@@ -77,3 +77,12 @@ def test_slots_are_computed_in_the_clinics_zone():
     options = RescheduleOptions(slots=[SlotRule(after=timedelta(days=1), at=time(10))])
     (slot,) = options.slot_times(at(0, 23), NY)
     assert slot == at(1, 10)
+
+
+def test_a_follow_up_carries_only_the_clients_and_the_clinics_language():
+    policy = PolicyBook.load(Path("policies.example.yaml")).for_clinic("demo")
+    spanish = policy.for_client("es-MX")
+    assert set(spanish.templates) == set(spanish.crisis_words) == {"es", "en"}
+    english = policy.for_client("en")
+    assert set(english.templates) == set(english.crisis_line) == {"en"}
+    assert policy.for_client("fr").language("fr") == "en", "unknown languages fall back"

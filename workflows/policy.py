@@ -196,6 +196,16 @@ class ClinicPolicy(PolicyModel):
             raise ValueError(f"templates has no {self.default_language!r} entry")
         return self
 
+    def for_client(self, requested_language: str) -> ClinicPolicy:
+        """This policy with only the languages a follow-up can use: the client's and the
+        clinic's own. It travels in every follow-up's history, so it should carry no more."""
+        keep = {self.language(requested_language), self.default_language}
+        return self.model_copy(update={
+            "templates": {k: v for k, v in self.templates.items() if k in keep},
+            "crisis_words": {k: v for k, v in self.crisis_words.items() if k in keep},
+            "crisis_line": {k: v for k, v in self.crisis_line.items() if k in keep},
+        })
+
     def language(self, requested: str) -> str:
         base = requested.split("-")[0].lower()
         return base if base in self.templates else self.default_language
