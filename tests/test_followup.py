@@ -431,3 +431,26 @@ async def test_crisis_after_a_resolved_escalation_pages_again(followups):
     outcome = await followups.finish(handle)
     assert [e.step for e in outcome.trail].count("escalation_started") == 2
     assert outcome.closed_reason == "escalation resolved: emergency_services_contacted"
+
+
+async def test_crisis_words_while_the_offer_waits_for_quiet_hours_page_instead_of_offering(
+    followups,
+):
+    zone = "Asia/Tokyo"
+    handle = await followups.start(make_event(timezone=zone),
+                                   quiet_hours=quiet_hours_around_now(zone))
+    await followups.advance(handle, timedelta(minutes=30))
+    await followups.until_step(handle, "checkin_deferred")
+    await reply(followups, handle, "ok")  # e.g. by the API, before any check-in went out
+    await followups.until_step(handle, "reschedule_offer_deferred")
+    await reply(followups, handle, "I want to end my life")
+    status = await followups.until_step(handle, "staff_page_sent")
+
+    steps = [e.step for e in status.trail]
+    assert "reschedule_offer_sent" not in steps
+    assert steps_in_order(steps, "reschedule_offer_deferred", "reply_received",
+                          "escalation_started", "crisis_resources_sent", "staff_page_sent")
+    assert "not alone" in followups.texts_to(CLIENT_PHONE)[-1], "quiet hours never hold it"
+    await handle.execute_update(DepartureFollowUp.cancel,
+                                Cancel(staff_id="t-oncall", reason="test over"))
+    await followups.finish(handle)

@@ -184,6 +184,8 @@ class DepartureFollowUp(Outreach):
         self.phase = Phase.OFFERING_RESCHEDULE
         due = await self.after_quiet_hours("reschedule_offer")
         await self.wait_until(due, "reschedule offer after quiet hours", self.offer_over)
+        if self.pending_reason and workflow.patched("no-reschedule-offer-once-staff-needed"):
+            return  # the client wrote something staff must see first: page, don't sell
         self.slots = options.slot_times(workflow.now(), self.policy.timezone)
         await self.message_client("reschedule_offer", slots=self.describe_slots(),
                                   links=[LinkAction(label=f"Book {self.slot_label(i)}",
