@@ -10,6 +10,7 @@ run: setup
 	$(BIN)/python -m devstack
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python scripts/run_tests.py $(PYTEST_ARGS)
 
 setup: $(STAMP)

@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -71,8 +71,8 @@ def _moment(text: str, *, end_of_day: bool) -> datetime:
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not an ISO date (2026-11-21) or date-time (2026-11-21T09:00Z)"
             ) from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    start = datetime.combine(day, time(), tzinfo=timezone.utc)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    start = datetime.combine(day, time(), tzinfo=UTC)
     return start + timedelta(days=1) if end_of_day else start
 
 
@@ -298,7 +298,7 @@ async def run(
             actor=_auditor(args),
             action=command.name,
             target=command.describe_target(args),
-            at=datetime.now(timezone.utc),
+            at=datetime.now(UTC),
         )
         return await command.run(store, args, out, settings)
     finally:

@@ -111,6 +111,9 @@ async def start_followup(
     keys = [contact_key(settings.lookup_secret, event.client.phone)] if (
         settings.lookup_secret and event.client.phone
     ) else []
+    search_attributes = (
+        TypedSearchAttributes([SearchAttributePair(CONTACT_KEY, keys)]) if keys else None
+    )
     try:
         await client.start_workflow(
             DepartureFollowUp.run,
@@ -123,8 +126,7 @@ async def start_followup(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             memo={FINGERPRINT_MEMO: fingerprint},
-            search_attributes=TypedSearchAttributes([SearchAttributePair(CONTACT_KEY, keys)]) if keys
-            else None,
+            search_attributes=search_attributes,
         )
     except WorkflowAlreadyStartedError:
         described = await client.get_workflow_handle(event.workflow_id).describe()

@@ -6,7 +6,7 @@ import csv
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from workflows.models import Actor, AuditEntry
@@ -45,7 +45,7 @@ def fhir_bundle(entries: Sequence[AuditEntry]) -> dict[str, Any]:
     return {
         "resourceType": "Bundle",
         "type": "collection",
-        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "timestamp": datetime.now(UTC).isoformat(),
         "entry": [{"fullUrl": f"urn:uuid:{event['id']}", "resource": event} for event in events],
     }
 
@@ -76,7 +76,7 @@ def fhir_audit_event(entry: AuditEntry) -> dict[str, Any]:
         },
         "subtype": [{"system": _STEP_SYSTEM, "code": entry.step}],
         "action": "E",
-        "recorded": entry.at.astimezone(timezone.utc).isoformat(),
+        "recorded": entry.at.astimezone(UTC).isoformat(),
         "agent": agents,
         "source": {
             "site": "aftercare",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
@@ -103,7 +103,7 @@ async def migrate(engine: AsyncEngine) -> int:
                     schema_version.insert().values(
                         version=migration.version,
                         description=migration.description,
-                        applied_at=datetime.now(timezone.utc),
+                        applied_at=datetime.now(UTC),
                     )
                 )
         except DBAPIError:

@@ -13,7 +13,7 @@ path means a disclosure can never be recorded without its place in the chain, or
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -186,7 +186,7 @@ class AuditStore:
                         message_key=message_key,
                         channel=delivery.channel.value,
                         provider_message_id=delivery.provider_message_id,
-                        recorded_at=datetime.now(timezone.utc),
+                        recorded_at=datetime.now(UTC),
                     )
                 )
             elif (existing.channel, existing.provider_message_id) != (

@@ -93,7 +93,9 @@ async def read_followup(
 async def owned_followup(client: Client, clinic_id: str, workflow_id: str) -> FollowUpStatus:
     """The follow-up's state, when it belongs to this clinic. Another clinic's follow-up
     is answered exactly like one that does not exist."""
-    missing = HTTPException(404, f"workflow_id: clinic {clinic_id!r} has no follow-up {workflow_id!r}")
+    missing = HTTPException(
+        404, f"workflow_id: clinic {clinic_id!r} has no follow-up {workflow_id!r}"
+    )
     # Cheap first: ids are followup-{clinic}-{session}; the state then says for sure.
     if not workflow_id.startswith(followup_workflow_id(clinic_id, "")):
         raise missing

@@ -194,7 +194,8 @@ async def run_round(arm: Arm, followups: int, concurrency: int) -> Round:
     seconds, cpu = time.perf_counter() - began, cpu_seconds() - cpu_before
     histories = [(await handle.fetch_history()).events for _, handle in done]
     return Round(
-        arm=arm.name, seconds=seconds, cpu_ms_each=cpu * 1000 / followups, latencies=[latency for latency, _ in done],
+        arm=arm.name, seconds=seconds, cpu_ms_each=cpu * 1000 / followups,
+        latencies=[latency for latency, _ in done],
         events=[len(events) for events in histories],
         history_bytes=[sum(event.ByteSize() for event in events) for events in histories],
         markers=[sum(event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
@@ -298,7 +299,8 @@ async def main(followups: int, concurrency: int) -> None:
                 async with arm.worker():
                     await happy_path(arm)  # warm-up: imports and caches, not measured
                     rounds.append(await run_round(arm, followups, concurrency))
-                print(f"  {arm.name}: {rounds[-1].per_second:.1f} wf/s", file=sys.stderr, flush=True)
+                print(f"  {arm.name}: {rounds[-1].per_second:.1f} wf/s", file=sys.stderr,
+                      flush=True)
     print(f"\n{followups} follow-ups per round, concurrency {concurrency}\n")
     print_table(rounds)
 

@@ -18,13 +18,14 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
 from aftercare.store import AuditStore
 from devsinks.booking import BookingSink
 from devsinks.mailbox import Mailbox
 from devsinks.sms_outbox import SmsOutbox
 from starter import start_followup
-from aftercare.policies import PolicyBook
+from worker import running_worker
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
     ClientContact,
@@ -33,7 +34,6 @@ from workflows.models import (
     FollowUpOutcome,
     FollowUpStatus,
 )
-from worker import running_worker
 
 CLIENT_PHONE = "+15555550123"
 CLIENT_EMAIL = "dana@example.org"

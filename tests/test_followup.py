@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 
+from starter import ActionRefused, acknowledge, cancel
 from tests.followup_harness import (
     BACKUP_EMAIL,
     CLIENT_EMAIL,
@@ -24,7 +25,6 @@ from tests.followup_harness import (
     quiet_hours_around_now,
     steps_in_order,
 )
-from starter import ActionRefused, acknowledge, cancel
 from workflows.followup import DepartureFollowUp
 from workflows.models import Acknowledge, Cancel, ClientReply, DeliveryFailure, Resolve
 from workflows.trail import first_break
@@ -427,7 +427,8 @@ async def test_crisis_after_a_resolved_escalation_pages_again(followups):
     await acknowledge(followups.client, handle.id,
                       Acknowledge(staff_id="t-oncall", code=status.escalation.code))
     await handle.execute_update(DepartureFollowUp.resolve,
-                                Resolve(staff_id="t-oncall", outcome="emergency_services_contacted"))
+                                Resolve(staff_id="t-oncall",
+                                        outcome="emergency_services_contacted"))
     outcome = await followups.finish(handle)
     assert [e.step for e in outcome.trail].count("escalation_started") == 2
     assert outcome.closed_reason == "escalation resolved: emergency_services_contacted"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from workflows.models import AuditEntry
 from workflows.trail import GENESIS, seal
@@ -23,7 +23,7 @@ STEPS = [
     ),
 ]
 
-STARTED = datetime(2026, 11, 21, 14, 47, tzinfo=timezone.utc)
+STARTED = datetime(2026, 11, 21, 14, 47, tzinfo=UTC)
 
 
 def new_workflow_id(clinic_id: str = "clinic-42") -> str:

@@ -8,7 +8,6 @@ hash-chained trail and written to the audit store as it happens.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -438,12 +437,14 @@ class DepartureFollowUp(Outreach):
                     or done(),
                     timeout=remaining,
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def quiet_hours_now(self) -> bool:
         quiet = self.policy.quiet_hours
-        return quiet is not None and quiet.end_after(workflow.now(), self.client.timezone) is not None
+        if quiet is None:
+            return False
+        return quiet.end_after(workflow.now(), self.client.timezone) is not None
 
     async def after_quiet_hours(self, kind: str) -> datetime:
         """Now, or when the client's quiet hours end: non-urgent messages wait for it."""

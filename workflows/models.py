@@ -33,7 +33,8 @@ def _e164(value: str) -> str:
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException as err:
-        raise ValueError(f"not an E.164 phone number ({err.args[0] if err.args else err})") from None
+        reason = err.args[0] if err.args else err
+        raise ValueError(f"not an E.164 phone number ({reason})") from None
     # "Possible" (right length for the country) rather than "valid": the fictional
     # 555-01xx numbers used in examples and tests must pass; a number no carrier serves
     # is Twilio's to refuse, which the workflow answers by falling back to email.

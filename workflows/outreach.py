@@ -144,7 +144,8 @@ class Outreach:
             )
         except ActivityError as err:
             cause = err.cause
-            permanent = isinstance(cause, ApplicationError) and cause.type == PERMANENT_DELIVERY_FAILURE
+            permanent = (isinstance(cause, ApplicationError)
+                         and cause.type == PERMANENT_DELIVERY_FAILURE)
             await self.record(f"{kind}_failed", channel=channel, recipient=recipient,
                               outcome="permanent failure" if permanent else "gave up retrying")
             return None

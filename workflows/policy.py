@@ -177,7 +177,8 @@ class ClinicPolicy(PolicyModel):
     crisis_line: dict[str, str] = Field(
         default_factory=lambda: {
             "en": "If you are in crisis, call or text 988 (Suicide & Crisis Lifeline) any time.",
-            "es": "Si estás en crisis, llama o envía un mensaje de texto al 988 en cualquier momento.",
+            "es": "Si estás en crisis, llama o envía un mensaje de texto al 988 en cualquier "
+            "momento.",
         }
     )
     crisis_words: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_CRISIS_WORDS))

@@ -77,7 +77,9 @@ DEFAULT_TEMPLATES: dict[str, MessageTemplates] = {
         ),
         staff_reminder="Aftercare {clinic}: follow-up {ref} is acknowledged but not resolved.",
         staff_resolved="Aftercare {clinic}: follow-up {ref} is resolved. No action needed.",
-        staff_cancelled="Aftercare {clinic}: follow-up {ref} was closed by staff. No action needed.",
+        staff_cancelled=(
+            "Aftercare {clinic}: follow-up {ref} was closed by staff. No action needed."
+        ),
         emergency_contact_notice=(
             "Hi {contact_name}, this is {clinic}. We're trying to reach {first_name}, who named "
             "you as an emergency contact. Please check in with them. If anyone is in immediate "
@@ -118,7 +120,9 @@ DEFAULT_TEMPLATES: dict[str, MessageTemplates] = {
             "Aftercare {clinic}: un seguimiento necesita atención ({reason}). Ref {ref}. "
             "{staff_action}"
         ),
-        staff_reminder="Aftercare {clinic}: el seguimiento {ref} está reconocido pero sin resolver.",
+        staff_reminder=(
+            "Aftercare {clinic}: el seguimiento {ref} está reconocido pero sin resolver."
+        ),
         staff_resolved="Aftercare {clinic}: el seguimiento {ref} está resuelto.",
         staff_cancelled="Aftercare {clinic}: el seguimiento {ref} fue cerrado por el personal.",
         staff_client_replied=(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from workflows.models import AuditEntry
@@ -60,7 +60,7 @@ def first_break(entries: Sequence[AuditEntry]) -> tuple[int, str] | None:
 
 
 def _utc_iso(at: datetime) -> str:
-    return at.astimezone(timezone.utc).isoformat()
+    return at.astimezone(UTC).isoformat()
 
 
 class TrailBuilder:
