@@ -39,6 +39,7 @@ CLIENT_PHONE = "+15555550123"
 CLIENT_EMAIL = "dana@example.org"
 CONTACT_PHONE = "+15555550199"
 ON_CALL_PHONE = "+15555550111"
+ON_CALL_EMAIL = "oncall@clinic.example"
 BACKUP_EMAIL = "backup@clinic.example"
 BACKUP_PHONE = "+15555550112"
 LEAD_EMAIL = "lead@clinic.example"
@@ -64,7 +65,8 @@ def policy_document(**overrides: Any) -> dict[str, Any]:
             ],
         },
         "staff": {
-            "t-oncall": {"name": "On Call", "phone": ON_CALL_PHONE, "channel": "sms"},
+            "t-oncall": {"name": "On Call", "phone": ON_CALL_PHONE, "email": ON_CALL_EMAIL,
+                         "channel": "sms"},
             "t-backup": {"name": "Backup", "phone": BACKUP_PHONE, "email": BACKUP_EMAIL,
                          "channel": "email"},
             "t-lead": {"name": "Lead", "email": LEAD_EMAIL, "channel": "email"},

@@ -18,6 +18,7 @@ from tests.followup_harness import (
     CLIENT_PHONE,
     CONTACT_PHONE,
     LEAD_EMAIL,
+    ON_CALL_EMAIL,
     ON_CALL_PHONE,
     FollowUpHarness,
     assert_client_message,
@@ -452,6 +453,26 @@ async def test_crisis_words_while_the_offer_waits_for_quiet_hours_page_instead_o
     assert steps_in_order(steps, "reschedule_offer_deferred", "reply_received",
                           "escalation_started", "crisis_resources_sent", "staff_page_sent")
     assert "not alone" in followups.texts_to(CLIENT_PHONE)[-1], "quiet hours never hold it"
+    await handle.execute_update(DepartureFollowUp.cancel,
+                                Cancel(staff_id="t-oncall", reason="test over"))
+    await followups.finish(handle)
+
+
+async def test_an_undelivered_page_reaches_the_on_call_by_email(followups):
+    handle = await followups.start(make_event())
+    await checked_in(followups, handle)
+    await followups.advance(handle, timedelta(hours=1))
+    await followups.until_step(handle, "staff_page_sent")
+    (page,) = followups.sms.sent_to(ON_CALL_PHONE)
+    await handle.signal(DepartureFollowUp.delivery_failed,
+                        DeliveryFailure(provider_message_id=page.sid, error_code="30006"))
+    status = await followups.until_step(handle, "channel_fallback")
+
+    (mail,) = followups.mails_to(ON_CALL_EMAIL)
+    assert f"ACK {status.escalation.code}" in mail and "/r/" in mail, "with its ack link"
+    assert status.channel == "sms", "the client's channel is untouched"
+    fallback = next(e for e in status.trail if e.step == "channel_fallback")
+    assert (fallback.recipient, fallback.channel) == ("staff:t-oncall", "email")
     await handle.execute_update(DepartureFollowUp.cancel,
                                 Cancel(staff_id="t-oncall", reason="test over"))
     await followups.finish(handle)

@@ -164,17 +164,32 @@ class Outreach:
         await self.record(f"{kind}_undelivered", channel=message.channel, recipient=recipient,
                           provider_message_id=failure.provider_message_id,
                           outcome=failure.error_code or "undelivered")
-        if recipient != "client":
-            return
         other = message.channel.other
-        to = self.client.address(other)
-        if to is None or self.opted_out:
+        if recipient == "client":
+            if self.opted_out:
+                return
+            to = self.client.address(other)
+        elif workflow.patched("fall-back-for-staff-and-contact"):
+            # A page that never arrived is a page nobody read: try their other address.
+            to = self.address_of(recipient, other)
+        else:
+            return
+        if to is None:
             return
         if await self.deliver(kind, recipient, other, to, message.body, message.subject,
                               message.links) is not None:
-            await self.record("channel_fallback", recipient="client", channel=other,
+            await self.record("channel_fallback", recipient=recipient, channel=other,
                               outcome=f"{message.channel.value} undelivered")
-            self.channel = other
+            if recipient == "client":
+                self.channel = other
+
+    def address_of(self, recipient: str, channel: Channel) -> str | None:
+        """Where a staff member or the emergency contact receives ``channel``."""
+        if recipient == "emergency_contact":
+            contact = self.event.emergency_contact
+            return contact and (contact.phone if channel is Channel.SMS else contact.email)
+        member = self.policy.staff.get(recipient.removeprefix("staff:"))
+        return member and (member.phone if channel is Channel.SMS else member.email)
 
     async def page_level(self, level: EscalationLevel, reason: str) -> bool:
         """Notify every target of one level; True when anyone was reached."""
@@ -220,7 +235,7 @@ class Outreach:
             clinic=self.policy.clinic_name)
         body = f"{body}\n{self.policy.crisis_line_for(self.language)}"
         for channel in (Channel.SMS, Channel.EMAIL):
-            to = contact.phone if channel is Channel.SMS else contact.email
+            to = self.address_of("emergency_contact", channel)
             if to is None:
                 continue
             delivery = await self.deliver("emergency_contact_notice", "emergency_contact",
@@ -251,7 +266,7 @@ class Outreach:
         links = ([LinkAction(label="Acknowledge", action="ack", value=staff_id)]
                  if kind == "staff_page" else [])
         for channel in (first, first.other):
-            to = member.phone if channel is Channel.SMS else member.email
+            to = self.address_of(f"staff:{staff_id}", channel)
             if to and await self.deliver(kind, f"staff:{staff_id}", channel, to, body,
                                          self.staff_text("subject_staff"), links):
                 return True
