@@ -104,8 +104,9 @@ async def use_link(token: Token, service: Service) -> HTMLResponse:
     client = await service.temporal()
     try:
         if claim.action == "ack":
+            staff_id, _, code = claim.value.partition(" ")
             result = await starter.acknowledge(
-                client, claim.workflow_id, Acknowledge(staff_id=claim.value))
+                client, claim.workflow_id, Acknowledge(staff_id=staff_id, code=code or None))
             done = result.message
         else:
             await starter.send_reply(

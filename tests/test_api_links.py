@@ -90,3 +90,21 @@ def test_access_logs_never_carry_a_working_link_token():
     _HideLinkTokens().filter(line)
 
     assert line.getMessage() == '127.0.0.1:5000 - "POST /r/[token] HTTP/1.1" 200'
+
+
+async def test_a_staff_ack_link_takes_only_the_escalation_it_was_sent_for(api):
+    started = await api.send_departure(api.departure("imminent"))
+    workflow_id = started.json()["workflow_id"]
+    status = await api.until_step(workflow_id, "staff_page_sent")
+    secret, hour = api.settings.link_secret, timedelta(hours=1)
+
+    def link(value: str) -> str:
+        return "/r/" + issue_link_token(secret, workflow_id, "ack", value, hour, datetime.now(UTC))
+
+    stale = await api.http.post(link("t-oncall 000000"))
+    taken = await api.http.post(link(f"t-oncall {status.escalation.code}"))
+
+    assert stale.status_code == 409 and "does not match" in stale.text
+    assert taken.status_code == 200 and "acknowledged by t-oncall" in taken.text
+    status = await api.until_step(workflow_id, "acknowledged")
+    assert status.escalation.acknowledged_by == "t-oncall"

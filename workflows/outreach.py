@@ -263,8 +263,10 @@ class Outreach:
         if member is None:
             return False
         first = self.staff_channel(staff_id)
-        links = ([LinkAction(label="Acknowledge", action="ack", value=staff_id)]
-                 if kind == "staff_page" else [])
+        # The link names the escalation's code, so an old page's link can't take a new one.
+        links = ([LinkAction(label="Acknowledge", action="ack",
+                             value=f"{staff_id} {self.escalation.code}")]
+                 if kind == "staff_page" and self.escalation else [])
         for channel in (first, first.other):
             to = self.address_of(f"staff:{staff_id}", channel)
             if to and await self.deliver(kind, f"staff:{staff_id}", channel, to, body,
