@@ -369,8 +369,15 @@ async def test_spanish_speaking_client_is_written_to_in_spanish(followups):
     assert "Hola Dana" in checkin and "988" in checkin
     assert_client_message(checkin, language="es")
     await reply(followups, handle, "estoy bien")
+    await followups.until_step(handle, "reschedule_offer_sent")
+    await reply(followups, handle, "A")
     await followups.finish(handle)
-    assert "Gracias" in followups.texts_to(CLIENT_PHONE)[1]
+    texts = followups.texts_to(CLIENT_PHONE)
+    assert "Gracias" in texts[1]
+    offer, booked = texts[2], texts[3]
+    assert "Responde A para" in offer and "Responde B para" in offer
+    assert any(day in offer for day in ("lun ", "mar ", "mié ", "jue ", "vie ", "sáb ", "dom "))
+    assert "Tu cita es el" in booked and "10:00" in booked
 
 
 async def test_nobody_acknowledging_keeps_the_follow_up_open_and_says_so(followups):

@@ -500,8 +500,11 @@ class DepartureFollowUp(Outreach):
         return f"{workflow.random().randint(100000, 999999)}"
 
     def slot_label(self, index: int) -> str:
-        local = self.slots[index]
-        return local.strftime("%a %d %b %H:%M")
+        """A slot in the client's language, at the clinic's local time."""
+        slot, templates = self.slots[index], self.policy.templates[self.language]
+        return templates.slot_time.format(
+            weekday=templates.weekdays[slot.weekday()], day=slot.day, month=slot.month,
+            time=f"{slot:%H:%M}")
 
     def describe_slots(self) -> str:
         templates = self.policy.templates[self.language]

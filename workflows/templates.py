@@ -26,6 +26,9 @@ class MessageTemplates(BaseModel):
     reschedule_offer: str
     slot_choice: str
     book_online: str
+    # How a slot reads: {weekday} from weekdays (Monday first), then day, month, time.
+    slot_time: str = "{weekday} {month}/{day} {time}"
+    weekdays: list[str] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
     booking_confirmed: str
     # To staff and the emergency contact (the clinic's working language)
     staff_page: str
@@ -115,6 +118,8 @@ DEFAULT_TEMPLATES: dict[str, MessageTemplates] = {
         reschedule_offer="{first_name}, ¿quieres reservar tu próxima sesión? {slots}",
         slot_choice="Responde {letter} para {slot}.",
         book_online="O reserva en {url}",
+        slot_time="{weekday} {day}/{month} {time}",
+        weekdays=["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
         booking_confirmed="Tu cita es el {slot}, {first_name}. Hasta entonces.",
         staff_page=(
             "Aftercare {clinic}: un seguimiento necesita atención ({reason}). Ref {ref}. "
