@@ -29,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from aftercare.codec import EncryptionKeyError, data_converter
 from aftercare.exports import EXPORT_FORMATS
+from aftercare.process import exit_without_finalizing
 from aftercare.replay import (
     HistoryFileError,
     encryption_key_ids,
@@ -313,14 +314,15 @@ def _complain(problem: str) -> None:
     print(f"aftercare-auditor: {problem}", file=sys.stderr)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> None:
     try:
-        return asyncio.run(run(argv))
+        code = asyncio.run(run(argv))
     except BrokenPipeError:
         # The reader stopped early (`export ... | head`): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        code = 0
+    exit_without_finalizing(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -36,6 +36,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from aftercare.policies import PolicyBook, PolicyError
+from aftercare.process import exit_without_finalizing
 from aftercare.settings import Settings, get_settings
 from aftercare.temporal import connect
 from workflows.followup import DepartureFollowUp
@@ -276,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as err:
         print(f"error: settings: {describe_validation_error(err)}", file=sys.stderr)
         return 2
+    except RPCError as err:
+        print(f"error: Temporal refused the request: {err.message}", file=sys.stderr)
+        return 1
     except RuntimeError as err:
         print(f"error: cannot reach Temporal at {get_settings().temporal_address}: {err}",
               file=sys.stderr)
@@ -283,4 +287,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_finalizing(main())

@@ -98,10 +98,10 @@ async def use_link(token: Token, service: Service) -> HTMLResponse:
     claim = await usable_claim(service, token)
     if isinstance(claim, HTMLResponse):
         return claim
+    client = await service.temporal()  # unreachable → 503 before the link is spent
     store = await service.audit_store()
     if not await store.use_link(claim.jti, claim.workflow_id, claim.action, datetime.now(UTC)):
         return used_page()
-    client = await service.temporal()
     try:
         if claim.action == "ack":
             staff_id, _, code = claim.value.partition(" ")
