@@ -39,6 +39,7 @@ from aftercare.policies import PolicyBook, PolicyError
 from aftercare.process import exit_without_finalizing
 from aftercare.settings import Settings, get_settings
 from aftercare.temporal import connect
+from aftercare.validation import describe_validation_error
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
     Acknowledge,
@@ -75,14 +76,6 @@ class FollowUpNotFound(LookupError):
 class Started:
     workflow_id: str
     created: bool
-
-
-def describe_validation_error(err: ValidationError) -> str:
-    """One line naming the first bad field, e.g. ``client.phone: not a possible …``."""
-    first = err.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "event"
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}"
 
 
 def parse_event(raw: bytes | str | dict[str, Any]) -> DepartureEvent:

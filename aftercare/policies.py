@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from aftercare.validation import describe_validation_error
 from workflows.policy import ClinicPolicy
 
 
@@ -53,9 +54,8 @@ class PolicyBook:
         try:
             return ClinicPolicy.model_validate({"clinic_id": name, **merged})
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise PolicyError(f"{self._source}: {name}.{where}: {first['msg']}") from None
+            problem = describe_validation_error(err, whole="policy")
+            raise PolicyError(f"{self._source}: {name}.{problem}") from None
 
     def for_clinic(self, clinic_id: str) -> ClinicPolicy:
         """The clinic's own policy, or the default one under the clinic's id."""

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from temporalio.service import RPCError
 
-from starter import describe_validation_error
+from aftercare.validation import describe_validation_error
 
 
 class Problem(BaseModel):

@@ -10,7 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -121,7 +121,6 @@ class FollowUpHarness:
     mail: Mailbox
     booking: BookingSink
     store: AuditStore
-    handles: list[WorkflowHandle] = field(default_factory=list)
 
     @property
     def client(self) -> Client:
@@ -135,7 +134,6 @@ class FollowUpHarness:
         with self.env.with_time_skipping_disabled():
             started = await start_followup(self.client, self.settings, book, event)
         handle = self.client.get_workflow_handle_for(DepartureFollowUp.run, started.workflow_id)
-        self.handles.append(handle)
         return handle
 
     async def advance(self, handle: WorkflowHandle, duration: timedelta) -> None:
