@@ -8,6 +8,7 @@ hash-chained trail and written to the audit store as it happens.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         BookingConfirmation,
         BookingRequest,
         Cancel,
+        Channel,
         ClientReply,
         DeliveryFailure,
         EscalationState,
@@ -37,12 +39,18 @@ with workflow.unsafe.imports_passed_through():
         RiskLevel,
     )
     from workflows.outreach import SEND_DEADLINE, Outreach, Reason
+    from workflows.policy import Target
     from workflows.replies import ReplyKind, classify
     from workflows.trail import TrailBuilder
 
 
 ACK_CODE = SearchAttributeKey.for_keyword("AftercareAckCode")
 SLOT_LETTERS = "ABCDE"
+
+
+def nobody_reachable(sends: list[asyncio.Task]) -> bool:
+    """Every page of a level has failed for good: there is no one there to wait for."""
+    return all(t.done() and not t.cancelled() and not t.result() for t in sends)
 
 
 class FollowUpClosed(Exception):
@@ -79,11 +87,22 @@ class DepartureFollowUp(Outreach):
         self.next_deadline: datetime | None = None
         self.next_deadline_reason: str | None = None
         self.closed_reason: str | None = None
+        self.safety_patched = False
+        self.in_flight: list[asyncio.Task] = []
+        self.pages_in_flight: list[asyncio.Task] = []
+        self.contact_noticed: set[str] = set()
+        self.last_delivery = {}
+        self.acting_on_reply = False
+        self.restart_chain = False
 
     # ------------------------------------------------------------------ the protocol
 
     @workflow.run
     async def run(self, input: FollowUpInput) -> FollowUpOutcome:
+        self.safety_patched = workflow.patched("every-reply-acted-on")
+        if self.safety_patched:
+            # Replies are acted on the moment they arrive, whatever the protocol is doing.
+            asyncio.create_task(self.act_on_replies_as_they_come())
         await self.record("received", detail={"risk_level": self.event.risk_level.value})
         try:
             if self.event.risk_level is RiskLevel.IMMINENT:
@@ -97,6 +116,8 @@ class DepartureFollowUp(Outreach):
                 await self.offer_reschedule()
                 if self.pending_reason:
                     await self.escalate(self.pending_reason)
+            if self.safety_patched:
+                await self.keep_listening()
         except FollowUpClosed:
             if self.escalation is not None and self.escalation.resolved_by is None:
                 await self.tell_everyone_paged("staff_cancelled")
@@ -109,35 +130,54 @@ class DepartureFollowUp(Outreach):
         self.phase = Phase.WAITING_TO_CHECK_IN
         await self.record("checkin_scheduled", detail={"due": due.isoformat()})
         await self.wait_until(due, "check-in", self.stop_waiting_for_reply)
-        due = await self.after_quiet_hours("checkin")
-        await self.wait_until(due, "check-in after quiet hours", self.stop_waiting_for_reply)
+        if self.quiet_hours_protect_client() or not self.safety_patched:
+            due = await self.after_quiet_hours("checkin")
+            await self.wait_until(due, "check-in after quiet hours", self.stop_waiting_for_reply)
         if self.stop_waiting_for_reply():
+            return
+        if self.safety_patched:
+            # The window's clock starts now, whether or not a provider is answering.
+            await self.say_to_client("checkin", links=self.reply_links(),
+                               deadline=self.response_window_end(workflow.now()),
+                               page_if_unreachable=True)
             return
         await self.message_client("checkin", links=self.reply_links())
         if self.unreachable:
             self.pending_reason = Reason.UNREACHABLE
 
     async def wait_for_reply(self) -> None:
-        """Remind until the response window ends; a reply or a reason to page ends it."""
+        """Remind until the response window ends; a safe reply or a reason to page ends it.
+
+        Only a safe reply means safe: help, opt-in or any other text keeps the clock going.
+        """
         if self.stop_waiting_for_reply():
             return
         self.phase = Phase.AWAITING_REPLY
         started = workflow.now()
-        window_end = started + self.policy.response_window.for_risk(self.event.risk_level)
-        for offset in sorted(self.policy.reminders):
-            reminder_at = started + offset
+        window_end = self.response_window_end(started)
+        plain_end = started + self.policy.response_window.for_risk(self.event.risk_level)
+        if window_end > plain_end:
+            await self.record("response_window_extended", outcome="quiet hours",
+                              detail={"until": window_end.isoformat()})
+        reminder_times = [self.awake_after(started, offset)
+                          for offset in sorted(self.policy.reminders)]
+        for number, reminder_at in enumerate(reminder_times):
             if reminder_at >= window_end:
                 break
             await self.wait_until(reminder_at, "reminder", self.stop_waiting_for_reply)
             if self.stop_waiting_for_reply():
                 return
-            if self.opted_out or self.quiet_hours_now():
+            if self.opted_out or (not self.safety_patched and self.quiet_hours_now()):
                 await self.record("reminder_skipped", outcome="opted out" if self.opted_out
                                   else "quiet hours")
                 continue
-            await self.message_client("reminder", links=self.reply_links())
+            # A reminder not accepted before the next one (or the window's end) is dropped.
+            next_moment = min([window_end, *reminder_times[number + 1:]])
+            await self.say_to_client("reminder", links=self.reply_links(), deadline=next_moment)
         await self.wait_until(window_end, "response window ends", self.stop_waiting_for_reply)
-        if not self.stop_waiting_for_reply() and not self.client_responded:
+        # A client who opted out at low or moderate risk has answered: STOP is honoured.
+        answered = self.opted_out if self.safety_patched else self.client_responded
+        if not self.stop_waiting_for_reply() and not answered:
             await self.record("no_reply", outcome="response window ended")
             self.pending_reason = Reason.NO_REPLY
 
@@ -151,7 +191,75 @@ class DepartureFollowUp(Outreach):
         # Staff answer a page by texting "ACK <code>": the code finds this follow-up.
         workflow.upsert_search_attributes([ACK_CODE.value_set(esc.code)])
         if reason in (Reason.IMMINENT_RISK, Reason.CRISIS_WORDS):
-            await self.message_client("crisis_resources")
+            await self.say_to_client("crisis_resources")
+        if self.safety_patched:
+            await self.page_until_acknowledged(esc)
+        else:
+            await self.walk_chain_once_more_at_most(esc)
+        self.phase = Phase.AWAITING_RESOLUTION
+        chain = self.policy.escalation
+        while not self.resolved():
+            await self.wait_until(workflow.now() + chain.resolve_reminder, "resolution",
+                                  self.resolved)
+            if not self.resolved():
+                if self.safety_patched:
+                    self.in_background(self.remind_acknowledger())
+                else:
+                    await self.remind_acknowledger()
+        await self.tell_everyone_paged("staff_resolved")
+
+    async def page_until_acknowledged(self, esc: EscalationState) -> None:
+        """Page level after level, each on its own clock; once every round went unanswered,
+        alert operators and page the chain again from level 1 on the policy's cadence. A
+        crisis text starts the walk again from level 1 at once."""
+        chain = self.policy.escalation
+        rounds_before_alert = chain.repeats + 1
+
+        def answered_or_restarted() -> bool:
+            return self.acknowledged() or self.restart_chain
+
+        esc.round = 0
+        while not self.acknowledged():
+            if self.restart_chain:
+                self.restart_chain, esc.round = False, 0
+            esc.round += 1
+            if esc.round > rounds_before_alert:
+                await self.wait_until(workflow.now() + chain.repage_every, "paging again",
+                                      answered_or_restarted)
+                if answered_or_restarted():
+                    continue
+                await self.record("escalation_repaged", outcome=f"round {esc.round}")
+            for esc.level, level in enumerate(chain.levels, start=1):
+                paged_at = workflow.now()
+                sends = self.start_paging(level, esc.reason)
+                # Staff pages are withdrawn once someone acknowledges; a notice to the
+                # emergency contact is not.
+                self.pages_in_flight.extend(task for target, task in sends.items()
+                                            if target is not Target.EMERGENCY_CONTACT)
+                level_sends = list(sends.values())
+                await self.wait_until(
+                    paged_at + chain.ack_timeout_for(level), "acknowledgement",
+                    lambda sends=level_sends: answered_or_restarted() or nobody_reachable(sends))
+                if answered_or_restarted():
+                    break
+                if not nobody_reachable(level_sends):
+                    await self.record("ack_timeout",
+                                      outcome=f"level {esc.level} did not acknowledge")
+            if esc.round == rounds_before_alert and not answered_or_restarted():
+                esc.exhausted = True
+                await self.record("escalation_unacknowledged",
+                                  outcome="every level paged; paging again until someone "
+                                  "acknowledges")
+                workflow.logger.error("escalation unacknowledged after every level was paged",
+                                      extra={"workflow_id": self.trail.workflow_id})
+                workflow.metric_meter().create_counter(
+                    "aftercare_escalations_exhausted",
+                    "Escalations in which every level was paged and nobody acknowledged",
+                ).add(1)
+
+    async def walk_chain_once_more_at_most(self, esc: EscalationState) -> None:
+        """The walk follow-ups started before "every-reply-acted-on" keep: a page waits
+        for its delivery, and an exhausted chain waits without paging again."""
         chain = self.policy.escalation
         for esc.round in range(1, chain.repeats + 2):
             for esc.level, level in enumerate(chain.levels, start=1):
@@ -169,13 +277,23 @@ class DepartureFollowUp(Outreach):
             await self.record("escalation_unacknowledged",
                               outcome="every level paged; still waiting for an acknowledgement")
             await self.wait_until(None, "acknowledgement", self.acknowledged)
-        self.phase = Phase.AWAITING_RESOLUTION
-        while not self.resolved():
-            await self.wait_until(workflow.now() + chain.resolve_reminder, "resolution",
-                                  self.resolved)
-            if not self.resolved():
-                await self.remind_acknowledger()
-        await self.tell_everyone_paged("staff_resolved")
+
+    async def keep_listening(self) -> None:
+        """The protocol is done, but for a while a text from the client still reaches the
+        clinic: a crisis pages, anything else needing a person is paged to be read."""
+        self.phase = Phase.LISTENING
+        until = workflow.now() + self.policy.listen_after_close
+        await self.record("listening", outcome=self.closing_reason(),
+                          detail={"until": until.isoformat()})
+        while True:
+            await self.wait_until(until, "listening for the client",
+                                  lambda: bool(self.pending_reason))
+            await self.settle()
+            if not self.pending_reason:
+                return
+            await self.escalate(self.pending_reason)
+            self.phase = Phase.LISTENING
+            until = workflow.now() + self.policy.listen_after_close
 
     async def offer_reschedule(self) -> None:
         """Offer slots or a booking link; book the chosen slot and confirm it."""
@@ -199,11 +317,15 @@ class DepartureFollowUp(Outreach):
         await self.book(self.chosen_slot)
 
     async def close(self) -> FollowUpOutcome:
+        if self.safety_patched:
+            await self.settle()
         self.phase = Phase.CLOSED
         self.next_deadline = self.next_deadline_reason = None
         self.closed_reason = self.closing_reason()
         await self.record("closed", outcome=self.closed_reason)
         await self.write_trail()
+        if self.safety_patched:
+            await workflow.wait_condition(workflow.all_handlers_finished)
         return FollowUpOutcome(
             workflow_id=self.trail.workflow_id,
             closed_reason=self.closed_reason,
@@ -212,6 +334,20 @@ class DepartureFollowUp(Outreach):
             rescheduled_slot=self.chosen_slot,
             trail=self.trail.entries,
         )
+
+    async def settle(self) -> None:
+        """Let every reply in hand be acted on and every send in flight finish."""
+        for task in self.pages_in_flight:
+            if self.resolved() or self.cancellation is not None:
+                task.cancel()  # nobody needs paging any more
+        await workflow.wait_condition(
+            lambda: not (self.inbox or self.failed_deliveries or self.acting_on_reply)
+            and all(task.done() for task in self.in_flight))
+        for task in self.in_flight:
+            if not task.cancelled():
+                task.result()  # a defect in a send must fail loudly, not vanish with it
+        self.in_flight.clear()
+        self.pages_in_flight.clear()
 
     # ------------------------------------------------------------------ what people send
 
@@ -228,6 +364,7 @@ class DepartureFollowUp(Outreach):
         esc = self.escalation
         assert esc is not None
         esc.acknowledged_by, esc.acknowledged_at = ack.staff_id, workflow.now()
+        self.withdraw_pages()
         await self.record("acknowledged", actor=Actor.STAFF, recipient=f"staff:{ack.staff_id}",
                           outcome=f"level {esc.level}")
         await self.write_trail()
@@ -236,6 +373,7 @@ class DepartureFollowUp(Outreach):
     @acknowledge.validator
     def validate_acknowledge(self, ack: Acknowledge) -> None:
         self.refuse_if_closed()
+        self.refuse_unless_staff(ack.staff_id)
         esc = self.escalation
         if esc is None or esc.resolved_by:
             raise ValueError("nothing to acknowledge: no escalation is open")
@@ -267,6 +405,7 @@ class DepartureFollowUp(Outreach):
     @resolve.validator
     def validate_resolve(self, resolution: Resolve) -> None:
         self.refuse_if_closed()
+        self.refuse_unless_staff(resolution.staff_id)
         esc = self.escalation
         if esc is not None and esc.resolved_by is None:
             return
@@ -285,6 +424,7 @@ class DepartureFollowUp(Outreach):
     @cancel.validator
     def validate_cancel(self, cancel: Cancel) -> None:
         self.refuse_if_closed()
+        self.refuse_unless_staff(cancel.staff_id)
         if self.cancellation is not None:
             raise ValueError(f"already cancelled by {self.cancellation.staff_id}")
 
@@ -307,6 +447,15 @@ class DepartureFollowUp(Outreach):
         )
 
     # ------------------------------------------------------------------ replies
+
+    async def act_on_replies_as_they_come(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: bool(self.inbox or self.failed_deliveries))
+            self.acting_on_reply = True
+            try:
+                await self.act_on_replies()
+            finally:
+                self.acting_on_reply = False
 
     async def act_on_replies(self) -> None:
         while self.inbox:
@@ -334,27 +483,45 @@ class DepartureFollowUp(Outreach):
                 await self.ask_staff(Reason.OPTED_OUT_AT_HIGH_RISK)
         elif kind is ReplyKind.START:
             self.opted_out = False
-            await self.message_client("opted_in", links=self.reply_links())
+            if self.answers_keyword(reply):
+                await self.say_to_client("opted_in", links=self.reply_links())
         elif kind is ReplyKind.SAFE:
             self.client_safe = True
-            await self.message_client("glad_you_are_ok")
+            await self.say_to_client("glad_you_are_ok")
         elif kind is ReplyKind.CALL:
-            await self.message_client("call_requested")
             await self.ask_staff(Reason.CALL_REQUESTED)
+            await self.say_to_client("call_requested")
         elif kind is ReplyKind.SLOT and slot is not None:
             self.chosen_slot = self.slots[slot]
         elif kind is ReplyKind.DECLINE:
             self.declined = True
         elif kind is ReplyKind.HELP:
-            await self.message_client("help", links=self.reply_links())
+            if self.answers_keyword(reply):
+                await self.say_to_client("help", links=self.reply_links())
         else:
             self.reply_for_review = reply.text
-            await self.message_client("reply_received")
             await self.ask_staff(Reason.NEEDS_REVIEW)
+            await self.say_to_client("reply_received")
+
+    def answers_keyword(self, reply: ClientReply) -> bool:
+        """HELP and START are answered once: by Twilio's opt-out handling when the text came
+        by SMS and the policy says Twilio answers them, otherwise by us."""
+        return not (self.safety_patched and reply.channel == Channel.SMS
+                    and self.policy.sms_keywords_answered_by_provider)
 
     async def ask_staff(self, reason: str) -> None:
-        """Page for ``reason`` now if a page is already out, else once the current step ends."""
+        """Page for ``reason`` now if a page is already out, else once the current step ends.
+
+        A crisis always pages at once and re-sends the client crisis resources, whatever is
+        open: the acknowledger and level 1 hear at once, an unacknowledged chain starts
+        again from level 1.
+        """
         esc = self.escalation
+        if self.safety_patched and reason == Reason.CRISIS_WORDS and (
+            self.escalation_open() or self.cancellation is not None
+        ):
+            await self.page_crisis_now()
+            return
         if esc is not None and self.escalation_open():
             if Reason.URGENCY.index(reason) < Reason.URGENCY.index(esc.reason):
                 esc.reason = reason
@@ -368,6 +535,41 @@ class DepartureFollowUp(Outreach):
             Reason.URGENCY.index(reason) < Reason.URGENCY.index(self.pending_reason)
         ):
             self.pending_reason = reason
+
+    async def page_crisis_now(self) -> None:
+        esc = self.escalation
+        if esc is None:  # cancelled before any escalation: page the first level at once
+            esc = self.escalation = EscalationState(reason=Reason.CRISIS_WORDS,
+                                                    code=self.new_code(), level=1)
+            esc.started_seq = len(self.trail.entries)
+        esc.reason = Reason.CRISIS_WORDS
+        await self.record("escalation_raised", outcome=Reason.CRISIS_WORDS,
+                          detail={"code": esc.code})
+        await self.say_to_client("crisis_resources")
+        if self.acknowledged() or self.cancellation is not None:
+            first = self.policy.escalation.levels[0]
+            self.start_paging(first, Reason.CRISIS_WORDS)
+            acker = esc.acknowledged_by
+            if acker and acker not in {self.policy.staff_for(t, workflow.now())
+                                       for t in first.targets}:
+                self.in_background(self.page_member(acker, Reason.CRISIS_WORDS))
+        else:
+            self.restart_chain = True
+
+    async def say_to_client(
+        self, kind: str, *, page_if_unreachable: bool = False, **options: object
+    ) -> None:
+        """Message the client beside the protocol, so no page or timer waits behind it.
+        (Follow-ups started before "every-reply-acted-on" wait for each message.)"""
+        if not self.safety_patched:
+            await self.message_client(kind, **options)
+            return
+
+        async def send() -> None:
+            if not await self.message_client(kind, **options) and page_if_unreachable:
+                await self.ask_staff(Reason.UNREACHABLE)
+
+        self.in_background(send())
 
     # ------------------------------------------------------------------ conditions
 
@@ -412,6 +614,16 @@ class DepartureFollowUp(Outreach):
         if self.phase is Phase.CLOSED or self.cancellation is not None:
             raise ValueError("this follow-up is closed")
 
+    def refuse_unless_staff(self, staff_id: str) -> None:
+        """An action by someone the clinic does not know would stop the chain for nobody."""
+        if staff_id not in self.policy.staff:
+            raise ValueError(f"{staff_id} is not a staff member of this clinic")
+
+    def withdraw_pages(self) -> None:
+        for task in self.pages_in_flight:
+            task.cancel()
+        self.pages_in_flight.clear()
+
     # ------------------------------------------------------------------ mechanics
 
     async def wait_until(
@@ -419,7 +631,8 @@ class DepartureFollowUp(Outreach):
     ) -> None:
         """Sleep until ``deadline`` or ``done()``, acting on replies as they arrive."""
         while True:
-            await self.act_on_replies()
+            if not self.safety_patched:
+                await self.act_on_replies()
             if self.cancellation is not None:
                 raise FollowUpClosed
             if done():
@@ -432,13 +645,30 @@ class DepartureFollowUp(Outreach):
             self.next_deadline, self.next_deadline_reason = deadline, reason
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self.inbox or self.failed_deliveries)
+                    lambda: (not self.safety_patched
+                             and bool(self.inbox or self.failed_deliveries))
                     or self.cancellation is not None
                     or done(),
                     timeout=remaining,
                 )
             except TimeoutError:
                 pass
+
+    def quiet_hours_protect_client(self) -> bool:
+        quiet = self.policy.quiet_hours
+        return quiet is not None and quiet.protects(self.event.risk_level)
+
+    def awake_after(self, start: datetime, duration: timedelta) -> datetime:
+        """``start + duration``, counting only waking hours where quiet hours protect the
+        client (follow-ups started before "every-reply-acted-on" count every hour)."""
+        quiet = self.policy.quiet_hours
+        if not (self.safety_patched and quiet and quiet.protects(self.event.risk_level)):
+            return start + duration
+        return quiet.awake_deadline(start, duration, self.client.timezone)
+
+    def response_window_end(self, started: datetime) -> datetime:
+        return self.awake_after(started,
+                                self.policy.response_window.for_risk(self.event.risk_level))
 
     def quiet_hours_now(self) -> bool:
         quiet = self.policy.quiet_hours
@@ -457,11 +687,20 @@ class DepartureFollowUp(Outreach):
         return end
 
     async def book(self, slot: datetime) -> None:
-        options = self.policy.reschedule
         await self.record("reschedule_chosen", actor=Actor.CLIENT, outcome=slot.isoformat())
-        if options.webhook_url is None:
+        if self.policy.reschedule.webhook_url is None:
             await self.record("booking_skipped", outcome="clinic has no booking webhook")
             return
+        if not self.safety_patched:
+            await self.request_booking(slot)
+            return
+        # The clinic's webhook may be slow or down: a reply meanwhile still pages at once.
+        booking = self.in_background(self.request_booking(slot))
+        await self.wait_until(None, "booking", lambda: booking.done() or bool(self.pending_reason))
+
+    async def request_booking(self, slot: datetime) -> None:
+        options = self.policy.reschedule
+        assert options.webhook_url is not None
         try:
             confirmation = await workflow.execute_activity(
                 "request_booking",
@@ -477,10 +716,11 @@ class DepartureFollowUp(Outreach):
             )
         except ActivityError:
             await self.record("booking_failed", outcome="clinic booking webhook refused or down")
-            await self.ask_staff(Reason.NEEDS_REVIEW)
+            await self.ask_staff(Reason.BOOKING_FAILED if self.safety_patched
+                                 else Reason.NEEDS_REVIEW)
             return
         await self.record("booking_confirmed", outcome=confirmation.booking_id or "booked")
-        await self.message_client("booking_confirmed", slot=self.slot_label(
+        await self.say_to_client("booking_confirmed", slot=self.slot_label(
             self.slots.index(slot)))
 
     # ------------------------------------------------------------------ small helpers

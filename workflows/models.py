@@ -232,6 +232,7 @@ class Phase(StrEnum):
     ESCALATING = "escalating"
     AWAITING_RESOLUTION = "awaiting_resolution"
     OFFERING_RESCHEDULE = "offering_reschedule"
+    LISTENING = "listening"  # the protocol is done; a text from the client is still acted on
     CLOSED = "closed"
 
 

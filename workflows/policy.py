@@ -31,10 +31,44 @@ class PerRisk(PolicyModel):
 
 
 class QuietHours(PolicyModel):
-    """Local hours in the client's time zone when non-urgent messages wait."""
+    """Local hours in the client's time zone that protect sleep, never safety.
+
+    For the risks in ``protect``, the check-in waits for quiet hours to end, and the
+    response window and its reminders count only waking time: a client asleep is not
+    escalated for silence. Pages, crisis resources and other risks are never deferred.
+    """
 
     start: time = time(21, 0)
     end: time = time(8, 0)
+    protect: list[str] = Field(
+        default_factory=lambda: ["low", "moderate"],
+        description="Risk levels whose check-in and response window respect quiet hours",
+    )
+
+    def protects(self, risk: str) -> bool:
+        return risk in self.protect
+
+    def awake_deadline(self, start: datetime, awake: timedelta, tz: str) -> datetime:
+        """When ``awake`` of waking time (outside quiet hours) has passed since ``start``."""
+        now, left = start, awake
+        while True:
+            end = self.end_after(now, tz)
+            if end is not None:
+                now = end
+                continue
+            quiet_from = self.next_start_after(now, tz)
+            if now + left <= quiet_from:
+                return now + left
+            left -= quiet_from - now
+            now = quiet_from
+
+    def next_start_after(self, now: datetime, tz: str) -> datetime:
+        local = now.astimezone(ZoneInfo(tz))
+        start = local.replace(hour=self.start.hour, minute=self.start.minute, second=0,
+                              microsecond=0)
+        if start <= local:
+            start += timedelta(days=1)
+        return start.astimezone(now.tzinfo)
 
     def contains(self, local: time) -> bool:
         if self.start <= self.end:
@@ -75,6 +109,11 @@ class EscalationChain(PolicyModel):
     ack_timeout: timedelta = timedelta(minutes=10)
     repeats: int = Field(default=1, ge=0, le=10)
     resolve_reminder: timedelta = timedelta(hours=1)
+    repage_every: timedelta = Field(
+        default=timedelta(minutes=15),
+        description="Once every level was paged and nobody acknowledged, the chain is "
+        "paged again from level 1 this often, until someone does",
+    )
 
     def ack_timeout_for(self, level: EscalationLevel) -> timedelta:
         return level.ack_timeout or self.ack_timeout
@@ -162,6 +201,20 @@ class ClinicPolicy(PolicyModel):
         default_factory=lambda: [timedelta(hours=1)],
         description="Offsets after the check-in at which to remind, inside the window",
     )
+    fallback_after: timedelta = Field(
+        default=timedelta(minutes=1),
+        description="A message its channel has not accepted by then also goes out on the "
+        "person's other channel: an outage never holds a page back",
+    )
+    listen_after_close: timedelta = Field(
+        default=timedelta(days=3),
+        description="How long a closed follow-up still acts on the client's texts",
+    )
+    sms_keywords_answered_by_provider: bool = Field(
+        default=True,
+        description="Twilio's (Advanced) Opt-Out answers HELP, START and STOP texts itself; "
+        "the follow-up then only acts on them. Set false where it does not",
+    )
     quiet_hours: QuietHours | None = QuietHours()
     escalation: EscalationChain = EscalationChain(
         levels=[
@@ -201,9 +254,10 @@ class ClinicPolicy(PolicyModel):
         """This policy with only the languages a follow-up can use: the client's and the
         clinic's own. It travels in every follow-up's history, so it should carry no more."""
         keep = {self.language(requested_language), self.default_language}
+        # Crisis phrases stay in every language: a client recorded as English may write
+        # in Spanish when it matters most.
         return self.model_copy(update={
             "templates": {k: v for k, v in self.templates.items() if k in keep},
-            "crisis_words": {k: v for k, v in self.crisis_words.items() if k in keep},
             "crisis_line": {k: v for k, v in self.crisis_line.items() if k in keep},
         })
 
