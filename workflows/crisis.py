@@ -42,7 +42,7 @@ _SPOKEN_AS = {
     "wnt": "want", "wamt": "want", "whant": "want",
     "gonna": "going to", "gunna": "going to", "finna": "going to", "gna": "going to",
     "imma": "im going to", "ima": "im going to",
-    "gotta": "got to", "abt": "about", "bout": "about", "u": "you", "ur": "your",
+    "gotta": "got to", "abt": "about", "rn": "right now", "bout": "about", "u": "you", "ur": "your",
     "cannot": "cant", "cnt": "cant", "dnt": "dont", "dun": "dont",
     "iam": "im", "tmrw": "tomorrow", "tmr": "tomorrow", "tonite": "tonight", "2nite": "tonight",
     "agian": "again", "agin": "again", "anymor": "anymore", "nomore": "no more",
@@ -119,24 +119,25 @@ def plain_words(text: str) -> str:
 
 def _phrasings(*alternatives: str) -> re.Pattern[str]:
     """Whole-word phrasings in ordinary spelling, squeezed like the texts they read."""
-    squeezed = "|".join(_REPEATED_LETTER_IN_PATTERN.sub(r"\1", a) for a in alternatives)
+    squeezed = _REPEATED_LETTER_IN_PATTERN.sub(r"\1", "|".join(alternatives))
     return re.compile(rf"(?<!\w)(?:{squeezed})(?!\w)")
 
 
 _PILLS = (r"(?:pills?|meds|medications?|medicine|tablets|tylenol|advil|ibuprofen|paracetamol|"
-          r"acetaminophen|xanax|benzos?|oxy\w*|opioids|insulin|lithium|antidepressants|"
-          r"painkillers|prescriptions?)")
+          r"acetaminophen|aspirin|xanax|benzos?|oxy\w*|opioids|insulin|lithium|antidepressants|"
+          r"painkillers|prescriptions?|ambien|zolpidem|klonopin|clonazepam|valium|ativan|"
+          r"lorazepam|seroquel|trazodone|prozac|zoloft|sertraline|lexapro|them)")
 # What turns "I hurt myself" from a sprain into harm: not these everyday endings.
 _ACCIDENT = (r"(?! (?:at (?:the )?(?:gym|work|practice)|in the foot|shaving|cooking|chopping|"
              r"slicing|laughing|playing|lifting|running|working|exercising|studying|falling|"
              r"by accident|accidentally|on (?!purpose)))")
+_EVERYDAY_NUISANCE = (r"(?<!heat anymore)(?<!traffic anymore)(?<!noise anymore)"
+                      r"(?<!cold anymore)(?<!homework anymore)")
 _EVERYDAY_TRIP = (r"(?! (?:the|a|an|that|this|our|vacation|holiday|today|tomorrow|"
                   r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|it|line|time|"
                   r"leave|break|trip))")
 
 _INTENT = (
-    # Batteries and phones are "about to die" too.
-    r"(?<!phone is )(?<!phone s )(?<!battery is )(?<!battery s )(?<!phone )(?<!battery )"
     r"(?:want|wanted|wants|need|ready|deserve|deserves|plan|plans|planning|trying|tried|try|"
     r"wish|wished|hope|hoping|rather|should|let me|going|about|close|tempted|decided|"
     r"urge|urges|thinking|think|thought|thoughts|feel like|feeling like|considering|might|"
@@ -146,11 +147,12 @@ _ACT = (
     r"(?:die(?! (?:of|from|laughing|for|if|in a (?:fire|hole)))|dying(?! (?:of|from|laughing|"
     r"for|to|inside))|be dead|not exist|stop existing|not be alive|"
     r"not be here(?= *$| anymore| much longer)|be gone(?= *$| forever| for good)|"
+    r"stop (?:breathing|living)|"
     r"(?:end|ending) (?:it|things|everything|my life|it all)(?! (?:with|off|early|now and))|"
     r"(?:jump|jumping)(?= *$| off| from| in front| tonight| now)|"
     r"overdose|od|disappear|(?:go to )?sleep forever|(?:not|never) wake up|"
-    r"(?:cut|cutting)(?= *$| again| so bad| tonight| myself| my (?:wrists?|arms?|legs?|"
-    r"thighs?|skin))|give up on life)"
+    r"(?:cut|cutting)(?= *$| again| so bad| tonight| right now| now| myself| my (?:wrists?|"
+    r"arms?|legs?|thighs?|skin))|give up on life)"
 )
 
 ENGLISH = _phrasings(
@@ -169,12 +171,23 @@ ENGLISH = _phrasings(
     r"cut(?:ting)? (?:again|my (?:wrists?|arms?|legs?|thighs?|skin))",
     r"(?:slit|slash|slashed|sliced|cut|cutting) (?:my )?(?:wrists?|veins?|throat)",
     r"(?:from|been|started|stop|quit) cutting(?! (?:back|down|corners|hair|out|class))",
-    r"bleeding (?:a lot|out|badly|everywhere)",
+    r"bleeding (?:a lot|so much|out|badly|everywhere)",
+    # Dying, unless it is for a coffee, of laughter or of boredom.
+    r"die(?! (?:of|from|laughing|for|hard|in a (?:fire|hole)))",
+    r"(?:if|when|until|til|before) i (?:died|was dead|were dead|was gone|were gone|wasnt here|"
+    r"werent here|wasnt around|disappeared)",
+    r"live or die",
     # Wanting, planning or being close to an act of dying.
     _INTENT + r" (?:to |on |of |about )?(?:just |really |simply |honestly )?" + _ACT,
     r"feel like (?:i should die|i want to die)",
     r"(?:thinking|think|thought|thoughts|dreaming|dream) (?:about|of) (?:death|being dead)",
     r"(?:want|wish|rather|better off) (?:to )?(?:be )?dead",
+    r"(?:better|happier|easier) (?:off )?(?:gone|dead)",
+    r"(?:do|doing|did) (?:something|it) to myself",
+    r"(?:gave|giving|give) away (?:all )?(?:of )?(?:my|all my) (?:stuff|things|belongings|"
+    r"pets?|cat|dog)",
+    r"im cutting(?= *$| right now| again)",
+    r"blood everywhere", r"cant stop (?:the )?bleeding",
     r"wish (?:i|id) (?:was|were|had) (?:dead|gone)",
     r"wish i (?:wasnt|werent) (?:alive|here|born|around)",
     r"wish (?:i|id) (?:had )?never (?:been born|existed|woken up|woke up)",
@@ -203,8 +216,6 @@ ENGLISH = _phrasings(
     r"take my (?:own )?life",
     # Not being able to go on.
     r"cant go on" + _EVERYDAY_TRIP,
-    r"cant (?:do|take|handle|stand|bear|cope with|deal with) (?:it|this|life|any of this) "
-    r"(?:anymore|any longer|no more)",
     r"cant (?:cope anymore|keep going(?! to)|keep living|live like this|live anymore|"
     r"go on like this)",
     r"(?:no|whats the|what is the|wats the) point (?:in |of |to )?(?:living|going on|"
@@ -217,14 +228,22 @@ ENGLISH = _phrasings(
     r"giv(?:e|ing|en) up on (?:life|living)",
     r"(?:no|dont see a|cant see a|cant find a) way out",
     r"not going to make it (?:through|til|until|to) (?:tonight|the night|tomorrow)",
-    r"(?:better|happier) (?:off )?(?:without me|if i (?:was|were|wasnt|werent|died|am gone))",
+    r"(?:better|happier|easier) (?:off )?(?:without me|if i (?:was|were|wasnt|werent|died|"
+    r"am gone))",
     r"(?:no one|noone|nobody) (?:would|will|is going to|wouldnt) (?:even )?(?:miss|notice) me",
+    r"(?:this|this life|life)(?: thing)? anymore",
+    r"cant (?:live|cope|do|take|handle|deal|bear|stand|fight|continue|keep)(?: \w+){0,4} "
+    r"(?:anymore|any longer|no more)" + _EVERYDAY_NUISANCE,
+    r"cant anymore",
+    r"end (?:my|the|this) (?:suffering|pain)",
+    r"im done goodbye", r"goodbye (?:everyone|all|forever|world)",
     # Overdose and the means at hand.
     r"overdos\w*",
     r"(?:i|just|going to|want to|about to|tried to|almost|nearly|will|might) od(?:ed|ing)?",
     r"(?:took|taken|swallowed|downed|ate|popped|chugged|drank) (?:\w+ ){0,3}"
     r"(?:all|every|everything|whole|entire|bunch|lot|lots|handful|too many|too much|bottle|box|"
     rf"pack|rest|dozens|\d{{2,}})(?: \w+){{0,4}} {_PILLS}",
+    r"swallow\w* (?:\w+ ){0,2}(?:all|every|whole|entire|bunch|lot|handful)",
     r"(?:took|taken|swallowed|downed|drank|chugged) (?:\w+ ){0,2}(?:whole|entire) "
     r"(?:bottle|box|pack)",
     rf"(?:saving|saved|stockpiling|hoarding) (?:up )?(?:all )?(?:my |the )?{_PILLS}",
@@ -274,23 +293,33 @@ SPANISH = _phrasings(
     r"me canse de) (?:seguir )?(?:vivir|viviendo)",
     r"cansad[oa] de (?:la vida|vivir)",
     r"no quiero (?:existir|estar aqui|estar en este mundo|despertar)",
+    r"(?:no quiero|no deseo) (?:estar|seguir) (?:viv[oa]|aqui|en este mundo)",
+    r"(?:mejor|prefiero|quisiera|quiero) ya no estar", r"ya no estar aqui",
+    r"dejar de sufrir(?! por)",
+    r"vivo o muero",
+    r"(?:si|cuando) (?:me )?(?:muero|muera|muriera|desaparezco|desapareciera|ya no estoy|"
+    r"ya no estuviera)" + _FIGURATIVE_DEATH,
+    r"hacer una (?:locura|tonteria)",
+    r"(?:despedir(?:me)?|me despido) de todos", r"adios a todos", r"perdonenme por todo",
+    r"(?:sangrando|sangro) (?:mucho|demasiado|sin parar)", r"no (?:para|deja) de sangrar",
     r"(?:dejar de|no quiero|ya no quiero) (?:seguir )?existir",
     r"(?:irme|ir|salir) de este mundo", r"dejar este mundo",
     r"no quiero seguir(?! (?:con|en|yendo|pagando|trabajando|asistiendo|viniendo))",
     r"(?:no|nunca) (?:volver a )?despertar(?! a )",
     r"(?:no tengo|sin) (?:razon|razones|motivos?|por que|porque|para que) (?:para |de )?vivir",
     r"no vale la pena (?:vivir|seguir)",
-    r"(?:no le veo|no le encuentro|no encuentro|no tiene|sin) (?:ningun )?sentido (?:a )?"
-    r"(?:vivir|seguir|la vida|mi vida)",
+    r"(?:no le veo|no le encuentro|no encuentro|no tiene|sin) (?:ningun )?(?:sentido|caso) "
+    r"(?:a )?(?:vivir|seguir|la vida|mi vida|nada)",
     r"(?:la|mi) vida (?:ya )?no tiene (?:ningun )?sentido",
     r"mejor sin mi",
     r"nadie (?:me )?(?:va a )?(?:extran\w*|notaria|echaria de menos)",
-    r"desaparecer (?:para siempre|del mundo)", r"irme para siempre",
+    r"desaparecer (?:para siempre|del mundo)", r"(?:irme|ir|me voy) para siempre",
     r"(?:quiero|ganas de|quisiera|necesito) (?:\w+ )?desaparecer",
     r"(?:mejor|seria mejor) si (?:me muero|me muriera|no estuviera|desaparezco|desapareciera|"
     r"no existiera)" + _FIGURATIVE_DEATH,
     # No poder más.
-    r"(?:no|ya no) (?:puedo|aguanto|soporto|doy) mas",
+    r"(?:no|ya no) (?:puedo|aguanto|soporto|doy) mas(?! con (?:el|la|los|este|esta) "
+    r"(?:calor|frio|trafico|ruido|tarea|sueno|hambre|lluvia|examenes|examen))",
     r"no puedo (?:mas )?con (?:esto|todo|mi vida|la vida)",
     r"no aguanto(?! (?:el|la|los|las|a|al|tu|su|mi|este|esta|ese|esa|cuando|que|mucho|"
     r"estar|ir))",
@@ -298,8 +327,9 @@ SPANISH = _phrasings(
     # Sobredosis.
     r"sobredosis",
     r"(?:tome|trague|tomo|tomar|tomarme|tragarme|tomado|tragado) (?:\w+ ){0,3}(?:"
-    r"(?:todas|muchas|monton|\d{2,}) (?:\w+ ){0,3}(?:pastillas|medicinas|medicamentos|"
-    r"pildoras|tabletas)|(?:un|el|todo el|toda la|una) (?:frasco|caja|bote))",
+    r"(?:todas|muchas|monton|\d{2,}) (?:\w+ ){0,3}(?:pastillas|pastis|medicinas|"
+    r"medicamentos|pildoras|tabletas|clonazepam|rivotril|diazepam)|"
+    r"(?:un|el|todo el|toda la|una) (?:frasco|caja|bote))",
     # Autolesión.
     r"cortarme" + _EVERYDAY_CUT,
     r"me (?:corto|corte|estoy cortando|he cortado|volvi a cortar|quiero cortar|voy a cortar)"
@@ -322,6 +352,13 @@ SPANISH = _phrasings(
 )
 
 
+# Things, not people, that die: taken out before the phrasings read the text.
+_THINGS_THAT_DIE = _phrasings(
+    r"(?:phone|battery|laptop|computer|tablet|plants?|flowers?|car|charger|fish)"
+    r"(?: \w+){0,3} (?:die|dying|died|dead)"
+)
+
+
 def mentions_crisis(text: str, extra_phrases: Iterable[str] = ()) -> bool:
     """Whether the text says the writer may be in danger, in English or Spanish.
 
@@ -329,7 +366,8 @@ def mentions_crisis(text: str, extra_phrases: Iterable[str] = ()) -> bool:
     after the same reduction to plain words, so "Hacerme DAÑO" in a policy catches
     "hacerme daño" and "hacerme danoo" in a text."""
     said = plain_words(text)
-    if ENGLISH.search(said) or SPANISH.search(said):
+    about_people = _THINGS_THAT_DIE.sub(" | ", said)
+    if ENGLISH.search(about_people) or SPANISH.search(about_people):
         return True
     padded = f" {said} "
     return any(f" {phrase} " in padded
