@@ -61,11 +61,12 @@ _SPOKEN_AS = {
 _SPOKEN_AS_SQUEEZED = {_squeeze(said): _squeeze(meant) for said, meant in _SPOKEN_AS.items()}
 
 # Long, distinctive words a one-letter slip should not hide ("myslef", "suicidel",
-# "matrme"). Short words are left alone: one letter turns "die" into "did".
-_KEYWORDS = {_squeeze(word) for word in (
+# "matrme"). Short words are left alone: one letter turns "die" into "did". A tuple, not a
+# set: where a slip is one letter from two keywords, the first wins in every process.
+_KEYWORDS = tuple(dict.fromkeys(_squeeze(word) for word in (
     "myself", "suicide", "suicidal", "suicidio", "suicidarme", "overdose", "overdosed",
     "sobredosis", "pastillas", "matarme", "morirme", "cortarme", "ahorcarme", "lastimarme",
-)}
+)))
 # Real words one slip away from a keyword, which must keep their own meaning.
 _NOT_MISSPELLINGS = {_squeeze(word) for word in (
     "overdone", "matarte", "matarse", "matarlo", "matarla", "matarle", "morirte", "morirse",
