@@ -237,7 +237,16 @@ ENGLISH = _phrasings(
     r"(?:anymore|any longer|no more)" + _EVERYDAY_NUISANCE,
     r"cant anymore",
     r"end (?:my|the|this) (?:suffering|pain)",
-    r"im done goodbye", r"goodbye (?:everyone|all|forever|world)",
+    r"im done goodbye", r"(?:bye|goodbye) (?:everyone|all|forever|world)",
+    r"why (?:should|do|would) i (?:even |still )?(?:live|be alive|go on|keep going)",
+    r"why am i (?:still )?(?:alive|living)",
+    r"my life is over", r"(?:tired|sick) of everything",
+    r"(?:6|six) (?:feet|ft) under",
+    r"bullet (?:in|through) my (?:head|brain)", r"gun to my head", r"blow my brains out",
+    r"(?:drive|driving|drove) (?:my car )?off (?:the|a) (?:road|bridge|cliff)",
+    r"do (?:\w+ )?to myself",
+    rf"(?:took|taken|swallowed|taking) (?:\w+ ){{0,2}}(?:moms|mums|dads|grandmas|grandpas|"
+    rf"sisters|brothers|parents|roommates) {_PILLS}",
     # Overdose and the means at hand.
     r"overdos\w*",
     r"(?:i|just|going to|want to|about to|tried to|almost|nearly|will|might) od(?:ed|ing)?",
@@ -261,7 +270,8 @@ ENGLISH = _phrasings(
     r"this is (?:my )?(?:goodbye|the end|my last message)",
     r"goodbye (?:forever|for good|everyone|world|cruel world)",
     r"(?:goodbye|farewell|last) (?:note|letter)s?",
-    r"(?:wont|will not) be (?:here|around|alive) (?:tomorrow|much longer|anymore|by morning)",
+    r"(?:wont|will not|not going to) be (?:here|around|alive) (?:tomorrow|much longer|"
+    r"anymore|by morning|for long)",
     r"by the time you (?:read|see|get) this",
 )
 
@@ -283,7 +293,7 @@ SPANISH = _phrasings(
     r"quit\w* la vida", r"(?:acabar|terminar|acabo|termino|acabare|terminare) con "
     r"(?:mi vida|todo)",
     r"(?:poner|ponerle) fin a (?:mi vida|todo)",
-    r"que todo (?:se )?(?:termine|acabe)", r"que (?:se )?(?:acabe|termine) todo",
+    r"que todo (?:se )?(?:termine|acabe)", r"que (?:se )?(?:acabe|termine) (?:todo|mi vida)",
     # Querer morir, no querer vivir.
     r"morirme" + _FIGURATIVE_DEATH,
     r"(?:quiero|quisiera|deseo|prefiero|ganas de|necesito|pienso en) morir" + _FIGURATIVE_DEATH,
@@ -292,7 +302,15 @@ SPANISH = _phrasings(
     r"muert[oa]s?",
     r"(?:no quiero|no deseo|no tengo ganas de|dejar de|cansad[oa] de|hart[oa] de|"
     r"me canse de) (?:seguir )?(?:vivir|viviendo)",
-    r"cansad[oa] de (?:la vida|vivir)",
+    r"(?:cansad[oa]|hart[oa]) de (?:la vida|vivir|existir)",
+    r"no (?:soporto|aguanto|puedo) (?:seguir )?vivir",
+    r"(?:por que|porque|para que) (?:sigo|seguir|estoy) (?:vivo|viva|viviendo)",
+    r"dormir para siempre", r"no (?:volver a )?amanecer",
+    r"ojala (?:me )?(?:atropell\w*|maten|pase algo)",
+    r"colgarme", r"me (?:quiero|voy a) colgar",
+    r"(?:soga|cuerda|pastillas|pistola|navaja) (?:lista|listas|preparada|preparadas)",
+    r"(?:tome|trague|tomo) (?:\w+ ){0,2}(?:pastillas|medicinas) de (?:mi|mis) "
+    r"(?:mama|papa|abuela|abuelo|hermana|hermano|papas)",
     r"no quiero (?:existir|estar aqui|estar en este mundo|despertar)",
     r"(?:no quiero|no deseo) (?:estar|seguir) (?:viv[oa]|aqui|en este mundo)",
     r"(?:mejor|prefiero|quisiera|quiero) ya no estar", r"ya no estar aqui",
