@@ -163,6 +163,7 @@ ENGLISH = _phrasings(
     r"(?:kill|killing|killed|kills|hurt|hurting|hurts|harm|harming|harmed|cut|cutting|cuts|"
     r"burn|burned|burnt|burning|hang|hanging|hung|shoot|shooting|shot|stab|stabbing|stabbed|"
     r"drown|drowning|poison|poisoning|poisoned|end|ending|hit|hitting|starve|starving|"
+    r"scratch|scratching|scratched|punch|punching|punched|bite|biting|bit|"
     r"overdose) myself" + _ACCIDENT,
     r"(?:to|going to|will|ill|just|should|might) off myself",
     r"self ?(?:harm\w*|injur\w*|mutilat\w*)",
@@ -172,11 +173,12 @@ ENGLISH = _phrasings(
     r"cut(?:ting)? (?:again|my (?:wrists?|arms?|legs?|thighs?|skin))",
     r"(?:slit|slash|slashed|sliced|cut|cutting) (?:my )?(?:wrists?|veins?|throat)",
     r"(?:from|been|started|stop|quit) cutting(?! (?:back|down|corners|hair|out|class))",
-    r"bleeding (?:a lot|so much|out|badly|everywhere)",
+    r"bleeding (?:a lot|so much|out|badly|everywhere)", r"(?:til|until) i bleed",
+    r"(?:cut|burn\w*|hurt|hit|scratch\w*|punch\w*|stab\w*) my (?:\w+ ){0,4}on purpose",
     # Dying, unless it is for a coffee, of laughter or of boredom.
     r"die(?! (?:of|from|laughing|for|hard|in a (?:fire|hole)))",
-    r"(?:if|when|until|til|before) i (?:died|was dead|were dead|was gone|were gone|wasnt here|"
-    r"werent here|wasnt around|disappeared)",
+    r"(?:if|when|until|til|before) i (?:just )?(?:died|was dead|were dead|was gone|"
+    r"were gone|wasnt here|werent here|wasnt around|disappeared)",
     r"live or die",
     # Wanting, planning or being close to an act of dying.
     _INTENT + r" (?:to |on |of |about )?(?:just |really |simply |honestly )?" + _ACT,
@@ -205,7 +207,7 @@ ENGLISH = _phrasings(
     r"(?:have|made|got) a plan$",
     r"(?:life|living|everything|my life) (?:is|feels|seems) (?:so )?(?:pointless|meaningless|"
     r"hopeless)",
-    r"want out(?: of (?:life|here|this world))?$",
+    r"want out(?: of (?:life|this life|here|this world))?$",
     r"(?:want|wish i could) (?:to )?(?:just )?disappear",
     # Ending it.
     r"(?:end|ending|ended) (?:it all|my (?:own )?life|everything)",
@@ -219,22 +221,24 @@ ENGLISH = _phrasings(
     r"cant go on" + _EVERYDAY_TRIP,
     r"cant (?:cope anymore|keep going(?! to)|keep living|live like this|live anymore|"
     r"go on like this)",
-    r"(?:no|whats the|what is the|wats the) point (?:in |of |to )?(?:living|going on|"
-    r"being alive|life|anymore|existing)",
+    r"(?:no|whats the|what is the|wats the|dont see the|cant see the|see no) point "
+    r"(?:in |of |to )?(?:living|going on|being alive|being here|life|anymore|existing)",
     r"(?:no|any|one) reasons? to (?:live|go on|keep going|keep living|stay alive|be alive|"
     r"be here)",
     r"nothing (?:left )?to live for",
     r"(?:not|isnt|is not|aint) worth (?:living|it anymore)",
-    r"(?:tired|sick|done) (?:of|with) (?:living|being alive|life|existing|it all)",
-    r"giv(?:e|ing|en) up on (?:life|living)",
+    r"(?:tired|sick|done) (?:of|with) (?:\w+ ){0,3}(?:living|alive|life|existing)",
+    r"(?:tired|sick|done) (?:of|with) it all",
+    r"giv(?:e|ing|en) up on (?:life|living|everything)",
     r"(?:no|dont see a|cant see a|cant find a) way out",
     r"not going to make it (?:through|til|until|to) (?:tonight|the night|tomorrow)",
     r"(?:better|happier|easier) (?:off )?(?:without me|if i (?:was|were|wasnt|werent|died|"
     r"am gone))",
     r"(?:no one|noone|nobody) (?:would|will|is going to|wouldnt) (?:even )?(?:miss|notice) me",
     r"(?:this|this life|life)(?: thing)? anymore",
-    r"cant (?:live|cope|do|take|handle|deal|bear|stand|fight|continue|keep)(?: \w+){0,4} "
+    r"cant (?:live|cope|take|handle|deal|bear|stand|fight|continue|keep)(?: \w+){0,4} "
     r"(?:anymore|any longer|no more)" + _EVERYDAY_NUISANCE,
+    r"cant do (?:this|it|life|any of this)(?: \w+){0,2} (?:anymore|any longer|no more)",
     r"cant anymore",
     r"end (?:my|the|this) (?:suffering|pain)",
     r"im done goodbye", r"(?:bye|goodbye) (?:everyone|all|forever|world)",
@@ -304,6 +308,11 @@ SPANISH = _phrasings(
     r"me canse de) (?:seguir )?(?:vivir|viviendo)",
     r"(?:cansad[oa]|hart[oa]) de (?:la vida|vivir|existir)",
     r"no (?:soporto|aguanto|puedo) (?:seguir )?vivir",
+    r"no (?:aguanto|soporto|puedo con) (?:esta|mi|la) vida",
+    r"(?:no|nunca) (?:haber|hubiera|hubiese) nacido",
+    r"(?:no tengo|sin) (?:\w+ ){0,2}(?:para|de|por que|porque|para que) (?:vivir|seguir viviendo)",
+    r"(?:pastillas|navaja|cuchillo|pistola|soga|cuerda) en (?:la|mi|mis) manos?",
+    r"me (?:quiero|voy a) (?:aventar|tirar|lanzar)(?= *$| ya| hoy| ahora)",
     r"(?:por que|porque|para que) (?:sigo|seguir|estoy) (?:vivo|viva|viviendo)",
     r"dormir para siempre", r"no (?:volver a )?amanecer",
     r"ojala (?:me )?(?:atropell\w*|maten|pase algo)",
@@ -326,7 +335,7 @@ SPANISH = _phrasings(
     r"no quiero seguir(?! (?:con|en|yendo|pagando|trabajando|asistiendo|viniendo))",
     r"(?:no|nunca) (?:volver a )?despertar(?! a )",
     r"(?:no tengo|sin) (?:razon|razones|motivos?|por que|porque|para que) (?:para |de )?vivir",
-    r"no vale la pena (?:vivir|seguir)",
+    r"no vale la pena (?:vivir|seguir|mi vida|la vida)",
     r"(?:no le veo|no le encuentro|no encuentro|no tiene|sin) (?:ningun )?(?:sentido|caso) "
     r"(?:a )?(?:vivir|seguir|la vida|mi vida|nada)",
     r"(?:la|mi) vida (?:ya )?no tiene (?:ningun )?sentido",
@@ -363,7 +372,8 @@ SPANISH = _phrasings(
     # Medios, planes, despedidas.
     r"ahorcar(?:me)?", r"dispararme", r"envenenarme", r"(?:una|la) soga",
     r"(?:pegarme|pegar|darme|dar|meterme|meter) un tiro",
-    r"(?:tirarme|tirar|aventarme|aventar|lanzarme|lanzar|arrojarme|arrojar) (?:\w+ )?"
+    r"(?:tirarme|tirar|aventarme|aventar|lanzarme|lanzar|arrojarme|arrojar|saltar|brincar) "
+    r"(?:\w+ )?"
     r"(?:de|del|desde|por|a|al|en) (?:un |una |el |la |las |los )?(?:puente|edificio|ventana|"
     r"balcon|techo|azotea|vias|tren|metro|carretera|precipicio|barranco)",
     r"carta de despedida", r"esto es (?:un |mi )?adios", r"adios para siempre",
