@@ -129,9 +129,9 @@ _PILLS = (r"(?:pills?|meds|medications?|medicine|tablets|tylenol|advil|ibuprofen
           r"painkillers|prescriptions?|ambien|zolpidem|klonopin|clonazepam|valium|ativan|"
           r"lorazepam|seroquel|trazodone|prozac|zoloft|sertraline|lexapro|them)")
 # What turns "I hurt myself" from a sprain into harm: not these everyday endings.
-_ACCIDENT = (r"(?! (?:at (?:the )?(?:gym|work|practice)|in the foot|shaving|cooking|chopping|"
-             r"slicing|laughing|playing|lifting|running|working|exercising|studying|falling|"
-             r"by accident|accidentally|on (?!purpose)))")
+_ACCIDENT = (r"(?! (?:at (?:the )?(?:gym|work|practice)|in the foot|laughing|playing|lifting|"
+             r"running|working|exercising|studying|falling|by accident|accidentally|"
+             r"on (?!purpose))|(?: \w+){0,4} (?:shaving|cooking|chopping|slicing))")
 _EVERYDAY_NUISANCE = (r"(?<!heat anymore)(?<!traffic anymore)(?<!noise anymore)"
                       r"(?<!cold anymore)(?<!homework anymore)")
 _EVERYDAY_TRIP = (r"(?! (?:the|a|an|that|this|our|vacation|holiday|today|tomorrow|"
@@ -185,7 +185,11 @@ ENGLISH = _phrasings(
     r"feel like (?:i should die|i want to die)",
     r"(?:thinking|think|thought|thoughts|dreaming|dream) (?:about|of) (?:death|being dead)",
     r"(?:want|wish|rather|better off) (?:to )?(?:be )?dead",
-    r"(?:better|happier|easier) (?:off )?(?:gone|dead)",
+    r"(?:better|happier|easier) (?:off )?(?:gone|dead|not existing|not being here|not alive)",
+    r"(?:planning|planned|plan) my (?:death|suicide|exit)",
+    r"cant keep (?:doing|living|going on)(?: like)? this",
+    r"(?:bye|goodbye) (?:\w+ ){0,4}love you all", r"love you all(?: \w+){0,4} (?:bye|goodbye)",
+    rf"(?:vodka|alcohol|whiskey|wine|booze|drinks?) and (?:my |the |some |all )?{_PILLS}",
     r"(?:do|doing|did) (?:something|it) to myself",
     r"(?:gave|giving|give) away (?:all )?(?:of )?(?:my|all my) (?:stuff|things|belongings|"
     r"pets?|cat|dog)",
@@ -195,7 +199,7 @@ ENGLISH = _phrasings(
     r"wish i (?:wasnt|werent) (?:alive|here|born|around)",
     r"wish (?:i|id) (?:had )?never (?:been born|existed|woken up|woke up)",
     r"(?:shouldnt|should not|dont deserve to|dont want to|do not want to|not want to) "
-    r"(?:be alive|live|exist|go on|wake up|be here anymore|be around anymore)",
+    r"(?:be alive|live|exist|go on|wake up|be (?:here|around) (?:anymore|no more))",
     r"(?:and|to|could|would|will|ill|hope i|wish i|just) (?:never|not|dont) wake up",
     r"want to sleep (?:forever|and never)",
     r"disappear (?:forever|for good)",
@@ -257,6 +261,9 @@ ENGLISH = _phrasings(
     r"(?:took|taken|swallowed|downed|ate|popped|chugged|drank) (?:\w+ ){0,3}"
     r"(?:all|every|everything|whole|entire|bunch|lot|lots|handful|too many|too much|bottle|box|"
     rf"pack|rest|dozens|\d{{2,}})(?: \w+){{0,4}} {_PILLS}",
+    r"(?:going to|want to|about to|will|ill|plan to|planning to|thinking of|thinking about|"
+    r"might|tempted to) (?:take|swallow|down|pop) (?:\w+ ){0,2}(?:all|every|whole|entire|"
+    rf"bunch|lot|handful|too many|bottle|\d{{2,}})(?: \w+){{0,4}} {_PILLS}",
     r"swallow\w* (?:\w+ ){0,2}(?:all|every|whole|entire|bunch|lot|handful)",
     r"(?:took|taken|swallowed|downed|drank|chugged) (?:\w+ ){0,2}(?:whole|entire) "
     r"(?:bottle|box|pack)",
@@ -280,8 +287,8 @@ ENGLISH = _phrasings(
 )
 
 _EVERYDAY_CUT = (r"(?! (?:el|la|los|las|un|una|mi|mis) (?:pelo|cabello|fleco|flequillo|unas|"
-                 r"puntas|barba|dedo|dedos|mano|papel)| con (?:un |el )?papel| cocinando|"
-                 r"afeitando\w*|rasurando\w*)")
+                 r"puntas|barba|dedo|dedos|mano|papel)| con (?:un |el )?papel|"
+                 r"(?: \w+){0,4} (?:cocinando|afeitando\w*|rasurando\w*|pelando|picando))")
 _EVERYDAY_INJURY = (r"(?! (?:el|la|los|las|un|una|mi|mis|en|jugando|corriendo|al|haciendo|"
                     r"entrenando|cocinando))")
 _FIGURATIVE_DEATH = (r"(?! de (?:risa|hambre|verguenza|frio|calor|sueno|miedo|aburrimiento|"
@@ -341,7 +348,9 @@ SPANISH = _phrasings(
     r"(?:la|mi) vida (?:ya )?no tiene (?:ningun )?sentido",
     r"mejor sin mi",
     r"nadie (?:me )?(?:va a )?(?:extran\w*|notaria|echaria de menos)",
-    r"desaparecer (?:para siempre|del mundo)", r"(?:irme|ir|me voy) para siempre",
+    r"desaparecer (?:para siempre|del mundo)", r"(?:irme|ir|me voy)(?: de aqui)? para siempre",
+    r"(?:mejor|prefiero|quisiera) (?:ni|no) existir",
+    r"adios (?:\w+ ){0,4}(?:los|las) quiero", r"(?:los|las) quiero (?:\w+ ){0,4}adios",
     r"(?:quiero|ganas de|quisiera|necesito) (?:\w+ )?desaparecer",
     r"(?:mejor|seria mejor) si (?:me muero|me muriera|no estuviera|desaparezco|desapareciera|"
     r"no existiera)" + _FIGURATIVE_DEATH,
@@ -355,8 +364,8 @@ SPANISH = _phrasings(
     # Sobredosis.
     r"sobredosis",
     r"(?:tome|trague|tomo|tomar|tomarme|tragarme|tomado|tragado) (?:\w+ ){0,3}(?:"
-    r"(?:todas|muchas|monton|\d{2,}) (?:\w+ ){0,3}(?:pastillas|pastis|medicinas|"
-    r"medicamentos|pildoras|tabletas|clonazepam|rivotril|diazepam)|"
+    r"(?:todas|todo|toda|muchas|monton|\d{2,}) (?:\w+ ){0,3}(?:pastillas|pastis|medicinas?|"
+    r"medicamentos?|pildoras|tabletas|clonazepam|rivotril|diazepam)|"
     r"(?:un|el|todo el|toda la|una) (?:frasco|caja|bote))",
     # Autolesión.
     r"cortarme" + _EVERYDAY_CUT,
