@@ -776,6 +776,11 @@ ORDINARY_REPLIES: list[str] = [
     "ya me tomé la pastilla para el dolor",
     "me corté con el cuchillo cocinando",
     "estoy muerta, trabajé todo el día",
+    "im going to cut my hair",
+    "i took all of them to school",
+    "i cant take this heat anymore",
+    "estoy con la soga al cuello",
+    "le di un tiro al arco",
     # Abuse aimed at someone else, not a person's own danger: staff read it as needs-review.
     "lol kys",
 ]
