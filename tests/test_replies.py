@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from workflows.crisis import mentions_crisis
 from workflows.replies import ReplyKind, classify
 from workflows.templates import DEFAULT_CRISIS_WORDS
 
@@ -38,3 +39,31 @@ def test_slot_letters_only_count_while_slots_are_offered():
     assert classify("C", WORDS, slot_letters="AB")[0] is ReplyKind.OTHER
     assert classify("no thanks", WORDS, slot_letters="AB")[0] is ReplyKind.DECLINE
     assert classify("1", WORDS, slot_letters="AB")[0] is ReplyKind.SAFE
+
+
+@pytest.mark.parametrize("text", [
+    "i wanna die", "I took all my pills", "cutting myself again", "kill my self",
+    "me quiero matar", "me voy a matar", "ya no aguanto más", "ok but i want to dieee",
+])
+def test_crisis_phrasings_as_texted_escalate_with_the_new_recogniser(text):
+    assert classify(text, WORDS, recognise_crisis=mentions_crisis)[0] is ReplyKind.CRISIS
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("OK", ReplyKind.SAFE), ("1", ReplyKind.SAFE), ("Estoy bien", ReplyKind.SAFE),
+    ("CALL", ReplyKind.CALL), ("STOP", ReplyKind.STOP), ("help", ReplyKind.HELP),
+    ("this traffic is killing me", ReplyKind.OTHER), ("I'm okay-ish, kind of", ReplyKind.OTHER),
+])
+def test_ordinary_replies_keep_their_kind_with_the_new_recogniser(text, kind):
+    assert classify(text, WORDS, recognise_crisis=mentions_crisis)[0] is kind
+
+
+def test_slot_letters_and_no_stay_choices_with_the_new_recogniser():
+    assert classify("b", WORDS, "AB", recognise_crisis=mentions_crisis) == (ReplyKind.SLOT, 1)
+    assert classify("no", WORDS, "AB", recognise_crisis=mentions_crisis)[0] is ReplyKind.DECLINE
+
+
+def test_the_first_recogniser_stays_the_default_so_running_follow_ups_replay_alike():
+    assert classify("i wanna die", WORDS)[0] is ReplyKind.OTHER
+    assert classify("me quiero matar", WORDS)[0] is ReplyKind.OTHER
+    assert classify("quiero MORIR", WORDS)[0] is ReplyKind.CRISIS

@@ -2,12 +2,17 @@
 
 Crisis words win over everything, even inside an "OK": a person who writes "ok but I want
 to die" is not safe. Keywords follow Twilio's opt-out conventions for STOP and START.
+
+Two ways to recognise a crisis: `names_a_crisis_word`, the policy's words whole in the
+text, which follow-ups started under it must keep when they replay; and
+`workflows.crisis.mentions_crisis`, which reads phrasings as clients text them.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 
 
@@ -40,15 +45,28 @@ def normalize(text: str) -> str:
     return " ".join(plain.split())
 
 
+def names_a_crisis_word(text: str, crisis_words: Iterable[str]) -> bool:
+    """A policy crisis word, whole, in the reply after `normalize`: nothing more."""
+    padded = f" {normalize(text)} "
+    return any(f" {normalize(word)} " in padded for word in crisis_words)
+
+
+CrisisRecogniser = Callable[[str, Iterable[str]], bool]
+
+
 def classify(
     text: str,
     crisis_words: list[str],
     slot_letters: str = "",
+    *,
+    recognise_crisis: CrisisRecogniser = names_a_crisis_word,
 ) -> tuple[ReplyKind, int | None]:
-    """The kind of a reply and, for a slot choice, the slot's index."""
+    """The kind of a reply and, for a slot choice, the slot's index.
+
+    `recognise_crisis` is given the reply and `crisis_words`; pass
+    `workflows.crisis.mentions_crisis` for phrasings as clients text them."""
     said = normalize(text)
-    padded = f" {said} "
-    if any(f" {normalize(word)} " in padded for word in crisis_words):
+    if recognise_crisis(text, crisis_words):
         return ReplyKind.CRISIS, None
     if said in STOP_WORDS:
         return ReplyKind.STOP, None
