@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from workflows.crisis import mentions_crisis
     from workflows.models import (
         Acknowledge,
         ActionResult,
@@ -466,7 +467,9 @@ class DepartureFollowUp(Outreach):
     async def act_on_reply(self, reply: ClientReply) -> None:
         offering = self.phase is Phase.OFFERING_RESCHEDULE and self.chosen_slot is None
         kind, slot = classify(reply.text, self.crisis_words(),
-                              SLOT_LETTERS[: len(self.slots)] if offering else "")
+                              SLOT_LETTERS[: len(self.slots)] if offering else "",
+                              **({"recognise_crisis": mentions_crisis}
+                                 if self.safety_patched else {}))
         self.client_responded = True
         await self.record("reply_received", actor=Actor.CLIENT, channel=str(reply.channel),
                           provider_message_id=reply.provider_message_id, outcome=kind.value)
@@ -726,7 +729,11 @@ class DepartureFollowUp(Outreach):
     # ------------------------------------------------------------------ small helpers
 
     def crisis_words(self) -> list[str]:
+        """The clinic's own crisis phrases: every language's once patched, since a client
+        may write in a language other than the one on file."""
         words = self.policy.crisis_words
+        if self.safety_patched:
+            return [word for phrases in words.values() for word in phrases]
         return words.get(self.language, []) + (
             words.get(self.policy.default_language, [])
             if self.language != self.policy.default_language else []
