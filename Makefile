@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
 .PHONY: run test setup clean
 
@@ -15,10 +16,12 @@ test: setup
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Exact versions with hashes from the lock file; the project itself on top, editable.
+$(STAMP): requirements-test.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PIP) install --upgrade pip
+	$(PIP) install --require-hashes --no-deps -r requirements-test.lock
+	$(PIP) install --no-deps -e .
 	touch $(STAMP)
 
 clean:

@@ -136,6 +136,7 @@ class SmsOutbox(HttpSink):
         self._failing_numbers: dict[str, TwilioError] = {}
         self._undeliverable: dict[str, int] = {}
         self._callbacks: set[asyncio.Task] = set()
+        self.down = False  # while True every send answers 503, as in a Twilio outage
 
     def fail_next(self, count: int = 1, status: int = 503, code: int | None = None) -> None:
         """Answer the next ``count`` sends with an HTTP ``status`` (a 5xx or 429)."""
@@ -174,6 +175,8 @@ class SmsOutbox(HttpSink):
             return _UNAUTHENTICATED.response()
         if request.match_info["account_sid"] != self.account_sid:
             return TwilioError(20404, "The requested resource was not found", 404).response()
+        if self.down:
+            return TwilioError(20503, "Service unavailable", 503).response()
         if self._next_failures:
             return self._next_failures.pop(0).response()
 

@@ -247,6 +247,7 @@ async def test_no_ack_moves_to_backup_and_consenting_emergency_contact(followups
 
 async def test_imminent_risk_escalates_at_once_and_still_sends_crisis_resources(followups):
     handle = await followups.start(make_event("imminent"))
+    await followups.until_step(handle, "crisis_resources_sent")
     status = await followups.until_step(handle, "emergency_contact_notified")
 
     assert status.escalation.reason == "imminent risk"
@@ -255,8 +256,10 @@ async def test_imminent_risk_escalates_at_once_and_still_sends_crisis_resources(
     assert "imminent risk" in followups.texts_to(ON_CALL_PHONE)[0]
     assert len(followups.texts_to(CONTACT_PHONE)) == 1
     steps = await followups.steps(handle)
-    assert steps_in_order(steps, "received", "escalation_started", "crisis_resources_sent",
-                          "staff_page_sent", "emergency_contact_notified")
+    # The page and the crisis resources go out side by side: neither waits for the other.
+    assert steps_in_order(steps, "received", "escalation_started", "staff_page_sent",
+                          "emergency_contact_notified")
+    assert steps_in_order(steps, "escalation_started", "crisis_resources_sent")
     assert "checkin_scheduled" not in steps
     await handle.execute_update(DepartureFollowUp.resolve,
                                 Resolve(staff_id="t-oncall",

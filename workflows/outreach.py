@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, RetryState
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -237,7 +237,10 @@ class Outreach:
             return "gave up retrying"
         if isinstance(cause, (asyncio.CancelledError, CancelledError)):
             return "withdrawn: sent on another channel"
-        if isinstance(cause, ActivityTimeoutError) and cause.type is TimeoutType.SCHEDULE_TO_CLOSE:
+        if isinstance(err, ActivityError) and err.retry_state is RetryState.TIMEOUT or (
+            isinstance(cause, ActivityTimeoutError)
+            and cause.type is TimeoutType.SCHEDULE_TO_CLOSE
+        ):
             return "dropped: not accepted before its moment passed"
         return "gave up retrying"
 
