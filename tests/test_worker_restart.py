@@ -69,8 +69,10 @@ async def test_killed_worker_is_replaced_and_no_message_goes_out_twice(followups
 
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-        await followups.advance(handle, timedelta(minutes=30))  # the reminder falls due
+        # The server skips time only while no task is outstanding: the dead worker's audit
+        # batch waits for a worker, as it would in production, so the successor starts first.
         second = start_worker(environment)
+        await followups.advance(handle, timedelta(minutes=30))  # the reminder falls due
         await followups.until_step(handle, "reminder_sent")
         await handle.signal(DepartureFollowUp.client_reply, ClientReply(text="ok"))
         outcome = await followups.finish(handle)
