@@ -6,6 +6,13 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from workflows.fields import OPAQUE_ID_MAX_LENGTH, PROVIDER_MESSAGE_ID_MAX_LENGTH
+
+# followup-{clinic_id}-{session_id}, both opaque ids.
+WORKFLOW_ID_MAX_LENGTH = len("followup--") + 2 * OPAQUE_ID_MAX_LENGTH
+# A role ("client", "emergency_contact") or "staff:{staff_id}".
+RECIPIENT_MAX_LENGTH = len("staff:") + OPAQUE_ID_MAX_LENGTH
+
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
     """Stores aware datetimes as UTC and reads them back aware, on both backends.
@@ -51,9 +58,10 @@ audit_entries = sa.Table(
     sa.Column("step", sa.String(80), nullable=False),
     sa.Column("channel", sa.String(40)),
     sa.Column("actor", sa.String(80), nullable=False),
-    sa.Column("recipient", sa.String(80)),
-    sa.Column("provider_message_id", sa.String(200)),
-    sa.Column("outcome", sa.String(200)),
+    sa.Column("recipient", sa.String(RECIPIENT_MAX_LENGTH)),
+    sa.Column("provider_message_id", sa.String(PROVIDER_MESSAGE_ID_MAX_LENGTH)),
+    # Free text: a staff member's reason for cancelling, a clinic's booking id, ...
+    sa.Column("outcome", sa.Text),
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),

@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aftercare.audit_schema import (
     APPEND_ONLY_TABLES,
+    RECIPIENT_MAX_LENGTH,
+    UtcDateTime,
     access_log,
-    audit_entries,
     deliveries,
     metadata,
     schema_version,
@@ -39,8 +40,31 @@ class Migration:
     apply: Callable[[sa.Connection], None]
 
 
+def _audit_entries_version_1() -> sa.Table:
+    """audit_entries as migration 1 created it; migration 4 widened two columns."""
+    return sa.Table(
+        "audit_entries",
+        sa.MetaData(),
+        sa.Column("workflow_id", sa.String(200), primary_key=True),
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("at", UtcDateTime, nullable=False),
+        sa.Column("step", sa.String(80), nullable=False),
+        sa.Column("channel", sa.String(40)),
+        sa.Column("actor", sa.String(80), nullable=False),
+        sa.Column("recipient", sa.String(80)),
+        sa.Column("provider_message_id", sa.String(200)),
+        sa.Column("outcome", sa.String(200)),
+        sa.Column("detail", sa.JSON, nullable=False),
+        sa.Column("prev_hash", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Index("audit_entries_by_time", "at"),
+        sa.Index("audit_entries_by_step", "step"),
+    )
+
+
 def _create_tables(conn: sa.Connection) -> None:
-    metadata.create_all(conn, tables=[audit_entries, deliveries, access_log])
+    _audit_entries_version_1().create(conn)
+    metadata.create_all(conn, tables=[deliveries, access_log])
 
 
 def _refuse_updates_and_deletes(conn: sa.Connection) -> None:
@@ -72,10 +96,24 @@ def _create_used_links(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[used_links])
 
 
+def _widen_recipient_and_outcome(conn: sa.Connection) -> None:
+    """A staff recipient is staff:{id} (86 characters at most) and an outcome free text (a
+    cancellation quotes the staff member's reason): on PostgreSQL both overflowed, and the
+    write that closes a follow-up failed on every retry. SQLite does not enforce lengths."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "ALTER TABLE audit_entries "
+            f"ALTER COLUMN recipient TYPE varchar({RECIPIENT_MAX_LENGTH}), "
+            "ALTER COLUMN outcome TYPE text"
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "audit entries, deliveries and access log", _create_tables),
     Migration(2, "refuse UPDATE and DELETE on append-only tables", _refuse_updates_and_deletes),
     Migration(3, "one-click links already used", _create_used_links),
+    Migration(4, "audit entries hold the longest recipient and outcome the models allow",
+              _widen_recipient_and_outcome),
 )
 
 

@@ -10,7 +10,8 @@ from aftercare.store import AuditConflictError, AuditStore
 from aftercare.verification import first_broken_link
 from tests.fixtures.databases import tamper_with
 from tests.trails import STARTED, new_workflow_id, sealed_trail
-from workflows.models import Channel, Delivery
+from workflows.fields import OPAQUE_ID_MAX_LENGTH, PROVIDER_MESSAGE_ID_MAX_LENGTH
+from workflows.models import Cancel, Channel, Delivery, followup_workflow_id
 from workflows.trail import seal
 
 
@@ -56,6 +57,28 @@ async def test_a_different_entry_under_an_existing_seq_is_refused(audit_store):
         await audit_store.append([rival])
 
     assert await audit_store.entries(workflow_id) == trail
+
+
+async def test_the_longest_values_the_models_allow_are_stored_whole(audit_store):
+    longest_id = "x" * (OPAQUE_ID_MAX_LENGTH - 10) + new_workflow_id()[-10:]
+    cancel = Cancel(staff_id="s" * OPAQUE_ID_MAX_LENGTH,
+                    reason="r" * Cancel.model_fields["reason"].metadata[-1].max_length)
+    workflow_id = followup_workflow_id(longest_id, longest_id)
+    entries = []
+    for seq, (step, fields) in enumerate([
+        ("cancelled", {"recipient": f"staff:{cancel.staff_id}", "outcome": cancel.reason}),
+        ("closed", {"outcome": f"cancelled: {cancel.reason}"}),
+        ("booking_confirmed", {"outcome": "a clinic's booking id " + "b" * 2000}),
+        ("reply_received", {"provider_message_id": "M" * PROVIDER_MESSAGE_ID_MAX_LENGTH}),
+    ], start=1):
+        entries.append(seal(workflow_id=workflow_id, seq=seq, at=STARTED,
+                            prev_hash=entries[-1].hash if entries else "0" * 64, step=step,
+                            **fields))
+
+    await audit_store.append(entries)
+
+    assert await audit_store.entries(workflow_id) == entries
+    assert len(entries[0].recipient) == 86 and len(entries[1].outcome) == 211
 
 
 async def test_an_unsealed_entry_is_refused(audit_store):

@@ -1,5 +1,6 @@
 """Field types the shared models validate alike, in departure events and clinic policies:
-phone numbers in E.164 form and IANA time zones."""
+opaque identifiers, phone numbers in E.164 form and IANA time zones. The audit store's
+columns are sized from the same bounds (aftercare/audit_schema.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
+
+OPAQUE_ID_MAX_LENGTH = 80
+PROVIDER_MESSAGE_ID_MAX_LENGTH = 200
+
+
+def _opaque_id(value: str) -> str:
+    if not value or any(c.isspace() for c in value) or "@" in value:
+        raise ValueError("must be an opaque identifier: no spaces, no e-mail addresses")
+    return value
 
 
 def _e164(value: str) -> str:
@@ -35,5 +45,8 @@ def _iana_zone(value: str) -> str:
     return value
 
 
+OpaqueId = Annotated[
+    str, Field(min_length=1, max_length=OPAQUE_ID_MAX_LENGTH), AfterValidator(_opaque_id)
+]
 PhoneNumber = Annotated[str, AfterValidator(_e164)]
 TimeZoneName = Annotated[str, AfterValidator(_iana_zone)]

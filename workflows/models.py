@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -20,21 +19,17 @@ from pydantic import (
     model_validator,
 )
 
-from workflows.fields import PhoneNumber, TimeZoneName
+from workflows.fields import (
+    PROVIDER_MESSAGE_ID_MAX_LENGTH,
+    OpaqueId,
+    PhoneNumber,
+    TimeZoneName,
+)
 from workflows.policy import ClinicPolicy
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
-
-
-def _opaque_id(value: str) -> str:
-    if not value or any(c.isspace() for c in value) or "@" in value:
-        raise ValueError("must be an opaque identifier: no spaces, no e-mail addresses")
-    return value
-
-
-OpaqueId = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_opaque_id)]
 
 
 class RiskLevel(StrEnum):
@@ -124,14 +119,14 @@ class FollowUpInput(Model):
 class ClientReply(Model):
     text: str = Field(max_length=1600)
     channel: Channel | Literal["api", "link"] = "api"
-    provider_message_id: str | None = None
+    provider_message_id: str | None = Field(default=None, max_length=PROVIDER_MESSAGE_ID_MAX_LENGTH)
 
 
 class DeliveryFailure(Model):
     """A provider told us, after accepting it, that a message never arrived."""
 
-    provider_message_id: str
-    error_code: str | None = None
+    provider_message_id: str = Field(max_length=PROVIDER_MESSAGE_ID_MAX_LENGTH)
+    error_code: str | None = Field(default=None, max_length=40)
 
 
 class Acknowledge(Model):

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from workflows.fields import PhoneNumber, TimeZoneName
+from workflows.fields import OpaqueId, PhoneNumber, TimeZoneName
 from workflows.templates import DEFAULT_CRISIS_WORDS, DEFAULT_TEMPLATES, MessageTemplates
 
 
@@ -172,7 +172,7 @@ class ClinicPolicy(PolicyModel):
             EscalationLevel(targets=[Target.CLINIC_LEAD]),
         ]
     )
-    staff: dict[str, StaffMember] = Field(default_factory=dict)
+    staff: dict[OpaqueId, StaffMember] = Field(default_factory=dict)
     rota: Rota = Rota()
     clinic_lead: str | None = None
     reschedule: RescheduleOptions = RescheduleOptions()
