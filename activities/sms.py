@@ -4,7 +4,10 @@ Without Twilio credentials the official client talks to ``AFTERCARE_TWILIO_API_B
 (the dev outbox) with the development credentials. Twilio's refusals that no retry can
 change (invalid or unsubscribed number, not SMS-capable, ...) fail the activity as a
 non-retryable ``PERMANENT_DELIVERY_FAILURE`` so the workflow falls back to email;
-outages, rate limits and timeouts fail it retryably.
+outages, rate limits and timeouts fail it retryably. So do refusals of our own account
+(bad credentials, a suspended account, a sender that is not ours): those are the
+operator's to fix, not a sign the person can't be reached, so they are logged as errors and
+counted in ``aftercare_provider_configuration_errors`` while the activity keeps retrying.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from activities.delivery_ledger import DeliveryLedger, deliver_once
+from activities.provider_errors import provider_misconfigured
 from aftercare.settings import (
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,
@@ -32,7 +36,14 @@ SMS_PROVIDER_UNAVAILABLE = "SmsProviderUnavailable"
 # Twilio error codes that mean this number will never receive this message.
 # https://www.twilio.com/docs/api/errors
 PERMANENT_TWILIO_CODES = frozenset(
-    {21211, 21212, 21408, 21610, 21612, 21614, 30003, 30005, 30006, 30007}
+    {21211, 21408, 21610, 21612, 21614, 30003, 30005, 30006, 30007}
+)
+# Twilio error codes that mean our account or sender is misconfigured, whoever the message
+# is to: authentication (20003), inactive or suspended account (20005, 30002), test
+# credentials (20008), unknown account (20404), a From number or Messaging Service that is
+# not ours or cannot send (21212, 21606, 21659, 21703, 21704, 21705).
+CONFIGURATION_TWILIO_CODES = frozenset(
+    {20003, 20005, 20008, 20404, 21212, 21606, 21659, 21703, 21704, 21705, 30002}
 )
 
 _REQUEST_TIMEOUT_SECONDS = 15.0
@@ -75,7 +86,11 @@ class SmsActivities:
                     **self._sender,
                 )
         except TwilioException as err:
-            raise _classified(getattr(err, "status", None), getattr(err, "code", None)) from None
+            status, code = getattr(err, "status", None), getattr(err, "code", None)
+            if status in (401, 403) or code in CONFIGURATION_TWILIO_CODES:
+                raise provider_misconfigured("twilio", f"Twilio error {code} (HTTP {status})",
+                                             code=str(code or status)) from None
+            raise _classified(status, code) from None
         except (aiohttp.ClientError, TimeoutError) as err:
             raise ApplicationError(
                 f"Twilio unreachable: {type(err).__name__}", type=SMS_PROVIDER_UNAVAILABLE

@@ -8,9 +8,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from twilio.request_validator import RequestValidator
 
+from activities.provider_errors import CONFIGURATION_ERRORS_METRIC, PROVIDER_MISCONFIGURED
 from activities.sms import SMS_PROVIDER_UNAVAILABLE, SmsActivities
 from aftercare.settings import DEV_TWILIO_AUTH_TOKEN, DEV_TWILIO_FROM_NUMBER, Settings
 from devsinks.http import serve
+from tests.metered import MeteredActivityEnvironment
 from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, OutboundMessage
 
 CLIENT_PHONE = "+15555550123"
@@ -131,8 +133,8 @@ async def test_a_messaging_service_sends_in_place_of_a_from_number(
     assert sms.status_callback is None
 
 
-async def test_the_outbox_refuses_credentials_it_does_not_know(
-    delivery_settings, sqlite_store, sms_outbox
+async def test_credentials_twilio_refuses_are_the_operators_to_fix_not_the_clients(
+    delivery_settings, sqlite_store, sms_outbox, caplog
 ):
     settings = delivery_settings.model_copy(
         update={
@@ -141,10 +143,34 @@ async def test_the_outbox_refuses_credentials_it_does_not_know(
             "twilio_from_number": DEV_TWILIO_FROM_NUMBER,
         }
     )
+    environment = MeteredActivityEnvironment()
 
-    with pytest.raises(ApplicationError, match="20003"):
-        await send(settings, sqlite_store, checkin())
+    with pytest.raises(ApplicationError) as failure:
+        await environment.run(SmsActivities(settings, sqlite_store).send_sms, checkin())
+
+    assert failure.value.type == PROVIDER_MISCONFIGURED, "retried, never a fallback"
+    assert not failure.value.non_retryable and "20003" in str(failure.value)
+    [(count, labels)] = environment.counted(CONFIGURATION_ERRORS_METRIC)
+    assert count == 1 and {"provider": "twilio", "code": "20003"}.items() <= labels.items()
+    [logged] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "twilio refused our account or settings" in logged.getMessage()
+    assert CLIENT_PHONE not in caplog.text
     assert sms_outbox.messages == []
+
+
+@pytest.mark.parametrize(("status", "code"), [(403, 20003), (404, 20404), (400, 21212),
+                                              (400, 21606), (401, 20005)])
+async def test_twilio_refusing_our_account_or_sender_is_retried(
+    delivery_settings, sqlite_store, sms_outbox, status, code
+):
+    sms_outbox.fail_next(status=status, code=code)
+
+    with pytest.raises(ApplicationError) as failure:
+        await send(delivery_settings, sqlite_store, checkin())
+    assert failure.value.type == PROVIDER_MISCONFIGURED and not failure.value.non_retryable
+
+    await send(delivery_settings, sqlite_store, checkin())
+    assert len(sms_outbox.messages) == 1
 
 
 async def test_without_credentials_or_an_endpoint_sms_cannot_be_configured(sqlite_store):
