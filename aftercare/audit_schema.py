@@ -39,6 +39,11 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+# The execution option of a transaction that only reads. SQLite begins it deferred, so it
+# takes no lock a writer waits for (WAL readers work from a snapshot); every other
+# transaction begins IMMEDIATE, taking the write lock before its first read.
+READS_ONLY = {"aftercare_reads_only": True}
+
 metadata = sa.MetaData()
 
 schema_version = sa.Table(

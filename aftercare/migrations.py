@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aftercare.audit_schema import (
     APPEND_ONLY_TABLES,
+    READS_ONLY,
     RECIPIENT_MAX_LENGTH,
     UtcDateTime,
     access_log,
@@ -120,17 +121,21 @@ MIGRATIONS: tuple[Migration, ...] = (
 async def migrate(engine: AsyncEngine) -> int:
     """Bring the database up to the newest version; returns that version.
 
-    Each migration and its ``schema_version`` row commit together. When two processes
-    open a new database at once, the loser's transaction fails and it re-reads the version.
+    A database already up to date is only read: a worker starting while another process
+    holds the write lock (a backup, a burst of writes) does not wait for it. Each migration
+    and its ``schema_version`` row commit together. When two processes open a new database
+    at once, the loser's transaction fails and it re-reads the version.
     """
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: metadata.create_all(sync, tables=[schema_version]))
     found = await _current_version(engine)
     if found > LATEST_VERSION:
         raise RuntimeError(
             f"the audit database is at schema version {found}, newer than this code's "
             f"{LATEST_VERSION}: upgrade aftercare before opening it"
         )
+    if found == LATEST_VERSION:
+        return found
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync: metadata.create_all(sync, tables=[schema_version]))
     for migration in MIGRATIONS:
         if await _current_version(engine) >= migration.version:
             continue
@@ -151,7 +156,9 @@ async def migrate(engine: AsyncEngine) -> int:
 
 
 async def _current_version(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
+    async with engine.execution_options(**READS_ONLY).connect() as conn:
+        if not await conn.run_sync(lambda sync: sa.inspect(sync).has_table("schema_version")):
+            return 0
         version = await conn.scalar(sa.select(sa.func.max(schema_version.c.version)))
     return version or 0
 

@@ -1,3 +1,5 @@
+import io
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -5,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from aftercare.exports import write_jsonl
 from aftercare.migrations import LATEST_VERSION
 from aftercare.store import AuditConflictError, AuditStore
 from aftercare.verification import first_broken_link
@@ -241,3 +244,31 @@ async def test_a_database_from_newer_code_is_not_opened(sqlite_url):
 
     with pytest.raises(RuntimeError, match=f"schema version {LATEST_VERSION + 1}, newer"):
         await AuditStore.open(sqlite_url)
+
+
+async def test_reads_exports_and_a_starting_worker_never_wait_for_a_writer(sqlite_url, tmp_path):
+    store = await AuditStore.open(sqlite_url)
+    workflow_id = new_workflow_id()
+    await store.append(sealed_trail(workflow_id))
+    sent = Delivery(channel=Channel.SMS, provider_message_id="SM" + "1" * 32)
+    await store.record_delivery(workflow_id, "checkin-1", sent)
+    # A backup or an auditor's long transaction holds the write lock from another process.
+    holder = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO access_log (actor, action, target, at) "
+                   "VALUES ('backup', 'copy', 'all', '2026-11-22 00:00:00')")
+    try:
+        found = await store.find_delivery(workflow_id, "checkin-1")
+        exported = io.StringIO()
+        write_jsonl(await store.entries_between(STARTED, STARTED + timedelta(days=1)), exported)
+        second_worker = await AuditStore.open(sqlite_url)
+        await second_worker.close()
+        with pytest.raises(DBAPIError, match="locked"):
+            await store.record_delivery(workflow_id, "reminder-1", sent)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        await store.close()
+
+    assert found == sent.model_copy(update={"already_sent": True})
+    assert len(exported.getvalue().splitlines()) == len(sealed_trail(workflow_id))
