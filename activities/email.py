@@ -11,6 +11,7 @@ the operator's to fix, logged as an error and counted, never "this person can't 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -43,21 +44,27 @@ class EmailActivities:
 
     @activity.defn
     async def send_email(self, message: OutboundMessage) -> Delivery:
-        return await deliver_once(self.ledger, message, lambda: self._send(message))
+        return await deliver_once(
+            self.ledger, message, lambda: self._send(message),
+            crash_after_accept=self.settings.test_crash_after_provider_accepts,
+        )
 
     async def _send(self, message: OutboundMessage) -> Delivery:
         email = self._compose(message, datetime.now(UTC))
         settings = self.settings
         try:
-            await aiosmtplib.send(
-                email,
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_username,
-                password=settings.smtp_password,
-                start_tls=settings.smtp_starttls,
-                timeout=settings.smtp_timeout_seconds,
-            )
+            # aiosmtplib's timeout is per command; the whole conversation must also fit in
+            # the activity's budget, beside the ledger's write (see activities/sms.py).
+            async with asyncio.timeout(settings.smtp_timeout_seconds):
+                await aiosmtplib.send(
+                    email,
+                    hostname=settings.smtp_host,
+                    port=settings.smtp_port,
+                    username=settings.smtp_username,
+                    password=settings.smtp_password,
+                    start_tls=settings.smtp_starttls,
+                    timeout=settings.smtp_timeout_seconds,
+                )
         # The server's own text may quote the address: only the reply code goes further.
         except aiosmtplib.SMTPRecipientsRefused as err:
             raise _classified(err.recipients[0].code) from None

@@ -84,6 +84,18 @@ deliveries = sa.Table(
     sa.Column("recorded_at", UtcDateTime, nullable=False),
 )
 
+# A send about to reach a provider that cannot be asked to de-duplicate (Twilio): written
+# before the request, so a retry knows an earlier attempt's outcome is unknown when
+# ``deliveries`` has no row for the same message.
+send_attempts = sa.Table(
+    "send_attempts",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("message_key", sa.String(200), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+)
+
 access_log = sa.Table(
     "access_log",
     metadata,

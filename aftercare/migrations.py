@@ -30,6 +30,7 @@ from aftercare.audit_schema import (
     deliveries,
     metadata,
     schema_version,
+    send_attempts,
     used_links,
 )
 
@@ -109,12 +110,18 @@ def _widen_recipient_and_outcome(conn: sa.Connection) -> None:
         )
 
 
+def _create_send_attempts(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[send_attempts])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "audit entries, deliveries and access log", _create_tables),
     Migration(2, "refuse UPDATE and DELETE on append-only tables", _refuse_updates_and_deletes),
     Migration(3, "one-click links already used", _create_used_links),
     Migration(4, "audit entries hold the longest recipient and outcome the models allow",
               _widen_recipient_and_outcome),
+    Migration(5, "send attempts whose outcome a retry must ask the provider about",
+              _create_send_attempts),
 )
 
 
