@@ -8,26 +8,31 @@ setting), and a non-zero exit.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable
 from typing import NoReturn
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from activities.email import EmailActivities
 from activities.sms import SmsActivities
 from aftercare.codec import EncryptionCodec, EncryptionKeyError
 from aftercare.policies import PolicyBook, PolicyError
 from aftercare.settings import Settings, get_settings
+from aftercare.store import AuditStore
 
 EXIT_CODE = 2
+STORE_CHECK_SECONDS = 15.0
 
 
 def worker_problems(settings: Settings) -> list[str]:
-    """What would fail a follow-up in the worker: its policy, the payload keys, what the
-    send and booking activities need."""
+    """What would fail a follow-up in the worker: its policy, the payload keys, the audit
+    store, what the send and booking activities need."""
     book, problems = _policy_book(settings)
     problems += _encryption_problems(settings)
+    problems += _audit_store_problems(settings)
     for activities in (SmsActivities, EmailActivities):
         try:
             activities(settings, ledger=None)  # type: ignore[arg-type]
@@ -92,6 +97,23 @@ def _policy_book(settings: Settings) -> tuple[PolicyBook | None, list[str]]:
         return PolicyBook.load(settings.policy_file), []
     except PolicyError as err:
         return None, str(err).splitlines()
+
+
+def _audit_store_problems(settings: Settings) -> list[str]:
+    """The worker writes the trail and reads the delivery ledger from its first task."""
+
+    async def open_and_close() -> None:
+        store = await asyncio.wait_for(AuditStore.open(settings.audit_database_url),
+                                       STORE_CHECK_SECONDS)
+        await store.close()
+
+    try:
+        asyncio.run(open_and_close())
+    except Exception as err:  # noqa: BLE001 - any failure to open is reported the same way
+        shown = make_url(settings.audit_database_url).render_as_string(hide_password=True)
+        return [f"AFTERCARE_AUDIT_DATABASE_URL: cannot open the audit database {shown} "
+                f"({type(err).__name__})"]
+    return []
 
 
 def _encryption_problems(settings: Settings) -> list[str]:

@@ -48,6 +48,7 @@ def environment(policy: Path, **changes: str | None) -> dict[str, str]:
         "AFTERCARE_BOOKING_WEBHOOK_SECRETS": "",
         "AFTERCARE_TWILIO_API_BASE_URL": "http://127.0.0.1:9",
         "AFTERCARE_TEMPORAL_ADDRESS": "127.0.0.1:9",
+        "AFTERCARE_AUDIT_DATABASE_URL": f"sqlite+aiosqlite:///{policy.parent / 'audit.db'}",
         **changes,
     }
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("AFTERCARE_")}
@@ -147,19 +148,31 @@ def test_every_problem_is_named_not_only_the_first(tmp_path):
     assert lines[2].startswith("error: AFTERCARE_LOOKUP_SECRET")
 
 
+def test_the_worker_refuses_to_start_without_its_audit_store(tmp_path):
+    env = environment(policy_file(tmp_path), AFTERCARE_AUDIT_DATABASE_URL=(
+        "postgresql+asyncpg://aftercare:secret@127.0.0.1:9/audit"))
+
+    [line] = refusal(WORKER, env, tmp_path)
+
+    assert line == ("error: AFTERCARE_AUDIT_DATABASE_URL: cannot open the audit database "
+                    "postgresql+asyncpg://aftercare:***@127.0.0.1:9/audit (ConnectionRefusedError)")
+
+
 def test_a_sound_configuration_passes_both_checks(tmp_path):
     settings = Settings(
         policy_file=policy_file(tmp_path), encryption_keys={"k1": "A" * 43 + "="},
         link_secret="l", lookup_secret="s", api_keys={CLINIC: "k"},
         twilio_api_base_url="http://127.0.0.1:9",
+        audit_database_url=f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
     )
 
     assert worker_problems(settings) == []
     assert api_problems(settings) == []
 
 
-def test_the_example_policy_file_passes_with_make_runs_secrets():
+def test_the_example_policy_file_passes_with_make_runs_secrets(tmp_path):
     settings = Settings(
+        audit_database_url=f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
         encryption_keys={"k1": "A" * 43 + "="}, link_secret="l", lookup_secret="s",
         api_keys={"demo": "k", "clinic-42": "k"}, twilio_api_base_url="http://127.0.0.1:9",
         booking_webhook_secrets={"demo": "b", "clinic-42": "b"},
