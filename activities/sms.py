@@ -34,6 +34,8 @@ from aftercare.settings import (
 )
 from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, Delivery, OutboundMessage
 
+T = TypeVar("T")
+
 SMS_PROVIDER_UNAVAILABLE = "SmsProviderUnavailable"
 
 # Twilio error codes that mean this number will never receive this message.
@@ -54,7 +56,6 @@ CONFIGURATION_TWILIO_CODES = frozenset(
 # send): 2 x 5 s + 2 x 7 s stays inside the activity's 30 s start-to-close timeout, so an
 # attempt never outlives Temporal's patience and races its own retry.
 _REQUEST_TIMEOUT_SECONDS = 7.0
-T = TypeVar("T")
 # Twilio's clock and ours may differ a little; a message created this long before our first
 # attempt is still a candidate.
 _CLOCK_SKEW = timedelta(minutes=1)
