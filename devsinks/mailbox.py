@@ -2,8 +2,9 @@
 
 Recipients whose address starts with ``bounce`` are refused at RCPT with a permanent 550,
 as a mail server refuses an address that does not exist. Tests can make the next
-recipients meet a transient 451 instead, or require a login (``require_login``): then a
-sender that does not log in meets 530 and wrong credentials 535, as on a real relay.
+recipients meet a transient 451 instead, have every answer come slowly, or require a
+login (``require_login``): then a sender that does not log in meets 530 and wrong
+credentials 535, as on a real relay.
 """
 
 from __future__ import annotations
@@ -49,11 +50,16 @@ class Mailbox:
         self.port = 0
         self._transient_refusals = 0
         self._login: tuple[str, str] | None = None
+        self._answer_delay = 0.0
         self._server: asyncio.Server | None = None
 
     def defer_next(self, count: int = 1) -> None:
         """Answer the next ``count`` recipients with a transient 451 (try again later)."""
         self._transient_refusals += count
+
+    def answer_slowly(self, seconds: float) -> None:
+        """Take ``seconds`` over each RCPT and DATA answer, as an overloaded relay does."""
+        self._answer_delay = seconds
 
     def require_login(self, username: str, password: str) -> None:
         """From the next connection on, accept mail only after AUTH with these credentials."""
@@ -108,6 +114,7 @@ class Mailbox:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
+        await asyncio.sleep(self._answer_delay)
         if self._transient_refusals:
             self._transient_refusals -= 1
             return "451 4.3.0 Mailbox temporarily unavailable, try again later"
@@ -117,6 +124,7 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self._answer_delay)
         content = envelope.content
         message = message_from_bytes(content, policy=email.policy.default)
         self.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message))

@@ -1,5 +1,6 @@
 """The email activity, through aiosmtplib, against the loopback SMTP mailbox."""
 
+import asyncio
 import re
 from datetime import UTC, datetime
 
@@ -161,3 +162,18 @@ async def test_a_mail_server_refusing_our_login_is_the_operators_to_fix_not_the_
                                         "smtp_username": "aftercare"})
     await send(fixed, sqlite_store, checkin())
     assert len(mailbox.messages) == 1
+
+
+async def test_a_mail_server_answering_slowly_gives_up_within_the_whole_conversations_limit(
+    delivery_settings, sqlite_store, mailbox
+):
+    # Each answer comes within the per-command timeout; the conversation as a whole does not.
+    mailbox.answer_slowly(0.6)
+    settings = delivery_settings.model_copy(update={"smtp_timeout_seconds": 1.0})
+    started = asyncio.get_running_loop().time()
+
+    with pytest.raises(ApplicationError) as failure:
+        await send(settings, sqlite_store, checkin())
+
+    assert failure.value.type == MAIL_SERVER_UNAVAILABLE and not failure.value.non_retryable
+    assert asyncio.get_running_loop().time() - started < 1.5
