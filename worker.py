@@ -16,6 +16,7 @@ from activities.booking import BookingActivities
 from activities.email import EmailActivities
 from activities.sms import SmsActivities
 from aftercare.logs import configure_logging, get_logger
+from aftercare.preflight import checked_settings, worker_problems
 from aftercare.settings import Settings, get_settings
 from aftercare.store import AuditStore
 from aftercare.temporal import connect
@@ -72,4 +73,4 @@ async def main(settings: Settings | None = None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(checked_settings(worker_problems)))

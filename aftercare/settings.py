@@ -60,7 +60,10 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
-    smtp_timeout_seconds: float = 20.0
+    smtp_timeout_seconds: float = Field(
+        default=20.0, description="For a whole SMTP conversation: with the ledger's write it "
+        "must fit inside the send activity's 30 s start-to-close timeout",
+    )
     mail_from: str = "Aftercare <aftercare@localhost>"
 
     audit_database_url: str = "sqlite+aiosqlite:///.data/audit.db"
@@ -92,6 +95,12 @@ class Settings(BaseSettings):
     )
 
     log_level: str = "INFO"
+
+    test_crash_after_provider_accepts: bool = Field(
+        default=False,
+        description="Fault tests only: the worker process exits the moment a provider "
+        "accepts a message, before the delivery ledger records it",
+    )
 
     @field_validator(
         "api_keys", "encryption_keys", "booking_webhook_secrets", "codec_auth_tokens",

@@ -23,12 +23,23 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from aftercare.audit_schema import access_log, audit_entries, deliveries, used_links
+from aftercare.audit_schema import (
+    READS_ONLY,
+    access_log,
+    audit_entries,
+    deliveries,
+    send_attempts,
+    used_links,
+)
 from aftercare.migrations import migrate
 from workflows.models import AuditEntry, Delivery
 from workflows.trail import entry_digest
 
 DISCLOSURE_STEP = "emergency_contact_notified"
+
+# How long a call waits for SQLite's write lock, or for a PostgreSQL connection, before it
+# fails (and its activity retries): well inside the send activities' time budget.
+DATABASE_WAIT_SECONDS = 5.0
 
 
 class AuditConflictError(Exception):
@@ -54,6 +65,7 @@ class AccessRecord(BaseModel):
 class AuditStore:
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self._engine = engine
+        self._reader = engine.execution_options(**READS_ONLY)
         self.url = url
 
     @classmethod
@@ -123,11 +135,11 @@ class AuditStore:
     async def workflow_ids(self) -> list[str]:
         """Every follow-up that has a trail."""
         query = sa.select(audit_entries.c.workflow_id).distinct().order_by("workflow_id")
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return list(await conn.scalars(query))
 
     async def _select_entries(self, query: sa.Select) -> list[AuditEntry]:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = await conn.execute(query)
             return [_row_entry(row) for row in rows]
 
@@ -163,7 +175,7 @@ class AuditStore:
     # --- the delivery ledger (activities.delivery_ledger.DeliveryLedger) --------------
 
     async def find_delivery(self, workflow_id: str, message_key: str) -> Delivery | None:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return await _delivery_of(conn, workflow_id, message_key)
 
     async def record_delivery(self, workflow_id: str, message_key: str, delivery: Delivery) -> None:
@@ -199,6 +211,40 @@ class AuditStore:
                     f"{delivery.provider_message_id}"
                 )
 
+    async def record_send_attempt(
+        self, workflow_id: str, message_key: str, attempt: int, started_at: datetime
+    ) -> None:
+        """Note that a message is about to reach the provider. The first note of an attempt
+        stands: it marks the earliest moment the message may have gone out."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(send_attempts.insert().values(
+                    workflow_id=workflow_id, message_key=message_key, attempt=attempt,
+                    started_at=started_at,
+                ))
+        except IntegrityError:
+            pass
+
+    async def first_send_attempt(self, workflow_id: str, message_key: str) -> datetime | None:
+        """When the message first headed for the provider, or None if it never did."""
+        query = (
+            sa.select(send_attempts.c.started_at)
+            .where(send_attempts.c.workflow_id == workflow_id,
+                   send_attempts.c.message_key == message_key)
+            .order_by(send_attempts.c.started_at)
+            .limit(1)
+        )
+        async with self._reader.connect() as conn:
+            return await conn.scalar(query)
+
+    async def provider_message_ids(self, workflow_id: str) -> set[str]:
+        """Every provider message id recorded for the follow-up, under any message key."""
+        query = sa.select(deliveries.c.provider_message_id).where(
+            deliveries.c.workflow_id == workflow_id
+        )
+        async with self._reader.connect() as conn:
+            return set(await conn.scalars(query))
+
     # --- the auditors' access log -------------------------------------------------------
 
     async def record_access(self, actor: str, action: str, target: str, at: datetime) -> None:
@@ -209,7 +255,7 @@ class AuditStore:
 
     async def access_records(self) -> list[AccessRecord]:
         query = sa.select(access_log).order_by(access_log.c.id)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = await conn.execute(query)
             return [
                 AccessRecord(actor=row.actor, action=row.action, target=row.target, at=row.at)
@@ -219,7 +265,7 @@ class AuditStore:
     # --- one-click email links -----------------------------------------------------------
 
     async def link_used(self, jti: str) -> bool:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             found = await conn.scalar(sa.select(used_links.c.jti).where(used_links.c.jti == jti))
         return found is not None
 
@@ -242,15 +288,18 @@ def _create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": DATABASE_WAIT_SECONDS})
         _make_sqlite_transactional(engine)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(url, pool_pre_ping=True, pool_timeout=DATABASE_WAIT_SECONDS,
+                               connect_args={"timeout": DATABASE_WAIT_SECONDS})
 
 
 def _make_sqlite_transactional(engine: AsyncEngine) -> None:
     """Python's sqlite3 only opens a transaction before DML, so a migration's DDL would
-    commit on its own; take over BEGIN so each transaction covers all its statements."""
+    commit on its own; take over BEGIN so each transaction covers all its statements.
+    Writes begin IMMEDIATE (a read-then-write transaction cannot deadlock on upgrading its
+    lock); reads begin deferred and never wait for, or hold up, a writer."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -262,7 +311,8 @@ def _make_sqlite_transactional(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        reads_only = READS_ONLY.items() <= conn.get_execution_options().items()
+        conn.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
 
 
 def _of_clinic(clinic_id: str) -> sa.ColumnElement[bool]:

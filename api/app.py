@@ -15,7 +15,8 @@ from temporalio.service import RPCError
 
 from aftercare.logs import configure_logging
 from aftercare.policies import PolicyBook
-from aftercare.settings import Settings, get_settings
+from aftercare.preflight import api_problems, checked_settings
+from aftercare.settings import Settings
 from api import email_links, followups, health, sms_webhooks
 from api.intake import Intake
 from api.limits import BodySizeLimit
@@ -65,7 +66,7 @@ class _HideLinkTokens(logging.Filter):
 
 
 def serve() -> None:
-    settings = get_settings()
+    settings = checked_settings(api_problems)
     configure_logging(settings.log_level)
     logging.getLogger("uvicorn.access").addFilter(_HideLinkTokens())
     # log_config=None keeps uvicorn on the redacting handlers configured above.

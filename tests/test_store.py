@@ -1,3 +1,5 @@
+import io
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -5,12 +7,14 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from aftercare.exports import write_jsonl
 from aftercare.migrations import LATEST_VERSION
 from aftercare.store import AuditConflictError, AuditStore
 from aftercare.verification import first_broken_link
 from tests.fixtures.databases import tamper_with
 from tests.trails import STARTED, new_workflow_id, sealed_trail
-from workflows.models import Channel, Delivery
+from workflows.fields import OPAQUE_ID_MAX_LENGTH, PROVIDER_MESSAGE_ID_MAX_LENGTH
+from workflows.models import Cancel, Channel, Delivery, followup_workflow_id
 from workflows.trail import seal
 
 
@@ -56,6 +60,28 @@ async def test_a_different_entry_under_an_existing_seq_is_refused(audit_store):
         await audit_store.append([rival])
 
     assert await audit_store.entries(workflow_id) == trail
+
+
+async def test_the_longest_values_the_models_allow_are_stored_whole(audit_store):
+    longest_id = "x" * (OPAQUE_ID_MAX_LENGTH - 10) + new_workflow_id()[-10:]
+    cancel = Cancel(staff_id="s" * OPAQUE_ID_MAX_LENGTH,
+                    reason="r" * Cancel.model_fields["reason"].metadata[-1].max_length)
+    workflow_id = followup_workflow_id(longest_id, longest_id)
+    entries = []
+    for seq, (step, fields) in enumerate([
+        ("cancelled", {"recipient": f"staff:{cancel.staff_id}", "outcome": cancel.reason}),
+        ("closed", {"outcome": f"cancelled: {cancel.reason}"}),
+        ("booking_confirmed", {"outcome": "a clinic's booking id " + "b" * 2000}),
+        ("reply_received", {"provider_message_id": "M" * PROVIDER_MESSAGE_ID_MAX_LENGTH}),
+    ], start=1):
+        entries.append(seal(workflow_id=workflow_id, seq=seq, at=STARTED,
+                            prev_hash=entries[-1].hash if entries else "0" * 64, step=step,
+                            **fields))
+
+    await audit_store.append(entries)
+
+    assert await audit_store.entries(workflow_id) == entries
+    assert len(entries[0].recipient) == 86 and len(entries[1].outcome) == 211
 
 
 async def test_an_unsealed_entry_is_refused(audit_store):
@@ -218,3 +244,31 @@ async def test_a_database_from_newer_code_is_not_opened(sqlite_url):
 
     with pytest.raises(RuntimeError, match=f"schema version {LATEST_VERSION + 1}, newer"):
         await AuditStore.open(sqlite_url)
+
+
+async def test_reads_exports_and_a_starting_worker_never_wait_for_a_writer(sqlite_url, tmp_path):
+    store = await AuditStore.open(sqlite_url)
+    workflow_id = new_workflow_id()
+    await store.append(sealed_trail(workflow_id))
+    sent = Delivery(channel=Channel.SMS, provider_message_id="SM" + "1" * 32)
+    await store.record_delivery(workflow_id, "checkin-1", sent)
+    # A backup or an auditor's long transaction holds the write lock from another process.
+    holder = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO access_log (actor, action, target, at) "
+                   "VALUES ('backup', 'copy', 'all', '2026-11-22 00:00:00')")
+    try:
+        found = await store.find_delivery(workflow_id, "checkin-1")
+        exported = io.StringIO()
+        write_jsonl(await store.entries_between(STARTED, STARTED + timedelta(days=1)), exported)
+        second_worker = await AuditStore.open(sqlite_url)
+        await second_worker.close()
+        with pytest.raises(DBAPIError, match="locked"):
+            await store.record_delivery(workflow_id, "reminder-1", sent)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        await store.close()
+
+    assert found == sent.model_copy(update={"already_sent": True})
+    assert len(exported.getvalue().splitlines()) == len(sealed_trail(workflow_id))

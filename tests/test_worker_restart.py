@@ -4,6 +4,7 @@ workflow loads in a clean sandbox."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 
+from activities.delivery_ledger import CRASH_EXIT_CODE
 from aftercare.store import AuditStore
 from tests.followup_harness import CLIENT_PHONE, FollowUpHarness, make_event
 from workflows.followup import DepartureFollowUp
@@ -90,3 +92,38 @@ async def test_killed_worker_is_replaced_and_no_message_goes_out_twice(followups
     assert len(sent_steps) == len(set(sent_steps)) == 4
     stored = await followups.store.entries(handle.id)
     assert [e.hash for e in stored] == [e.hash for e in outcome.trail]
+
+
+async def test_a_worker_killed_after_twilio_accepted_a_text_never_sends_it_twice(
+    followups_without_worker,
+):
+    followups = followups_without_worker
+    address = followups.client.service_client.config.target_host
+    environment = worker_environment(followups.settings, address)
+    crashing = start_worker(
+        {**environment, "AFTERCARE_TEST_CRASH_AFTER_PROVIDER_ACCEPTS": "true"})
+    replacement = None
+    try:
+        handle = await followups.start(make_event())
+        await followups.advance(handle, timedelta(minutes=10))
+        # The check-in reached Twilio; the worker died before the ledger heard of it.
+        assert await asyncio.to_thread(crashing.wait, 60) == CRASH_EXIT_CODE
+        assert len(followups.texts_to(CLIENT_PHONE)) == 1
+        replacement = start_worker(environment)
+        # The attempt times out; its retry asks Twilio's Messages list before sending.
+        await followups.advance(handle, timedelta(minutes=1))
+        await followups.until_step(handle, "checkin_sent")
+        await handle.signal(DepartureFollowUp.client_reply, ClientReply(text="ok"))
+        outcome = await followups.finish(handle)
+    finally:
+        for process in (crashing, replacement):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=40)
+
+    [checkin] = [e for e in outcome.trail if e.step == "checkin_sent"]
+    [accepted] = followups.sms.messages[:1]
+    assert checkin.provider_message_id == accepted.sid, "the text Twilio accepted first"
+    texts = followups.texts_to(CLIENT_PHONE)
+    assert len(texts) == 3, "check-in, thanks, reschedule offer"
+    assert not [body for body, n in Counter(texts).items() if n > 1], "nothing sent twice"

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Literal
 
-import phonenumbers
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -22,47 +19,17 @@ from pydantic import (
     model_validator,
 )
 
+from workflows.fields import (
+    PROVIDER_MESSAGE_ID_MAX_LENGTH,
+    OpaqueId,
+    PhoneNumber,
+    TimeZoneName,
+)
 from workflows.policy import ClinicPolicy
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
-
-
-def _e164(value: str) -> str:
-    try:
-        number = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException as err:
-        reason = err.args[0] if err.args else err
-        raise ValueError(f"not an E.164 phone number ({reason})") from None
-    # "Possible" (right length for the country) rather than "valid": the fictional
-    # 555-01xx numbers used in examples and tests must pass; a number no carrier serves
-    # is Twilio's to refuse, which the workflow answers by falling back to email.
-    if not phonenumbers.is_possible_number(number):
-        raise ValueError("not a possible E.164 phone number for its country code")
-    formatted = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if formatted != value:
-        raise ValueError(f"must be written in E.164 form, e.g. {formatted}")
-    return value
-
-
-def _iana_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown IANA time zone {value!r}") from None
-    return value
-
-
-def _opaque_id(value: str) -> str:
-    if not value or any(c.isspace() for c in value) or "@" in value:
-        raise ValueError("must be an opaque identifier: no spaces, no e-mail addresses")
-    return value
-
-
-PhoneNumber = Annotated[str, AfterValidator(_e164)]
-TimeZoneName = Annotated[str, AfterValidator(_iana_zone)]
-OpaqueId = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_opaque_id)]
 
 
 class RiskLevel(StrEnum):
@@ -152,14 +119,14 @@ class FollowUpInput(Model):
 class ClientReply(Model):
     text: str = Field(max_length=1600)
     channel: Channel | Literal["api", "link"] = "api"
-    provider_message_id: str | None = None
+    provider_message_id: str | None = Field(default=None, max_length=PROVIDER_MESSAGE_ID_MAX_LENGTH)
 
 
 class DeliveryFailure(Model):
     """A provider told us, after accepting it, that a message never arrived."""
 
-    provider_message_id: str
-    error_code: str | None = None
+    provider_message_id: str = Field(max_length=PROVIDER_MESSAGE_ID_MAX_LENGTH)
+    error_code: str | None = Field(default=None, max_length=40)
 
 
 class Acknowledge(Model):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from enum import StrEnum
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from workflows.fields import OpaqueId, PhoneNumber, TimeZoneName
 from workflows.templates import DEFAULT_CRISIS_WORDS, DEFAULT_TEMPLATES, MessageTemplates
 
 
@@ -121,14 +123,14 @@ class EscalationChain(PolicyModel):
 
 class StaffMember(PolicyModel):
     name: str
-    phone: str | None = None
+    phone: PhoneNumber | None = None
     email: EmailStr | None = None
-    channel: str = "sms"
+    channel: Literal["sms", "email"] = "sms"
 
 
 class Shift(PolicyModel):
     staff_id: str
-    days: list[int] = Field(
+    days: list[Annotated[int, Field(ge=0, le=6)]] = Field(
         default_factory=lambda: list(range(7)), description="0 = Monday … 6 = Sunday"
     )
     start: time = time(0, 0)
@@ -187,7 +189,7 @@ class RescheduleOptions(PolicyModel):
 class ClinicPolicy(PolicyModel):
     clinic_id: str
     clinic_name: str = "your care team"
-    timezone: str = "America/New_York"
+    timezone: TimeZoneName = "America/New_York"
     checkin_delay: PerRisk = PerRisk(
         low=timedelta(hours=2), moderate=timedelta(hours=1), high=timedelta(minutes=15)
     )
@@ -223,11 +225,11 @@ class ClinicPolicy(PolicyModel):
             EscalationLevel(targets=[Target.CLINIC_LEAD]),
         ]
     )
-    staff: dict[str, StaffMember] = Field(default_factory=dict)
+    staff: dict[OpaqueId, StaffMember] = Field(default_factory=dict)
     rota: Rota = Rota()
     clinic_lead: str | None = None
     reschedule: RescheduleOptions = RescheduleOptions()
-    crisis_line: dict[str, str] = Field(
+    crisis_line: dict[str, Annotated[str, Field(min_length=1)]] = Field(
         default_factory=lambda: {
             "en": "If you are in crisis, call or text 988 (Suicide & Crisis Lifeline) any time.",
             "es": "Si estás en crisis, llama o envía un mensaje de texto al 988 en cualquier "
@@ -248,6 +250,13 @@ class ClinicPolicy(PolicyModel):
             raise ValueError(f"rota or clinic_lead names staff not in staff: {', '.join(unknown)}")
         if self.default_language not in self.templates:
             raise ValueError(f"templates has no {self.default_language!r} entry")
+        # Every client message carries the crisis line of the language it is written in.
+        without_line = sorted(set(self.templates) - set(self.crisis_line))
+        if without_line:
+            raise ValueError(
+                f"crisis_line has no entry for {', '.join(map(repr, without_line))}, "
+                "a language with templates: every client message carries the crisis line"
+            )
         return self
 
     def for_client(self, requested_language: str) -> ClinicPolicy:
