@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -16,7 +17,12 @@ from activities.booking import BookingActivities
 from activities.email import EmailActivities
 from activities.sms import SmsActivities
 from aftercare.logs import configure_logging, get_logger
-from aftercare.settings import Settings, get_settings
+from aftercare.settings import (
+    WORKER_REQUIRED_SETTINGS,
+    MissingSettingError,
+    Settings,
+    get_settings,
+)
 from aftercare.store import AuditStore
 from aftercare.temporal import connect
 from workflows.followup import DepartureFollowUp
@@ -58,6 +64,10 @@ async def running_worker(
 
 async def main(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
+    try:
+        settings.require(*WORKER_REQUIRED_SETTINGS)
+    except MissingSettingError as err:
+        sys.exit(f"aftercare worker: {err}")
     configure_logging(settings.log_level)
     client = await connect(settings)
     stop = asyncio.Event()

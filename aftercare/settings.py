@@ -64,7 +64,11 @@ class Settings(BaseSettings):
     mail_from: str = "Aftercare <aftercare@localhost>"
 
     audit_database_url: str = "sqlite+aiosqlite:///.data/audit.db"
-    public_base_url: str = "http://127.0.0.1:8000"
+    public_base_url: str | None = Field(
+        default=None,
+        description="The URL the world reaches the API at: email links and Twilio's "
+        "signatures and status callbacks are computed against it",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
@@ -104,6 +108,40 @@ class Settings(BaseSettings):
     @property
     def twilio_is_real(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    def require(self, *names: str) -> None:
+        """Refuse to start without each named setting: one line naming the first missing one.
+
+        A secret with a default (or a silent fallback) is a secret an attacker can guess;
+        a process that starts without one fails at 2 am instead of at start-up.
+        """
+        for name in names:
+            if not getattr(self, name):
+                raise MissingSettingError(
+                    f"AFTERCARE_{name.upper()} is not set: {REQUIRED_SETTINGS[name]}"
+                )
+
+
+class MissingSettingError(ValueError):
+    """A setting the process needs has no value; the message names it."""
+
+
+REQUIRED_SETTINGS = {
+    "twilio_auth_token": "the Twilio auth token that signs inbound webhooks (the dev stack "
+    "sets its own)",
+    "api_keys": "clinic_id:key pairs the HTTP API accepts",
+    "encryption_keys": "key_id:base64 AES-256 keys that encrypt Temporal payloads",
+    "link_secret": "the secret that signs one-click email links",
+    "public_base_url": "the URL the world reaches the API at (links, Twilio callbacks)",
+    "lookup_secret": "the secret that keys the hash finding a follow-up from a sender's number",
+}
+"""Each secret a process may need, and what it is for (shown when it is missing)."""
+
+API_REQUIRED_SETTINGS = (
+    "twilio_auth_token", "api_keys", "encryption_keys", "link_secret", "lookup_secret",
+    "public_base_url",
+)
+WORKER_REQUIRED_SETTINGS = ("encryption_keys", "link_secret", "public_base_url")
 
 
 # `make run` keeps the development secrets it generated here, so a CLI started in another

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,12 @@ from temporalio.service import RPCError
 
 from aftercare.logs import configure_logging
 from aftercare.policies import PolicyBook
-from aftercare.settings import Settings, get_settings
+from aftercare.settings import (
+    API_REQUIRED_SETTINGS,
+    MissingSettingError,
+    Settings,
+    get_settings,
+)
 from api import email_links, followups, health, sms_webhooks
 from api.intake import Intake
 from api.limits import BodySizeLimit
@@ -26,7 +32,11 @@ from api.problems import TemporalUnavailable, invalid_request, temporal_unavaila
 def create_app(
     settings: Settings, client: Client | None = None, policies: PolicyBook | None = None
 ) -> FastAPI:
-    """The app for these settings. Without a ``client`` it connects to Temporal on first use."""
+    """The app for these settings. Without a ``client`` it connects to Temporal on first use.
+
+    Raises ``MissingSettingError`` naming the first secret it needs and was not given.
+    """
+    settings.require(*API_REQUIRED_SETTINGS)
     service = Intake(settings, policies or PolicyBook.load(settings.policy_file), client)
 
     @asynccontextmanager
@@ -68,6 +78,9 @@ def serve() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
     logging.getLogger("uvicorn.access").addFilter(_HideLinkTokens())
+    try:
+        app = create_app(settings)
+    except MissingSettingError as err:
+        sys.exit(f"aftercare API: {err}")
     # log_config=None keeps uvicorn on the redacting handlers configured above.
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_config=None)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None)

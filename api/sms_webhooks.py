@@ -19,7 +19,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 import starter
-from aftercare.settings import DEV_TWILIO_AUTH_TOKEN, Settings
+from aftercare.settings import Settings
 from api.intake import Intake, intake
 from api.lookup import open_escalations_with_code, open_followup_of_sender
 from api.metrics import intake_events
@@ -91,11 +91,15 @@ async def signed_by_twilio(
 
 
 def twilio_validator(settings: Settings) -> RequestValidator:
-    return RequestValidator(settings.twilio_auth_token or DEV_TWILIO_AUTH_TOKEN)
+    """Checks against the configured token only: the app refuses to start without one, so
+    no public development token can ever stand in for it."""
+    settings.require("twilio_auth_token")
+    return RequestValidator(settings.twilio_auth_token)
 
 
 def public_url(settings: Settings, path: str) -> str:
     """The URL Twilio calls (and signs) for our ``path``: we may sit behind a proxy."""
+    settings.require("public_base_url")
     return settings.public_base_url.rstrip("/") + path
 
 

@@ -4,13 +4,22 @@ forged signatures and delivery status callbacks."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+
+from aftercare.settings import API_REQUIRED_SETTINGS, MissingSettingError
+from api.app import create_app
 from api.sms_webhooks import twilio_signature
 from starter import contact_key
 from tests.fixtures.api import steps
 from tests.followup_harness import CLIENT_EMAIL, CLIENT_PHONE, ON_CALL_PHONE
 
+REPO = Path(__file__).resolve().parent.parent
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
@@ -152,3 +161,25 @@ async def test_status_callbacks_are_signature_checked(api):
     await asyncio.sleep(0.5)
     assert "checkin_undelivered" not in steps(await api.status(workflow_id))
     assert api.mail.messages == []
+
+
+def test_the_api_refuses_to_start_without_a_twilio_auth_token(tmp_path):
+    """No token, no fallback: a public development token would let anyone forge a client's
+    "OK". The process stops at once with one line naming the setting."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AFTERCARE_")}
+    env.update(AFTERCARE_API_KEYS="c:k", AFTERCARE_ENCRYPTION_KEYS=f"k:{'A' * 43}=",
+               AFTERCARE_LINK_SECRET="l", AFTERCARE_LOOKUP_SECRET="s",
+               AFTERCARE_PUBLIC_BASE_URL="https://aftercare.example")
+    serve = subprocess.run([sys.executable, str(REPO / "starter.py"), "serve"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=60)
+
+    assert serve.returncode != 0
+    assert serve.stderr.strip().splitlines()[-1] == (
+        "aftercare API: AFTERCARE_TWILIO_AUTH_TOKEN is not set: the Twilio auth token that "
+        "signs inbound webhooks (the dev stack sets its own)")
+
+
+def test_the_api_refuses_every_missing_secret_by_name(api):
+    for name in API_REQUIRED_SETTINGS:
+        with pytest.raises(MissingSettingError, match=f"^AFTERCARE_{name.upper()} is not set: "):
+            create_app(api.settings.model_copy(update={name: None}))
