@@ -25,13 +25,25 @@ def write_jsonl(entries: Sequence[AuditEntry], out: TextIO) -> None:
         out.write(entry.model_dump_json() + "\n")
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A text cell a spreadsheet shows as text: one starting like a formula gets a leading
+    ``'``. The JSON lines export keeps every value exact, for re-verifying hashes."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
 def write_csv(entries: Sequence[AuditEntry], out: TextIO) -> None:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for entry in entries:
         row = entry.model_dump(mode="json")
         row["detail"] = json.dumps(row["detail"], sort_keys=True)
-        writer.writerow(row)
+        writer.writerow({column: spreadsheet_safe(cell) for column, cell in row.items()})
 
 
 def write_fhir(entries: Sequence[AuditEntry], out: TextIO) -> None:

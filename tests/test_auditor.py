@@ -12,6 +12,7 @@ import auditor
 from tests.fixtures.databases import tamper_with
 from tests.trails import STARTED, new_workflow_id, sealed_trail
 from workflows.models import AuditEntry
+from workflows.trail import seal
 
 REPO = Path(auditor.__file__).parent
 
@@ -50,6 +51,25 @@ async def test_csv_export_parses_with_the_csv_module(sqlite_store, stored_trail)
     ]
     assert json.loads(rows[4]["detail"]) == stored_trail[4].detail
     assert [row["hash"] for row in rows] == [entry.hash for entry in stored_trail]
+
+
+async def test_a_csv_cell_starting_like_a_formula_is_escaped(sqlite_store):
+    workflow_id = new_workflow_id()
+    trail = sealed_trail(workflow_id, length=1)
+    formula = seal(workflow_id=workflow_id, seq=2, at=STARTED + timedelta(minutes=1),
+                   prev_hash=trail[0].hash, step="booking_confirmed",
+                   outcome='=HYPERLINK("https://evil.example","open")',
+                   provider_message_id="+1555 is not a number", detail={"note": "@SUM(A1)"})
+    await sqlite_store.append([*trail, formula])
+
+    code, out = await audit(sqlite_store, "export", "--workflow", workflow_id, "--format", "csv")
+
+    row = list(csv.DictReader(io.StringIO(out)))[1]
+    assert code == 0
+    assert row["outcome"] == """'=HYPERLINK("https://evil.example","open")"""
+    assert row["provider_message_id"] == "'+1555 is not a number"
+    assert row["detail"] == '{"note": "@SUM(A1)"}', "a JSON cell starts with { and stays exact"
+    assert row["step"] == "booking_confirmed"
 
 
 async def test_fhir_export_is_a_bundle_of_complete_audit_events(sqlite_store, stored_trail):
