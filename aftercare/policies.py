@@ -52,10 +52,14 @@ class PolicyBook:
         entry = self._raw[name] or {}
         merged = entry if name == "default" else _merge(self._raw["default"], entry)
         try:
-            return ClinicPolicy.model_validate({"clinic_id": name, **merged})
+            policy = ClinicPolicy.model_validate({"clinic_id": name, **merged})
         except ValidationError as err:
             problem = describe_validation_error(err, whole="policy")
             raise PolicyError(f"{self._source}: {name}.{problem}") from None
+        webhook_problem = policy.reschedule.webhook_url_problem()
+        if webhook_problem is not None:
+            raise PolicyError(f"{self._source}: {name}.reschedule.webhook_url: {webhook_problem}")
+        return policy
 
     def for_clinic(self, clinic_id: str) -> ClinicPolicy:
         """The clinic's own policy, or the default one under the clinic's id."""
