@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from aftercare.audit_schema import access_log, audit_entries, deliveries, used_links
 from aftercare.migrations import migrate
-from workflows.models import AuditEntry, Delivery
+from workflows.models import AuditEntry, Delivery, followup_workflow_id
 from workflows.trail import entry_digest
 
 DISCLOSURE_STEP = "emergency_contact_notified"
@@ -266,9 +266,15 @@ def _make_sqlite_transactional(engine: AsyncEngine) -> None:
 
 
 def _of_clinic(clinic_id: str) -> sa.ColumnElement[bool]:
-    # Workflow ids are followup-{clinic_id}-{session_id}; escape LIKE's wildcards in the id.
-    escaped = clinic_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return audit_entries.c.workflow_id.like(f"followup-{escaped}-%", escape="\\")
+    """Exactly this clinic's follow-ups: ``followup_workflow_id`` doubles the clinic id's
+    dashes, so its part ends at the first single ``-``. ``followup-riverside-`` also begins
+    ``followup-riverside--east-…`` (clinic ``riverside-east``), which the second test
+    excludes: a session id never starts with ``-``."""
+    prefix = followup_workflow_id(clinic_id, "")
+    # Escape LIKE's wildcards in the id.
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    column = audit_entries.c.workflow_id
+    return column.like(f"{escaped}%", escape="\\") & ~column.like(f"{escaped}-%", escape="\\")
 
 
 async def _entry_at(conn: AsyncConnection, workflow_id: str, seq: int) -> AuditEntry | None:

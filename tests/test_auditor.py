@@ -112,6 +112,20 @@ async def test_period_export_keeps_to_the_period_and_clinic(sqlite_store):
     assert len(exported) == len(sealed_trail(ours))
 
 
+async def test_clinic_export_is_an_exact_match(sqlite_store):
+    """``--clinic riverside`` once returned riverside-east's trails too."""
+    trails = {clinic: new_workflow_id(clinic)
+              for clinic in ("riverside", "riverside-east", "riverside_", "riverside-e")}
+    for workflow_id in trails.values():
+        await sqlite_store.append(sealed_trail(workflow_id))
+
+    for clinic, workflow_id in trails.items():
+        code, out = await audit(sqlite_store, "export", "--from", "2026-11-21", "--to",
+                                "2026-11-21", "--clinic", clinic)
+        exported = {AuditEntry.model_validate_json(line).workflow_id for line in out.splitlines()}
+        assert (code, exported) == (0, {workflow_id}), clinic
+
+
 async def test_exporting_an_unknown_follow_up_says_so_and_fails(sqlite_store, capsys):
     code, out = await audit(sqlite_store, "export", "--workflow", "followup-clinic-1-nope")
 

@@ -6,6 +6,7 @@ new optional field never breaks a running workflow's signature.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -60,9 +61,25 @@ def _opaque_id(value: str) -> str:
     return value
 
 
+ID_ALPHABET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _workflow_id_part(value: str) -> str:
+    if not ID_ALPHABET.fullmatch(value):
+        raise ValueError(
+            "may hold only letters, digits, '.', '_' and '-', and must start with a letter "
+            "or digit (it becomes part of the workflow id)"
+        )
+    return value
+
+
 PhoneNumber = Annotated[str, AfterValidator(_e164)]
 TimeZoneName = Annotated[str, AfterValidator(_iana_zone)]
 OpaqueId = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_opaque_id)]
+# Clinic and session ids make the workflow id (see followup_workflow_id): a clinic's dashes
+# are doubled there, so the clinic id is kept short enough for the whole to fit 200 chars.
+ClinicId = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_workflow_id_part)]
+SessionId = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_workflow_id_part)]
 
 
 class RiskLevel(StrEnum):
@@ -124,8 +141,8 @@ class DepartureEvent(Model):
     """
 
     event_id: OpaqueId
-    clinic_id: OpaqueId
-    session_id: OpaqueId
+    clinic_id: ClinicId
+    session_id: SessionId
     departed_at: AwareDatetime
     risk_level: RiskLevel
     client: ClientContact
@@ -138,6 +155,19 @@ class DepartureEvent(Model):
 
 
 def followup_workflow_id(clinic_id: str, session_id: str) -> str:
+    """``followup-{clinic_id}-{session_id}`` with each ``-`` of the clinic id doubled.
+
+    Undoubled, clinic ``a`` with session ``b-c`` and clinic ``a-b`` with session ``c`` got
+    the same id, and the second clinic's client no follow-up. Doubled, the clinic part ends
+    at the first single ``-`` (a session id starts with a letter or digit), so no two
+    (clinic, session) pairs share an id. Clinics without a ``-`` keep their ids unchanged.
+    """
+    return f"followup-{clinic_id.replace('-', '--')}-{session_id}"
+
+
+def legacy_followup_workflow_id(clinic_id: str, session_id: str) -> str:
+    """The id follow-ups got before clinic ids' dashes were doubled: those started then keep
+    it, so a repeat of their event must find them there."""
     return f"followup-{clinic_id}-{session_id}"
 
 
