@@ -1,8 +1,10 @@
 """The audit store: every follow-up's hash-chained trail, the deliveries ledger, the
 disclosures made to emergency contacts and the auditors' access log.
 
-One code path for SQLite (the default) and PostgreSQL, over SQLAlchemy Core async. The store
-only ever inserts: there is no update or delete here, and the database refuses both.
+One code path for SQLite (the default) and PostgreSQL, over SQLAlchemy Core async. The trail,
+the deliveries and the access log are only ever inserted into: there is no update or delete
+of them here, and the database refuses both. (A one-click link's claim is given back when
+its action failed: that table records what was done, not evidence.)
 
 Disclosures are not a second write: each audit entry with step ``emergency_contact_notified``
 *is* the disclosure, read back with ``recipient`` as to whom (a role, never a name or
@@ -224,7 +226,9 @@ class AuditStore:
         return found is not None
 
     async def use_link(self, jti: str, workflow_id: str, action: str, at: datetime) -> bool:
-        """Mark a link used before acting on it; False when it was used already."""
+        """Claim a link before acting on it, so two clicks cannot both act; False when it
+        was used (or is being used) already. ``release_link`` gives it back when the
+        action failed."""
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(
@@ -235,6 +239,11 @@ class AuditStore:
         except IntegrityError:
             return False
         return True
+
+    async def release_link(self, jti: str) -> None:
+        """The claimed link's action did not happen: the link works again."""
+        async with self._engine.begin() as conn:
+            await conn.execute(used_links.delete().where(used_links.c.jti == jti))
 
 
 def _create_engine(url: str) -> AsyncEngine:

@@ -165,6 +165,16 @@ def followup_workflow_id(clinic_id: str, session_id: str) -> str:
     return f"followup-{clinic_id.replace('-', '--')}-{session_id}"
 
 
+_FOLLOWUP_ID = re.compile(r"followup-((?:[^-]|--)+)-(?!-).+")
+
+
+def clinic_of_followup(workflow_id: str) -> str | None:
+    """The clinic id ``followup_workflow_id`` put into ``workflow_id``, or None when it is
+    not one of those ids. For an id of the legacy form the answer may be another clinic."""
+    found = _FOLLOWUP_ID.fullmatch(workflow_id)
+    return found.group(1).replace("--", "-") if found else None
+
+
 def legacy_followup_workflow_id(clinic_id: str, session_id: str) -> str:
     """The id follow-ups got before clinic ids' dashes were doubled: those started then keep
     it, so a repeat of their event must find them there."""

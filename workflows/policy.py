@@ -197,6 +197,11 @@ def _is_internal_host(host: str) -> bool:
 class ClinicPolicy(PolicyModel):
     clinic_id: str
     clinic_name: str = "your care team"
+    clinic_phone: str | None = Field(
+        default=None,
+        description="The clinic's number for clients, offered when an answer could not be "
+        "passed on",
+    )
     timezone: str = "America/New_York"
     checkin_delay: PerRisk = PerRisk(
         low=timedelta(hours=2), moderate=timedelta(hours=1), high=timedelta(minutes=15)
