@@ -69,6 +69,18 @@ class EncryptionCodec(PayloadCodec):
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self._decrypt(payload) for payload in payloads]
 
+    def seal(self, plain: bytes) -> bytes:
+        """``plain`` sealed exactly as a payload is, for keeping at rest outside Temporal
+        (an inbound text waiting for redelivery, a staff note): same keys, same rotation."""
+        return self._encrypt(Payload(data=plain)).SerializeToString()
+
+    def open(self, sealed: bytes) -> bytes:
+        """What ``seal`` sealed; refuses anything that was not sealed."""
+        payload = Payload.FromString(sealed)
+        if payload.metadata.get("encoding") != ENCRYPTED_ENCODING:
+            raise PayloadDecryptionError("a value kept at rest was not sealed")
+        return self._decrypt(payload).data
+
     def _encrypt(self, payload: Payload) -> Payload:
         key_id = self._current_key_id
         nonce = os.urandom(_NONCE_BYTES)

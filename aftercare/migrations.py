@@ -26,6 +26,7 @@ from aftercare.audit_schema import (
     access_log,
     audit_entries,
     deliveries,
+    inbound_webhooks,
     metadata,
     schema_version,
     used_links,
@@ -72,10 +73,15 @@ def _create_used_links(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[used_links])
 
 
+def _create_inbound_webhooks(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[inbound_webhooks])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "audit entries, deliveries and access log", _create_tables),
     Migration(2, "refuse UPDATE and DELETE on append-only tables", _refuse_updates_and_deletes),
     Migration(3, "one-click links already used", _create_used_links),
+    Migration(4, "Twilio webhooks kept until Temporal has them", _create_inbound_webhooks),
 )
 
 

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
         default=None, description="The Temporal Web UI's origin, the one CORS lets in"
     )
 
+    inbox_retry_seconds: float = Field(
+        default=5.0, description="How often the API retries passing kept webhooks to Temporal"
+    )
+
     log_level: str = "INFO"
 
     @field_validator(

@@ -72,6 +72,11 @@ class AuditStore:
     async def close(self) -> None:
         await self._engine.dispose()
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """For the stores that share this database (``aftercare.inbox``)."""
+        return self._engine
+
     # --- the trail ------------------------------------------------------------------
 
     async def append(self, entries: Sequence[AuditEntry]) -> None:

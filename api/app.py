@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import uvicorn
 from fastapi import FastAPI
@@ -41,7 +42,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        redelivery = asyncio.create_task(sms_webhooks.redeliver_forever(service))
         yield
+        redelivery.cancel()
+        with suppress(asyncio.CancelledError):
+            await redelivery
         await service.close()
 
     app = FastAPI(

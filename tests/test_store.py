@@ -1,3 +1,4 @@
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -5,6 +6,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from aftercare.audit_schema import inbound_webhooks
+from aftercare.codec import EncryptionCodec
+from aftercare.inbox import CLAIM, WebhookInbox
 from aftercare.migrations import LATEST_VERSION
 from aftercare.store import AuditConflictError, AuditStore
 from aftercare.verification import first_broken_link
@@ -218,3 +222,31 @@ async def test_a_database_from_newer_code_is_not_opened(sqlite_url):
 
     with pytest.raises(RuntimeError, match=f"schema version {LATEST_VERSION + 1}, newer"):
         await AuditStore.open(sqlite_url)
+
+
+async def test_the_webhook_inbox_keeps_once_hands_out_once_and_forgets_the_text(
+    audit_store, encryption_keys
+):
+    inbox = WebhookInbox(audit_store, EncryptionCodec(encryption_keys))
+    key = f"inbound:SM{uuid.uuid4().hex}"
+    request = {"kind": "inbound", "fields": {"From": "+15555550123", "Body": "CALL"}}
+
+    assert await inbox.keep(key, request, STARTED)
+    assert not await inbox.keep(key, request, STARTED), "the same MessageSid is a replay"
+    assert key not in [kept.message_key for kept in await inbox.claim_waiting(STARTED)], (
+        "claimed by the request that kept it")
+    await inbox.release(key)
+    handed_out = [kept for kept in await inbox.claim_waiting(STARTED) if kept.message_key == key]
+    again = [kept for kept in await inbox.claim_waiting(STARTED) if kept.message_key == key]
+    later = STARTED + CLAIM + timedelta(seconds=1)
+    after_claim_ran_out = [k for k in await inbox.claim_waiting(later) if k.message_key == key]
+    await inbox.delivered(key, later)
+
+    assert [kept.request for kept in handed_out] == [request]
+    assert again == [], "one handler at a time"
+    assert [kept.request for kept in after_claim_ran_out] == [request]
+    assert [k for k in await inbox.claim_waiting(later) if k.message_key == key] == []
+    async with audit_store.engine.connect() as conn:
+        row = (await conn.execute(sa.select(inbound_webhooks).where(
+            inbound_webhooks.c.message_key == key))).one()
+    assert row.sealed_request is None and row.delivered_at == later
