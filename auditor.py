@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,7 +27,7 @@ from sqlalchemy.engine import make_url
 from temporalio.service import RPCError, RPCStatusCode
 
 from aftercare.codec import EncryptionKeyError, data_converter
-from aftercare.exports import EXPORT_FORMATS
+from aftercare.exports import EXPORT_FORMATS, write_checkpoints
 from aftercare.process import exit_without_finalizing
 from aftercare.replay import (
     HistoryFileError,
@@ -40,7 +39,7 @@ from aftercare.replay import (
 from aftercare.settings import Settings, get_settings
 from aftercare.store import AuditStore
 from aftercare.temporal import connect
-from aftercare.verification import first_broken_link
+from aftercare.verification import verify_chain
 from workflows.followup import DepartureFollowUp
 
 EXIT_OK, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
@@ -94,8 +93,14 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         type=lambda text: _moment(text, end_of_day=True),
         help="last day of the period, included (or a moment, excluded)",
     )
-    parser.add_argument("--clinic", metavar="C", help="only this clinic's follow-ups")
+    parser.add_argument("--clinic", metavar="C", help="only this clinic's follow-ups (exactly)")
     parser.add_argument("--format", choices=sorted(EXPORT_FORMATS), default="jsonl")
+    parser.add_argument(
+        "--with-checkpoints",
+        action="store_true",
+        help="jsonl only: also write each chain's signed checkpoints, one {\"checkpoint\": …} "
+        "line each, for scripts/verify_trail.py or an auditor's own",
+    )
 
 
 def _export_target(args: argparse.Namespace) -> str:
@@ -116,6 +121,9 @@ async def _export(
     else:
         entries = await store.entries_between(args.start, args.end, clinic_id=args.clinic)
     EXPORT_FORMATS[args.format](entries, out)
+    if args.with_checkpoints:
+        for workflow_id in dict.fromkeys(entry.workflow_id for entry in entries):
+            write_checkpoints(await store.checkpoints(workflow_id), out)
     return EXIT_OK
 
 
@@ -126,6 +134,8 @@ def _export_problem(args: argparse.Namespace) -> str | None:
         return "--to and --clinic select a period: use them with --from, not --workflow"
     if args.start is not None and args.end <= args.start:
         return "--to must be after --from"
+    if args.with_checkpoints and args.format != "jsonl":
+        return "--with-checkpoints goes with --format jsonl"
     return None
 
 
@@ -143,23 +153,31 @@ def _verify_target(args: argparse.Namespace) -> str:
 
 
 async def _verify(
-    store: AuditStore, args: argparse.Namespace, out: TextIO, _settings: Settings
+    store: AuditStore, args: argparse.Namespace, out: TextIO, settings: Settings
 ) -> int:
+    if not settings.audit_signing_keys:
+        _complain("AFTERCARE_AUDIT_SIGNING_KEYS is not set: the chains' signed checkpoints "
+                  "cannot be checked without it")
+        return EXIT_UNUSABLE
     workflow_ids = await store.workflow_ids() if args.all else [args.workflow]
-    broken = 0
+    failed = 0
     for workflow_id in workflow_ids:
         entries = await store.entries(workflow_id)
-        if not entries:
+        checkpoints = await store.checkpoints(workflow_id)
+        if not entries and not checkpoints:
             out.write(f"{workflow_id}: no audit trail stored\n")
-            broken += 1
-        elif (found := first_broken_link(entries)) is not None:
-            out.write(f"{workflow_id}: broken at entry {found[0]}: {found[1]}\n")
-            broken += 1
+            failed += 1
+            continue
+        report = verify_chain(entries, checkpoints, settings.audit_signing_keys)
+        for finding in report.findings:
+            out.write(f"{workflow_id}: {finding}\n")
+        if report.findings:
+            failed += 1
         else:
-            out.write(f"{workflow_id}: verified ({len(entries)} entries)\n")
+            out.write(f"{workflow_id}: {report.summary}\n")
     if args.all:
-        out.write(f"{len(workflow_ids) - broken} of {len(workflow_ids)} chains verified\n")
-    return EXIT_FINDINGS if broken else EXIT_OK
+        out.write(f"{len(workflow_ids) - failed} of {len(workflow_ids)} chains verified\n")
+    return EXIT_FINDINGS if failed else EXIT_OK
 
 
 # --- replay -----------------------------------------------------------------------------
@@ -237,7 +255,8 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "verify",
-        "check hash chains; report each chain's first broken link (exit 1 if any)",
+        "check hash chains and their signed checkpoints: an edited, missing, reordered, "
+        "truncated or re-sealed chain, or a missing close (exit 1 if any)",
         _add_verify_arguments,
         _verify_target,
         _verify,
@@ -263,9 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--database-url",
         help="audit database (default: AFTERCARE_AUDIT_DATABASE_URL or its default)",
-    )
-    parser.add_argument(
-        "--auditor", help="who is looking, for the access log (default: $USER)"
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
@@ -296,7 +312,7 @@ async def run(
         return EXIT_UNUSABLE
     try:
         await store.record_access(
-            actor=_auditor(args),
+            actor=await store.connected_identity(),
             action=command.name,
             target=command.describe_target(args),
             at=datetime.now(UTC),
@@ -304,10 +320,6 @@ async def run(
         return await command.run(store, args, out, settings)
     finally:
         await store.close()
-
-
-def _auditor(args: argparse.Namespace) -> str:
-    return args.auditor or os.environ.get("USER") or getpass.getuser()
 
 
 def _complain(problem: str) -> None:

@@ -36,7 +36,7 @@ async def running_worker(
     client: Client, settings: Settings, **worker_options: object
 ) -> AsyncIterator[Worker]:
     """A worker polling the task queue until the block ends; then it drains and stops."""
-    store = await AuditStore.open(settings.audit_database_url)
+    store = await AuditStore.open(settings.audit_database_url, settings.audit_signing_keys)
     try:
         sms = SmsActivities(settings, store)
         email = EmailActivities(settings, store)

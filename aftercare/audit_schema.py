@@ -91,6 +91,20 @@ used_links = sa.Table(
     sa.Column("used_at", UtcDateTime, nullable=False),
 )
 
+# Signed heads of each follow-up's chain (aftercare.checkpoints), one per appended batch:
+# apart from the entries, so deleting or re-sealing entries shows.
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("closed", sa.Boolean, nullable=False),
+    sa.Column("signed_at", UtcDateTime, nullable=False),
+    sa.Column("key_id", sa.String(80), nullable=False),
+    sa.Column("signature", sa.String(64), nullable=False),
+)
+
 # Twilio's webhooks, kept before they are passed to Temporal: a replay of one is recognised
 # by its key, and one Temporal could not take is passed on later. The request is sealed
 # with the payload keys (a client's number and words are PHI) and dropped once delivered.

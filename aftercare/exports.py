@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from aftercare.checkpoints import Checkpoint
 from workflows.models import Actor, AuditEntry
 
 CSV_COLUMNS = list(AuditEntry.model_fields)
@@ -35,6 +36,12 @@ def spreadsheet_safe(cell: object) -> object:
     if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
         return "'" + cell
     return cell
+
+
+def write_checkpoints(checkpoints: Sequence[Checkpoint], out: TextIO) -> None:
+    """Signed checkpoints as JSON lines beside the entries: ``{"checkpoint": {...}}``."""
+    for checkpoint in checkpoints:
+        out.write(json.dumps({"checkpoint": checkpoint.model_dump(mode="json")}) + "\n")
 
 
 def write_csv(entries: Sequence[AuditEntry], out: TextIO) -> None:

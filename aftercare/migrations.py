@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aftercare.audit_schema import (
     APPEND_ONLY_TABLES,
     access_log,
+    audit_checkpoints,
     audit_entries,
     deliveries,
     inbound_webhooks,
@@ -51,26 +52,35 @@ def _refuse_updates_and_deletes(conn: sa.Connection) -> None:
             "CREATE FUNCTION refuse_audit_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
             "BEGIN RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP; END $$"
         )
-        for table in APPEND_ONLY_TABLES:
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION refuse_audit_change()"
-            )
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION refuse_audit_change()"
-            )
+    for table in APPEND_ONLY_TABLES:
+        _refuse_changes_to(conn, table)
+
+
+def _refuse_changes_to(conn: sa.Connection, table: str) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_audit_change()"
+        )
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION refuse_audit_change()"
+        )
     elif conn.dialect.name == "sqlite":
-        for table in APPEND_ONLY_TABLES:
-            for operation in ("UPDATE", "DELETE"):
-                conn.exec_driver_sql(
-                    f"CREATE TRIGGER {table}_no_{operation.lower()} BEFORE {operation} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {operation} refused'); END"
-                )
+        for operation in ("UPDATE", "DELETE"):
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER {table}_no_{operation.lower()} BEFORE {operation} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {operation} refused'); END"
+            )
 
 
 def _create_used_links(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[used_links])
+
+
+def _create_audit_checkpoints(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[audit_checkpoints])
+    _refuse_changes_to(conn, audit_checkpoints.name)
 
 
 def _create_inbound_webhooks(conn: sa.Connection) -> None:
@@ -82,6 +92,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "refuse UPDATE and DELETE on append-only tables", _refuse_updates_and_deletes),
     Migration(3, "one-click links already used", _create_used_links),
     Migration(4, "Twilio webhooks kept until Temporal has them", _create_inbound_webhooks),
+    Migration(5, "signed checkpoints of each chain's head, append-only",
+              _create_audit_checkpoints),
 )
 
 

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     booking_webhook_secrets: KeyList = Field(
         default_factory=dict, description="clinic_id:secret pairs for the booking webhook HMAC"
     )
+    audit_signing_keys: KeyList = Field(
+        default_factory=dict,
+        description="key_id:secret pairs, newest first, signing the audit chain's checkpoints",
+    )
     lookup_secret: str | None = Field(
         default=None, description="Keys the hash that finds a follow-up from a phone number"
     )
@@ -103,7 +107,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "api_keys", "encryption_keys", "booking_webhook_secrets", "codec_auth_tokens",
-        mode="before",
+        "audit_signing_keys", mode="before",
     )
     @classmethod
     def _key_list(cls, value: object) -> dict[str, str]:
@@ -136,6 +140,8 @@ REQUIRED_SETTINGS = {
     "api_keys": "clinic_id:key pairs the HTTP API accepts",
     "encryption_keys": "key_id:base64 AES-256 keys that encrypt Temporal payloads",
     "link_secret": "the secret that signs one-click email links",
+    "audit_signing_keys": "key_id:secret pairs signing the audit chain's checkpoints (kept "
+    "out of the audit database)",
     "public_base_url": "the URL the world reaches the API at (links, Twilio callbacks)",
     "lookup_secret": "the secret that keys the hash finding a follow-up from a sender's number",
 }
@@ -145,7 +151,9 @@ API_REQUIRED_SETTINGS = (
     "twilio_auth_token", "api_keys", "encryption_keys", "link_secret", "lookup_secret",
     "public_base_url",
 )
-WORKER_REQUIRED_SETTINGS = ("encryption_keys", "link_secret", "public_base_url")
+WORKER_REQUIRED_SETTINGS = (
+    "encryption_keys", "link_secret", "public_base_url", "audit_signing_keys",
+)
 
 
 # `make run` keeps the development secrets it generated here, so a CLI started in another

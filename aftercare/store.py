@@ -14,8 +14,11 @@ path means a disclosure can never be recorded without its place in the chain, or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import pwd
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -25,16 +28,30 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from aftercare.audit_schema import access_log, audit_entries, deliveries, used_links
+from aftercare.audit_schema import (
+    access_log,
+    audit_checkpoints,
+    audit_entries,
+    deliveries,
+    used_links,
+)
+from aftercare.checkpoints import CLOSE_STEP, Checkpoint, checkpoint_signature
+from aftercare.logs import get_logger
 from aftercare.migrations import migrate
 from workflows.models import AuditEntry, Delivery, followup_workflow_id
 from workflows.trail import entry_digest
 
 DISCLOSURE_STEP = "emergency_contact_notified"
 
+log = get_logger("aftercare.store")
+
 
 class AuditConflictError(Exception):
     """An entry or delivery differs from the one already recorded under the same key."""
+
+
+class UnsignableTrailError(RuntimeError):
+    """The store holds no signing key, so it cannot anchor what it would append."""
 
 
 class Disclosure(BaseModel):
@@ -54,20 +71,26 @@ class AccessRecord(BaseModel):
 
 
 class AuditStore:
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, url: str, signing_keys: Mapping[str, str] | None = None
+    ) -> None:
         self._engine = engine
         self.url = url
+        self._signing_keys = dict(signing_keys or {})
 
     @classmethod
-    async def open(cls, url: str) -> AuditStore:
-        """Connect to the database at ``url`` and bring its schema up to date."""
+    async def open(cls, url: str, signing_keys: Mapping[str, str] | None = None) -> AuditStore:
+        """Connect to the database at ``url`` and bring its schema up to date.
+
+        ``signing_keys`` (``AFTERCARE_AUDIT_SIGNING_KEYS``, newest first) sign the chain's
+        checkpoints: only a store opened with them may append entries."""
         engine = _create_engine(url)
         try:
             await migrate(engine)
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine, url)
+        return cls(engine, url, signing_keys)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -80,8 +103,14 @@ class AuditStore:
     # --- the trail ------------------------------------------------------------------
 
     async def append(self, entries: Sequence[AuditEntry]) -> None:
-        """Record sealed entries. Re-appending an identical entry is a no-op (a retried
-        activity); a different entry under an existing (workflow_id, seq) is refused."""
+        """Record sealed entries and a signed checkpoint of each chain's new head, in one
+        transaction. Re-appending an identical entry is a no-op (a retried activity); a
+        different entry under an existing (workflow_id, seq) is refused."""
+        if not self._signing_keys:
+            raise UnsignableTrailError(
+                "this audit store was opened without AFTERCARE_AUDIT_SIGNING_KEYS: it cannot "
+                "sign the chain's checkpoints, so it may not append"
+            )
         for entry in entries:
             if entry_digest(entry) != entry.hash:
                 raise AuditConflictError(
@@ -105,6 +134,33 @@ class AuditStore:
                         f"{entry.workflow_id} already has a different entry {entry.seq}: "
                         "the trail is append-only, it is never overwritten"
                     )
+            heads = {entry.workflow_id: entry for entry in sorted(entries, key=attrgetter("seq"))}
+            for head in heads.values():
+                await self._sign_head(conn, head)
+
+    async def _sign_head(self, conn: AsyncConnection, head: AuditEntry) -> None:
+        found = await conn.scalar(sa.select(audit_checkpoints.c.seq).where(
+            audit_checkpoints.c.workflow_id == head.workflow_id,
+            audit_checkpoints.c.seq == head.seq))
+        if found is not None:
+            return
+        key_id, secret = next(iter(self._signing_keys.items()))
+        closed = head.step == CLOSE_STEP
+        signature = checkpoint_signature(secret, head.workflow_id, head.seq, head.hash, closed)
+        await conn.execute(audit_checkpoints.insert().values(
+            workflow_id=head.workflow_id, seq=head.seq, hash=head.hash, closed=closed,
+            signed_at=datetime.now(UTC), key_id=key_id, signature=signature))
+        # The same checkpoint in the log: a copy outside the database to compare against.
+        log.info("audit checkpoint", workflow_id=head.workflow_id, seq=head.seq,
+                 hash=head.hash, closed=closed, key_id=key_id, signature=signature)
+
+    async def checkpoints(self, workflow_id: str) -> list[Checkpoint]:
+        """One follow-up's signed checkpoints, oldest first: the last is the chain's head."""
+        query = (sa.select(audit_checkpoints)
+                 .where(audit_checkpoints.c.workflow_id == workflow_id)
+                 .order_by(audit_checkpoints.c.seq))
+        async with self._engine.connect() as conn:
+            return [Checkpoint.model_validate(row._asdict()) for row in await conn.execute(query)]
 
     async def entries(self, workflow_id: str) -> list[AuditEntry]:
         """One follow-up's trail, in chain order."""
@@ -128,8 +184,9 @@ class AuditStore:
         return await self._select_entries(query)
 
     async def workflow_ids(self) -> list[str]:
-        """Every follow-up that has a trail."""
-        query = sa.select(audit_entries.c.workflow_id).distinct().order_by("workflow_id")
+        """Every follow-up that has a trail, or a checkpoint (its entries may be gone)."""
+        query = sa.union(sa.select(audit_entries.c.workflow_id),
+                         sa.select(audit_checkpoints.c.workflow_id)).order_by("workflow_id")
         async with self._engine.connect() as conn:
             return list(await conn.scalars(query))
 
@@ -207,6 +264,16 @@ class AuditStore:
                 )
 
     # --- the auditors' access log -------------------------------------------------------
+
+    async def connected_identity(self) -> str:
+        """Who this connection is, as the database knows it: the PostgreSQL role it logged in
+        as, or for a SQLite file the operating-system account running this process (not
+        ``$USER``, which anyone can set). The access log records this, not a name the
+        caller offers."""
+        if self._engine.dialect.name == "postgresql":
+            async with self._engine.connect() as conn:
+                return f"postgresql:{await conn.scalar(sa.text('SELECT current_user'))}"
+        return f"os:{pwd.getpwuid(os.getuid()).pw_name}"
 
     async def record_access(self, actor: str, action: str, target: str, at: datetime) -> None:
         async with self._engine.begin() as conn:

@@ -2,6 +2,8 @@ import asyncio
 import csv
 import io
 import json
+import os
+import pwd
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -9,7 +11,9 @@ from pathlib import Path
 import pytest
 
 import auditor
+from aftercare.settings import Settings
 from tests.fixtures.databases import tamper_with
+from tests.fixtures.sinks import AUDIT_SIGNING_KEYS
 from tests.trails import STARTED, new_workflow_id, sealed_trail
 from workflows.models import AuditEntry
 from workflows.trail import seal
@@ -17,11 +21,14 @@ from workflows.trail import seal
 REPO = Path(auditor.__file__).parent
 
 
+AUDITOR_SETTINGS = Settings(audit_signing_keys=AUDIT_SIGNING_KEYS)
+OS_ACCOUNT = f"os:{pwd.getpwuid(os.getuid()).pw_name}"
+
+
 async def audit(store, *argv: str) -> tuple[int, str]:
     out = io.StringIO()
-    code = await auditor.run(
-        ["--database-url", store.url, "--auditor", "auditor-7", *argv], out=out
-    )
+    code = await auditor.run(["--database-url", store.url, *argv], out=out,
+                             settings=AUDITOR_SETTINGS)
     return code, out.getvalue()
 
 
@@ -147,7 +154,8 @@ async def test_verify_reports_an_intact_chain_as_verified(sqlite_store, stored_t
 
     code, out = await audit(sqlite_store, "verify", "--workflow", workflow_id)
 
-    assert (code, out) == (0, f"{workflow_id}: verified (5 entries)\n")
+    assert (code, out) == (0, f"{workflow_id}: verified (5 entries; no close recorded: still "
+                              "running, or its close is missing)\n")
 
 
 async def test_verify_all_names_the_broken_chain_and_its_first_bad_link(sqlite_store, stored_trail):
@@ -162,7 +170,7 @@ async def test_verify_all_names_the_broken_chain_and_its_first_bad_link(sqlite_s
     code, out = await audit(sqlite_store, "verify", "--all")
 
     assert code == 1
-    assert f"{stored_trail[0].workflow_id}: verified (5 entries)" in out
+    assert f"{stored_trail[0].workflow_id}: verified (5 entries;" in out
     assert f"{tampered}: broken at entry 4: entry 4 was edited" in out
     assert out.endswith("1 of 2 chains verified\n")
 
@@ -173,18 +181,23 @@ async def test_verify_of_a_follow_up_without_a_trail_fails(sqlite_store):
     assert (code, out) == (1, "followup-clinic-1-nope: no audit trail stored\n")
 
 
-async def test_every_use_is_in_the_access_log(sqlite_store, stored_trail, monkeypatch):
+async def test_every_use_is_in_the_access_log_under_an_identity_not_self_asserted(
+    sqlite_store, stored_trail, monkeypatch, capsys
+):
     workflow_id = stored_trail[0].workflow_id
-    monkeypatch.setenv("USER", "auditor-from-env")
+    monkeypatch.setenv("USER", "someone-else")
 
     await audit(sqlite_store, "export", "--workflow", workflow_id, "--format", "csv")
-    await auditor.run(["--database-url", sqlite_store.url, "verify", "--all"], out=io.StringIO())
+    await audit(sqlite_store, "verify", "--all")
+    with pytest.raises(SystemExit):
+        await audit(sqlite_store, "--auditor", "someone-else", "verify", "--all")
 
     records = await sqlite_store.access_records()
     assert [(r.actor, r.action, r.target) for r in records] == [
-        ("auditor-7", "export", f"workflow {workflow_id} as csv"),
-        ("auditor-from-env", "verify", "all chains"),
+        (OS_ACCOUNT, "export", f"workflow {workflow_id} as csv"),
+        (OS_ACCOUNT, "verify", "all chains"),
     ]
+    assert "invalid choice: 'someone-else'" in capsys.readouterr().err, "no --auditor to claim"
     assert all(r.at.tzinfo is not None for r in records)
 
 
@@ -194,14 +207,17 @@ async def test_the_command_line_exits_1_once_an_entry_is_deleted(sqlite_store, s
     async def verify_all() -> tuple[int, str]:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "auditor", "--database-url", sqlite_store.url, "verify", "--all",
-            cwd=REPO, stdout=asyncio.subprocess.PIPE,
+            cwd=REPO, stdout=asyncio.subprocess.PIPE, env={
+                **os.environ, "AFTERCARE_AUDIT_SIGNING_KEYS": "test-1:" + AUDIT_SIGNING_KEYS[
+                    "test-1"]},
         )
         out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
         return process.returncode, out.decode()
 
     assert await verify_all() == (
         0,
-        f"{workflow_id}: verified (5 entries)\n1 of 1 chains verified\n",
+        f"{workflow_id}: verified (5 entries; no close recorded: still running, or its close "
+        "is missing)\n1 of 1 chains verified\n",
     )
     await tamper_with(
         sqlite_store.url,

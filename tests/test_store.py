@@ -13,6 +13,7 @@ from aftercare.migrations import LATEST_VERSION
 from aftercare.store import AuditConflictError, AuditStore
 from aftercare.verification import first_broken_link
 from tests.fixtures.databases import tamper_with
+from tests.fixtures.sinks import AUDIT_SIGNING_KEYS
 from tests.trails import STARTED, new_workflow_id, sealed_trail
 from workflows.models import Channel, Delivery
 from workflows.trail import seal
@@ -191,7 +192,7 @@ async def test_access_is_logged_in_order(audit_store):
 
 async def test_reopening_a_database_keeps_its_trail_and_schema_version(audit_database_url):
     workflow_id = new_workflow_id()
-    first = await AuditStore.open(audit_database_url)
+    first = await AuditStore.open(audit_database_url, AUDIT_SIGNING_KEYS)
     await first.append(sealed_trail(workflow_id))
     await first.close()
 
