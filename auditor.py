@@ -4,6 +4,7 @@ replay their Temporal histories against today's workflow code.
     aftercare-auditor export --workflow ID [--format jsonl|csv|fhir]
     aftercare-auditor export --from DATE --to DATE [--clinic C] [--format ...]
     aftercare-auditor verify --workflow ID | --all
+    aftercare-auditor disclosures --from DATE --to DATE [--clinic C] [--format text|jsonl|csv]
     aftercare-auditor replay --workflow ID | --history FILE
 
 Every use is written to the audit database's access log (who, what, when) before it runs,
@@ -27,7 +28,7 @@ from sqlalchemy.engine import make_url
 from temporalio.service import RPCError, RPCStatusCode
 
 from aftercare.codec import EncryptionKeyError, data_converter
-from aftercare.exports import EXPORT_FORMATS, write_checkpoints
+from aftercare.exports import DISCLOSURE_FORMATS, EXPORT_FORMATS, write_checkpoints
 from aftercare.process import exit_without_finalizing
 from aftercare.replay import (
     HistoryFileError,
@@ -180,6 +181,41 @@ async def _verify(
     return EXIT_FINDINGS if failed else EXIT_OK
 
 
+# --- disclosures -----------------------------------------------------------------------
+
+
+def _add_disclosures_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="start", metavar="DATE", required=True,
+                        type=lambda text: _moment(text, end_of_day=False),
+                        help="first day (or moment) of the period")
+    parser.add_argument("--to", dest="end", metavar="DATE", required=True,
+                        type=lambda text: _moment(text, end_of_day=True),
+                        help="last day of the period, included (or a moment, excluded)")
+    parser.add_argument("--clinic", metavar="C", help="only this clinic's follow-ups (exactly)")
+    parser.add_argument("--workflow", metavar="ID", help="only this follow-up (one client's)")
+    parser.add_argument("--format", choices=sorted(DISCLOSURE_FORMATS), default="text")
+
+
+def _disclosures_target(args: argparse.Namespace) -> str:
+    which = "".join(f" {name} {value}" for name, value in
+                    (("clinic", args.clinic), ("workflow", args.workflow)) if value)
+    return (f"disclosures {args.start.isoformat()}..{args.end.isoformat()}{which} "
+            f"as {args.format}")
+
+
+async def _disclosures(
+    store: AuditStore, args: argparse.Namespace, out: TextIO, _settings: Settings
+) -> int:
+    disclosures = await store.disclosures(
+        workflow_id=args.workflow, start=args.start, end=args.end, clinic_id=args.clinic)
+    DISCLOSURE_FORMATS[args.format](disclosures, out)
+    return EXIT_OK
+
+
+def _disclosures_problem(args: argparse.Namespace) -> str | None:
+    return "--to must be after --from" if args.end <= args.start else None
+
+
 # --- replay -----------------------------------------------------------------------------
 
 REPLAYED_WORKFLOWS: tuple[type, ...] = (DepartureFollowUp,)
@@ -260,6 +296,15 @@ COMMANDS: tuple[Command, ...] = (
         _add_verify_arguments,
         _verify_target,
         _verify,
+    ),
+    Command(
+        "disclosures",
+        "account for the notices given to emergency contacts in a period: to whom (role), "
+        "when, why, on what basis (HIPAA 164.528)",
+        _add_disclosures_arguments,
+        _disclosures_target,
+        _disclosures,
+        _disclosures_problem,
     ),
     Command(
         "replay",

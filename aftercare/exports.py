@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from aftercare.checkpoints import Checkpoint
+from aftercare.store import Disclosure
 from workflows.models import Actor, AuditEntry
 
 CSV_COLUMNS = list(AuditEntry.model_fields)
@@ -138,6 +139,36 @@ def _entity_details(entry: AuditEntry) -> list[dict[str, str]]:
     }
     return [{"type": key, "valueString": value} for key, value in fields.items() if value]
 
+
+DISCLOSURE_COLUMNS = list(Disclosure.model_fields)
+
+
+def write_disclosures_jsonl(disclosures: Sequence[Disclosure], out: TextIO) -> None:
+    for disclosure in disclosures:
+        out.write(disclosure.model_dump_json() + "\n")
+
+
+def write_disclosures_csv(disclosures: Sequence[Disclosure], out: TextIO) -> None:
+    writer = csv.DictWriter(out, fieldnames=DISCLOSURE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for disclosure in disclosures:
+        row = disclosure.model_dump(mode="json")
+        writer.writerow({column: spreadsheet_safe(cell) for column, cell in row.items()})
+
+
+def write_disclosures_text(disclosures: Sequence[Disclosure], out: TextIO) -> None:
+    """One line each, as a client asking for an accounting of disclosures would read it."""
+    for d in disclosures:
+        out.write(f"{d.at.isoformat()}  {d.workflow_id}  to {d.to_whom}  why: {d.why or '-'}  "
+                  f"basis: {d.basis or '-'}  (entry {d.audit_seq})\n")
+    out.write(f"{len(disclosures)} disclosure{'s' if len(disclosures) != 1 else ''}\n")
+
+
+DISCLOSURE_FORMATS: dict[str, Callable[[Sequence[Disclosure], TextIO], None]] = {
+    "text": write_disclosures_text,
+    "jsonl": write_disclosures_jsonl,
+    "csv": write_disclosures_csv,
+}
 
 EXPORT_FORMATS: dict[str, Callable[[Sequence[AuditEntry], TextIO], None]] = {
     "jsonl": write_jsonl,

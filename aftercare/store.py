@@ -202,9 +202,12 @@ class AuditStore:
         workflow_id: str | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
+        clinic_id: str | None = None,
     ) -> list[Disclosure]:
         """Notices given to emergency contacts, read from the trail (see module docstring)."""
         query = sa.select(audit_entries).where(audit_entries.c.step == DISCLOSURE_STEP)
+        if clinic_id is not None:
+            query = query.where(_of_clinic(clinic_id))
         if workflow_id is not None:
             query = query.where(audit_entries.c.workflow_id == workflow_id)
         if start is not None:

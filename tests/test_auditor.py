@@ -227,3 +227,28 @@ async def test_the_command_line_exits_1_once_an_entry_is_deleted(sqlite_store, s
     code, out = await verify_all()
     assert code == 1
     assert f"{workflow_id}: broken at entry 2: entry 2 is missing (found seq 3)" in out
+
+
+async def test_disclosures_lists_an_emergency_contact_notice_in_every_format(sqlite_store):
+    ours, theirs = new_workflow_id("riverside"), new_workflow_id("riverside-east")
+    await sqlite_store.append(sealed_trail(ours))
+    await sqlite_store.append(sealed_trail(theirs))
+    period = ["--from", "2026-11-21", "--to", "2026-11-21", "--clinic", "riverside"]
+
+    code, text = await audit(sqlite_store, "disclosures", *period)
+    _, as_csv = await audit(sqlite_store, "disclosures", *period, "--format", "csv")
+    _, as_jsonl = await audit(sqlite_store, "disclosures", *period, "--format", "jsonl")
+    _, next_day = await audit(sqlite_store, "disclosures", "--from", "2026-11-22", "--to",
+                              "2026-11-22")
+
+    assert code == 0
+    assert text == (f"2026-11-21T14:51:00+00:00  {ours}  to emergency_contact  why: no_reply  "
+                    "basis: client consent  (entry 5)\n1 disclosure\n")
+    [row] = list(csv.DictReader(io.StringIO(as_csv)))
+    assert (row["workflow_id"], row["to_whom"], row["why"], row["basis"], row["audit_seq"]) == (
+        ours, "emergency_contact", "no_reply", "client consent", "5")
+    assert [json.loads(line)["workflow_id"] for line in as_jsonl.splitlines()] == [ours]
+    assert next_day == "0 disclosures\n"
+    [*_, record] = await sqlite_store.access_records()
+    assert (record.action, record.target) == (
+        "disclosures", "disclosures 2026-11-22T00:00:00+00:00..2026-11-23T00:00:00+00:00 as text")
