@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="holder:token pairs; a codec endpoint caller presents one as a bearer token",
     )
+    codec_accept_unencrypted: bool = Field(
+        default=False,
+        description="Let the codec pass unencrypted payloads through: only while migrating "
+        "histories written before encryption",
+    )
     codec_ui_origin: str | None = Field(
         default=None, description="The Temporal Web UI's origin, the one CORS lets in"
     )
