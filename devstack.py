@@ -42,6 +42,7 @@ def dev_secrets() -> dict[str, str]:
                                                      f"clinic-42:{secrets.token_urlsafe(24)}",
         "AFTERCARE_CODEC_AUTH_TOKENS": lambda: f"ui:{secrets.token_urlsafe(24)}",
         "AFTERCARE_AUDIT_SIGNING_KEYS": lambda: f"dev-1:{secrets.token_urlsafe(32)}",
+        "AFTERCARE_METRICS_TOKEN": lambda: secrets.token_urlsafe(24),
         # The dev outbox signs its status callbacks with this token, as Twilio signs with
         # the account's: the API accepts no webhook without a token of its own.
         "AFTERCARE_TWILIO_AUTH_TOKEN": lambda: DEV_TWILIO_AUTH_TOKEN,

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
         default=None, description="Keys the hash that finds a follow-up from a phone number"
     )
 
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token Prometheus presents to read /metrics"
+    )
+
     codec_server_host: str = "127.0.0.1"
     codec_server_port: int = 8081
     codec_auth_tokens: KeyList = Field(
@@ -147,6 +151,7 @@ REQUIRED_SETTINGS = {
     "link_secret": "the secret that signs one-click email links",
     "audit_signing_keys": "key_id:secret pairs signing the audit chain's checkpoints (kept "
     "out of the audit database)",
+    "metrics_token": "the bearer token Prometheus presents to read /metrics",
     "public_base_url": "the URL the world reaches the API at (links, Twilio callbacks)",
     "lookup_secret": "the secret that keys the hash finding a follow-up from a sender's number",
 }
@@ -154,7 +159,7 @@ REQUIRED_SETTINGS = {
 
 API_REQUIRED_SETTINGS = (
     "twilio_auth_token", "api_keys", "encryption_keys", "link_secret", "lookup_secret",
-    "public_base_url",
+    "metrics_token", "public_base_url",
 )
 WORKER_REQUIRED_SETTINGS = (
     "encryption_keys", "link_secret", "public_base_url", "audit_signing_keys",

@@ -8,7 +8,7 @@ import json
 import httpx
 
 import starter
-from tests.fixtures.api import CLINIC_KEY, OTHER_CLINIC_KEY, bearer, steps
+from tests.fixtures.api import CLINIC_KEY, METRICS_TOKEN, OTHER_CLINIC_KEY, bearer, steps
 from tests.followup_harness import CLIENT_PHONE, ON_CALL_PHONE
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
@@ -209,7 +209,9 @@ async def test_health_readiness_metrics_and_docs(api):
 
     health = await api.http.get("/healthz")
     ready = await api.http.get("/readyz")
-    metrics = await api.http.get("/metrics")
+    metrics = await api.http.get("/metrics", headers=bearer(METRICS_TOKEN))
+    unauthorised = await api.http.get("/metrics")
+    with_a_clinic_key = await api.http.get("/metrics", headers=bearer(CLINIC_KEY))
     docs = await api.http.get("/docs")
 
     assert health.json() == {"status": "ok"}
@@ -218,6 +220,8 @@ async def test_health_readiness_metrics_and_docs(api):
     assert 'route="/v1/departures"' in metrics.text
     assert "CLIENT_PHONE" not in metrics.text and "+1555" not in metrics.text
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert unauthorised.status_code == with_a_clinic_key.status_code == 401
+    assert "aftercare_" not in unauthorised.text + with_a_clinic_key.text
 
 
 async def test_not_ready_while_temporal_is_unreachable(api):
