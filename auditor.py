@@ -4,6 +4,7 @@ replay their Temporal histories against today's workflow code.
     aftercare-auditor export --workflow ID [--format jsonl|csv|fhir]
     aftercare-auditor export --from DATE --to DATE [--clinic C] [--format ...]
     aftercare-auditor verify --workflow ID | --all
+    aftercare-auditor notes --workflow ID
     aftercare-auditor disclosures --from DATE --to DATE [--clinic C] [--format text|jsonl|csv]
     aftercare-auditor replay --workflow ID | --history FILE
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,8 +29,18 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 from temporalio.service import RPCError, RPCStatusCode
 
-from aftercare.codec import EncryptionKeyError, data_converter
-from aftercare.exports import DISCLOSURE_FORMATS, EXPORT_FORMATS, write_checkpoints
+from aftercare.codec import (
+    EncryptionCodec,
+    EncryptionKeyError,
+    PayloadDecryptionError,
+    data_converter,
+)
+from aftercare.exports import (
+    DISCLOSURE_FORMATS,
+    EXPORT_FORMATS,
+    without_staff_text,
+    write_checkpoints,
+)
 from aftercare.process import exit_without_finalizing
 from aftercare.replay import (
     HistoryFileError,
@@ -97,18 +109,20 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clinic", metavar="C", help="only this clinic's follow-ups (exactly)")
     parser.add_argument("--format", choices=sorted(EXPORT_FORMATS), default="jsonl")
     parser.add_argument(
-        "--with-checkpoints",
+        "--for-verification",
         action="store_true",
-        help="jsonl only: also write each chain's signed checkpoints, one {\"checkpoint\": …} "
-        "line each, for scripts/verify_trail.py or an auditor's own",
+        help="jsonl only: entries exactly as stored (staff free text included, since every "
+        "byte is hashed) and each chain's signed checkpoints, one {\"checkpoint\": …} line "
+        "each, for scripts/verify_trail.py or an auditor's own",
     )
 
 
 def _export_target(args: argparse.Namespace) -> str:
+    how = f"as {args.format}" + (", exact for verification" if args.for_verification else "")
     if args.workflow:
-        return f"workflow {args.workflow} as {args.format}"
+        return f"workflow {args.workflow} {how}"
     clinic = f" clinic {args.clinic}" if args.clinic else ""
-    return f"period {args.start.isoformat()}..{args.end.isoformat()}{clinic} as {args.format}"
+    return f"period {args.start.isoformat()}..{args.end.isoformat()}{clinic} {how}"
 
 
 async def _export(
@@ -121,8 +135,10 @@ async def _export(
             return EXIT_FINDINGS
     else:
         entries = await store.entries_between(args.start, args.end, clinic_id=args.clinic)
+    if not args.for_verification:
+        entries = [without_staff_text(entry) for entry in entries]
     EXPORT_FORMATS[args.format](entries, out)
-    if args.with_checkpoints:
+    if args.for_verification:
         for workflow_id in dict.fromkeys(entry.workflow_id for entry in entries):
             write_checkpoints(await store.checkpoints(workflow_id), out)
     return EXIT_OK
@@ -135,8 +151,8 @@ def _export_problem(args: argparse.Namespace) -> str | None:
         return "--to and --clinic select a period: use them with --from, not --workflow"
     if args.start is not None and args.end <= args.start:
         return "--to must be after --from"
-    if args.with_checkpoints and args.format != "jsonl":
-        return "--with-checkpoints goes with --format jsonl"
+    if args.for_verification and args.format != "jsonl":
+        return "--for-verification goes with --format jsonl"
     return None
 
 
@@ -214,6 +230,35 @@ async def _disclosures(
 
 def _disclosures_problem(args: argparse.Namespace) -> str | None:
     return "--to must be after --from" if args.end <= args.start else None
+
+
+# --- notes ----------------------------------------------------------------------------
+
+
+def _add_notes_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workflow", metavar="ID", required=True, help="the follow-up")
+
+
+def _notes_target(args: argparse.Namespace) -> str:
+    return f"staff notes of workflow {args.workflow}"
+
+
+async def _notes(
+    store: AuditStore, args: argparse.Namespace, out: TextIO, settings: Settings
+) -> int:
+    try:
+        codec = EncryptionCodec(settings.encryption_keys)
+        notes = [(note, codec.open(note.sealed_text).decode())
+                 for note in await store.notes(args.workflow)]
+    except (EncryptionKeyError, PayloadDecryptionError) as err:
+        _complain(str(err))
+        return EXIT_UNUSABLE
+    for note, text in notes:
+        out.write(json.dumps({"workflow_id": note.workflow_id, "audit_seq": note.audit_seq,
+                              "kind": note.kind, "staff_id": note.staff_id, "text": text,
+                              "recorded_at": note.recorded_at.isoformat()},
+                             ensure_ascii=False) + "\n")
+    return EXIT_OK
 
 
 # --- replay -----------------------------------------------------------------------------
@@ -305,6 +350,14 @@ COMMANDS: tuple[Command, ...] = (
         _disclosures_target,
         _disclosures,
         _disclosures_problem,
+    ),
+    Command(
+        "notes",
+        "read a follow-up's staff free text (cancel reasons, resolution notes), decrypted: "
+        "needs AFTERCARE_ENCRYPTION_KEYS",
+        _add_notes_arguments,
+        _notes_target,
+        _notes,
     ),
     Command(
         "replay",

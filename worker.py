@@ -16,6 +16,7 @@ from activities.audit import AuditActivities
 from activities.booking import BookingActivities
 from activities.email import EmailActivities
 from activities.sms import SmsActivities
+from aftercare.codec import EncryptionCodec
 from aftercare.logs import configure_logging, get_logger
 from aftercare.settings import (
     WORKER_REQUIRED_SETTINGS,
@@ -41,7 +42,7 @@ async def running_worker(
         sms = SmsActivities(settings, store)
         email = EmailActivities(settings, store)
         booking = BookingActivities(settings)
-        audit = AuditActivities(store)
+        audit = AuditActivities(store, EncryptionCodec(settings.encryption_keys))
         worker = Worker(
             client,
             task_queue=settings.task_queue,

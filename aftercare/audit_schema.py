@@ -105,6 +105,19 @@ audit_checkpoints = sa.Table(
     sa.Column("signature", sa.String(64), nullable=False),
 )
 
+# Staff free text (workflows.models.StaffNote), sealed with the payload keys: kept out of the
+# trail, which exports claim carries no PHI, yet readable by an authorised auditor.
+staff_notes = sa.Table(
+    "staff_notes",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("audit_seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(40), primary_key=True),
+    sa.Column("staff_id", sa.String(80), nullable=False),
+    sa.Column("sealed_text", sa.LargeBinary, nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+)
+
 # Twilio's webhooks, kept before they are passed to Temporal: a replay of one is recognised
 # by its key, and one Temporal could not take is passed on later. The request is sealed
 # with the payload keys (a client's number and words are PHI) and dropped once delivered.

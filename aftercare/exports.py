@@ -1,4 +1,8 @@
-"""An audit trail in the forms auditors take away: JSON lines, CSV, a FHIR R4 Bundle."""
+"""An audit trail in the forms auditors take away: JSON lines, CSV, a FHIR R4 Bundle.
+
+The writers write the entries they are given; ``without_staff_text`` is what the auditor's
+export applies first, unless it exports for verification.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,21 @@ _FHIR_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:aftercare:audit-entry")
 _STEP_SYSTEM = "urn:aftercare:followup-step"
 _ACTOR_SYSTEM = "urn:aftercare:actor"
 _WORKFLOW_SYSTEM = "urn:aftercare:followup"
+
+
+WITHHELD = "[staff text withheld]"
+
+
+def without_staff_text(entry: AuditEntry) -> AuditEntry:
+    """The entry as exports show it: a staff member's free text (a cancel reason, which the
+    trail records as the ``cancelled`` entry's outcome and in ``closed``'s "cancelled: …")
+    may hold PHI, so it is withheld. Only a verification export keeps entries exact, since
+    every byte is hashed."""
+    if entry.step == "cancelled" and entry.outcome:
+        return entry.model_copy(update={"outcome": WITHHELD})
+    if entry.step == "closed" and (entry.outcome or "").startswith("cancelled: "):
+        return entry.model_copy(update={"outcome": f"cancelled: {WITHHELD}"})
+    return entry
 
 
 def write_jsonl(entries: Sequence[AuditEntry], out: TextIO) -> None:

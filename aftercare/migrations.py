@@ -30,6 +30,7 @@ from aftercare.audit_schema import (
     inbound_webhooks,
     metadata,
     schema_version,
+    staff_notes,
     used_links,
 )
 
@@ -83,6 +84,11 @@ def _create_audit_checkpoints(conn: sa.Connection) -> None:
     _refuse_changes_to(conn, audit_checkpoints.name)
 
 
+def _create_staff_notes(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[staff_notes])
+    _refuse_changes_to(conn, staff_notes.name)
+
+
 def _create_inbound_webhooks(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[inbound_webhooks])
 
@@ -94,6 +100,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "Twilio webhooks kept until Temporal has them", _create_inbound_webhooks),
     Migration(5, "signed checkpoints of each chain's head, append-only",
               _create_audit_checkpoints),
+    Migration(6, "staff free text, sealed, append-only", _create_staff_notes),
 )
 
 

@@ -33,12 +33,13 @@ from aftercare.audit_schema import (
     audit_checkpoints,
     audit_entries,
     deliveries,
+    staff_notes,
     used_links,
 )
 from aftercare.checkpoints import CLOSE_STEP, Checkpoint, checkpoint_signature
 from aftercare.logs import get_logger
 from aftercare.migrations import migrate
-from workflows.models import AuditEntry, Delivery, followup_workflow_id
+from workflows.models import AuditEntry, Delivery, StaffNote, followup_workflow_id
 from workflows.trail import entry_digest
 
 DISCLOSURE_STEP = "emergency_contact_notified"
@@ -61,6 +62,15 @@ class Disclosure(BaseModel):
     why: str | None
     basis: str | None
     audit_seq: int
+
+
+class SealedNote(BaseModel):
+    workflow_id: str
+    audit_seq: int
+    kind: str
+    staff_id: str
+    sealed_text: bytes
+    recorded_at: AwareDatetime
 
 
 class AccessRecord(BaseModel):
@@ -265,6 +275,26 @@ class AuditStore:
                     f"{existing.provider_message_id}, now reported as "
                     f"{delivery.provider_message_id}"
                 )
+
+    # --- staff free text, sealed ---------------------------------------------------------
+
+    async def record_note(
+        self, workflow_id: str, note: StaffNote, sealed_text: bytes, at: datetime
+    ) -> None:
+        """Keep a sealed staff note; a retried write of the same note is a no-op."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(staff_notes.insert().values(
+                    workflow_id=workflow_id, audit_seq=note.audit_seq, kind=note.kind,
+                    staff_id=note.staff_id, sealed_text=sealed_text, recorded_at=at))
+        except IntegrityError:
+            return
+
+    async def notes(self, workflow_id: str) -> list[SealedNote]:
+        query = (sa.select(staff_notes).where(staff_notes.c.workflow_id == workflow_id)
+                 .order_by(staff_notes.c.audit_seq, staff_notes.c.kind))
+        async with self._engine.connect() as conn:
+            return [SealedNote.model_validate(row._asdict()) for row in await conn.execute(query)]
 
     # --- the auditors' access log -------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Verify exported Aftercare audit trails on their own: Python's standard library only.
 
-    aftercare-auditor export --workflow ID --with-checkpoints > trail.jsonl
+    aftercare-auditor export --workflow ID --for-verification > trail.jsonl
     python scripts/verify_trail.py trail.jsonl --key KEY_ID:SECRET
 
 A second implementation of ``aftercare-auditor verify``, written from the canonical form

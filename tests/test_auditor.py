@@ -79,6 +79,32 @@ async def test_a_csv_cell_starting_like_a_formula_is_escaped(sqlite_store):
     assert row["step"] == "booking_confirmed"
 
 
+async def test_exports_withhold_a_staff_cancel_reason_but_a_verification_export_keeps_it(
+    sqlite_store,
+):
+    workflow_id = new_workflow_id()
+    trail = sealed_trail(workflow_id, length=1)
+    reason = "client is at her sister's place on Elm St"
+    cancelled = seal(workflow_id=workflow_id, seq=2, at=STARTED, prev_hash=trail[0].hash,
+                     step="cancelled", actor="staff", outcome=reason)
+    closed = seal(workflow_id=workflow_id, seq=3, at=STARTED, prev_hash=cancelled.hash,
+                  step="closed", outcome=f"cancelled: {reason}")
+    await sqlite_store.append([*trail, cancelled, closed])
+
+    outputs = {fmt: (await audit(sqlite_store, "export", "--workflow", workflow_id, "--format",
+                                 fmt))[1] for fmt in ("jsonl", "csv", "fhir")}
+    _, exact = await audit(sqlite_store, "export", "--workflow", workflow_id,
+                           "--for-verification")
+
+    assert all("Elm St" not in text for text in outputs.values())
+    withheld = [AuditEntry.model_validate_json(line) for line in outputs["jsonl"].splitlines()]
+    assert [e.outcome for e in withheld[1:]] == [
+        "[staff text withheld]", "cancelled: [staff text withheld]"]
+    assert reason in exact
+    assert [AuditEntry.model_validate_json(line) for line in exact.splitlines()
+            if "checkpoint" not in json.loads(line)] == [*trail, cancelled, closed]
+
+
 async def test_fhir_export_is_a_bundle_of_complete_audit_events(sqlite_store, stored_trail):
     workflow_id = stored_trail[0].workflow_id
 

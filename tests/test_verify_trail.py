@@ -147,7 +147,7 @@ async def test_verify_without_the_signing_key_cannot_run(sqlite_store, capsys):
 async def exported(store_url: str, workflow_id: str, settings: Settings) -> str:
     out = io.StringIO()
     code = await auditor.run(["--database-url", store_url, "export", "--workflow", workflow_id,
-                              "--with-checkpoints"], out=out, settings=settings)
+                              "--for-verification"], out=out, settings=settings)
     assert code == 0
     return out.getvalue()
 

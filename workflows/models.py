@@ -370,5 +370,17 @@ class BookingConfirmation(Model):
     booking_id: str | None = None
 
 
+class StaffNote(Model):
+    """Free text a staff member wrote (a cancel reason, a resolution note). It may hold PHI,
+    so it stays out of the trail: the audit store keeps it sealed with the payload keys,
+    under the seq of the trail entry it belongs to, for authorised readers."""
+
+    audit_seq: int = Field(ge=1, description="The trail entry this note belongs to")
+    kind: Literal["cancel_reason", "resolution_note"]
+    staff_id: str
+    text: str = Field(min_length=1, max_length=500)
+
+
 class AuditBatch(Model):
     entries: list[AuditEntry]
+    notes: list[StaffNote] = Field(default_factory=list)
