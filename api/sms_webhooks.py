@@ -140,8 +140,15 @@ def _required(fields: dict[str, str], name: str) -> str:
 
 async def keep_and_pass_on(service: Intake, key: str, request: dict[str, Any]) -> str | None:
     """Keep the webhook, pass it on, and say what to answer Twilio (TwiML text, if any)."""
-    inbox = await service.inbox()
-    if not await inbox.keep(key, request, datetime.now(UTC)):
+    try:
+        inbox = await service.inbox()
+        fresh = await inbox.keep(key, request, datetime.now(UTC))
+    except Exception as err:  # noqa: BLE001 - the audit database must not cost a client's text
+        log.warning("webhook not kept: audit database unavailable; passed on directly",
+                    kind=request["kind"], error=type(err).__name__)
+        intake_events.labels(request["kind"], "passed on unkept").inc()
+        return await pass_on(service, request)
+    if not fresh:
         intake_events.labels(request["kind"], "replay ignored").inc()
         return None
     try:
