@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from aftercare.audit_schema import inbound_webhooks
 from aftercare.policies import PolicyBook
-from aftercare.settings import API_REQUIRED_SETTINGS, MissingSettingError
+from aftercare.settings import API_REQUIRED_SETTINGS, DEV_TWILIO_AUTH_TOKEN, MissingSettingError
 from aftercare.store import AuditStore
 from api.app import create_app
 from api.sms_webhooks import twilio_signature
@@ -252,3 +252,23 @@ async def inbox_rows(settings) -> list:
 
 async def delivered_rows(settings) -> list:
     return [row for row in await inbox_rows(settings) if row.delivered_at is not None]
+
+
+async def test_a_webhook_signed_with_the_public_development_token_is_refused(api):
+    """The reported forgery: a deployment with its own token once still accepted a
+    signature made with the dev outbox's public token."""
+    settings = api.settings.model_copy(update={"twilio_auth_token": "the-account-token"})
+    app = create_app(settings, policies=PolicyBook({"default": {}}))
+    text = client_text("OK", "SM" + "8" * 32)
+    forged = twilio_signature(api.settings, "/v1/twilio/inbound", text)  # the dev token
+    genuine = twilio_signature(settings, "/v1/twilio/inbound", text)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=api.url) as http:
+        refused = await http.post("/v1/twilio/inbound", data=text,
+                                  headers={"X-Twilio-Signature": forged})
+        accepted = await http.post("/v1/twilio/inbound", data=text,
+                                   headers={"X-Twilio-Signature": genuine})
+    await app.state.intake.close()
+
+    assert api.settings.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN
+    assert refused.status_code == 403
+    assert accepted.status_code == 200
