@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from aftercare.settings import DEV_ENV_FILE as DEV_ENV
+from aftercare.settings import DEV_TWILIO_AUTH_TOKEN
 
 DATA = DEV_ENV.parent
 TEMPORAL_PORT, TEMPORAL_UI_PORT = 7233, 8233
@@ -29,23 +30,33 @@ SEARCH_ATTRIBUTES = ["AftercareContactKey=KeywordList", "AftercareAckCode=Keywor
 
 
 def dev_secrets() -> dict[str, str]:
-    """Secrets for this checkout, made on first run and kept in .data/dev.env."""
-    if not DEV_ENV.exists():
-        DATA.mkdir(exist_ok=True)
-        values = {
-            "AFTERCARE_ENCRYPTION_KEYS": f"dev-1:{base64.b64encode(os.urandom(32)).decode()}",
-            "AFTERCARE_API_KEYS": f"demo:{secrets.token_urlsafe(24)},"
-                                  f"clinic-42:{secrets.token_urlsafe(24)}",
-            "AFTERCARE_LINK_SECRET": secrets.token_urlsafe(32),
-            "AFTERCARE_LOOKUP_SECRET": secrets.token_urlsafe(32),
-            "AFTERCARE_BOOKING_WEBHOOK_SECRETS": f"demo:{secrets.token_urlsafe(24)},"
-                                                 f"clinic-42:{secrets.token_urlsafe(24)}",
-            "AFTERCARE_CODEC_AUTH_TOKENS": f"ui:{secrets.token_urlsafe(24)}",
-        }
-        DEV_ENV.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    """Secrets for this checkout, made on first run and kept in .data/dev.env; a setting
+    added since the file was written is generated and appended."""
+    generators = {
+        "AFTERCARE_ENCRYPTION_KEYS": lambda: f"dev-1:{base64.b64encode(os.urandom(32)).decode()}",
+        "AFTERCARE_API_KEYS": lambda: f"demo:{secrets.token_urlsafe(24)},"
+                                      f"clinic-42:{secrets.token_urlsafe(24)}",
+        "AFTERCARE_LINK_SECRET": lambda: secrets.token_urlsafe(32),
+        "AFTERCARE_LOOKUP_SECRET": lambda: secrets.token_urlsafe(32),
+        "AFTERCARE_BOOKING_WEBHOOK_SECRETS": lambda: f"demo:{secrets.token_urlsafe(24)},"
+                                                     f"clinic-42:{secrets.token_urlsafe(24)}",
+        "AFTERCARE_CODEC_AUTH_TOKENS": lambda: f"ui:{secrets.token_urlsafe(24)}",
+        "AFTERCARE_AUDIT_SIGNING_KEYS": lambda: f"dev-1:{secrets.token_urlsafe(32)}",
+        "AFTERCARE_METRICS_TOKEN": lambda: secrets.token_urlsafe(24),
+        # The dev outbox signs its status callbacks with this token, as Twilio signs with
+        # the account's: the API accepts no webhook without a token of its own.
+        "AFTERCARE_TWILIO_AUTH_TOKEN": lambda: DEV_TWILIO_AUTH_TOKEN,
+        "AFTERCARE_PUBLIC_BASE_URL": lambda: "http://127.0.0.1:8000",
+    }
+    DATA.mkdir(exist_ok=True)
+    existing = DEV_ENV.read_text() if DEV_ENV.exists() else ""
+    pairs = (line.split("=", 1) for line in existing.splitlines() if "=" in line)
+    values = {key: value for key, value in pairs}
+    missing = {key: make() for key, make in generators.items() if key not in values}
+    if missing:
+        DEV_ENV.write_text(existing + "".join(f"{k}={v}\n" for k, v in missing.items()))
         DEV_ENV.chmod(0o600)
-    pairs = (line.split("=", 1) for line in DEV_ENV.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs}
+    return {**values, **missing}
 
 
 def stack_environment() -> dict[str, str]:
@@ -56,7 +67,6 @@ def stack_environment() -> dict[str, str]:
         "AFTERCARE_SMTP_HOST": "127.0.0.1",
         "AFTERCARE_SMTP_PORT": str(SMTP_PORT),
         "AFTERCARE_AUDIT_DATABASE_URL": f"sqlite+aiosqlite:///{DATA / 'audit.db'}",
-        "AFTERCARE_PUBLIC_BASE_URL": "http://127.0.0.1:8000",
         "AFTERCARE_CODEC_UI_ORIGIN": f"http://127.0.0.1:{TEMPORAL_UI_PORT}",
         **dev_secrets(),
     }

@@ -50,6 +50,7 @@ from workflows.models import (
     FollowUpInput,
     FollowUpStatus,
     Resolve,
+    legacy_followup_workflow_id,
 )
 
 CONTACT_KEY = SearchAttributeKey.for_keyword_list("AftercareContactKey")
@@ -102,6 +103,9 @@ async def start_followup(
 ) -> Started:
     """Start the session's follow-up, or find the one a repeat of this event started."""
     fingerprint = event_fingerprint(event)
+    legacy_id = legacy_followup_workflow_id(event.clinic_id, event.session_id)
+    if legacy_id != event.workflow_id and await _started_as(client, legacy_id, fingerprint):
+        return Started(legacy_id, created=False)
     keys = [contact_key(settings.lookup_secret, event.client.phone)] if (
         settings.lookup_secret and event.client.phone
     ) else []
@@ -131,6 +135,18 @@ async def start_followup(
             ) from None
         return Started(event.workflow_id, created=False)
     return Started(event.workflow_id, created=True)
+
+
+async def _started_as(client: Client, workflow_id: str, fingerprint: str) -> bool:
+    """Whether this very event started the follow-up ``workflow_id``. Under a legacy id,
+    another clinic's follow-up may answer: only the same event's fingerprint counts."""
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return await described.memo_value(FINGERPRINT_MEMO, default=None) == fingerprint
 
 
 def followup(client: Client, workflow_id: str) -> WorkflowHandle[Any, Any]:

@@ -15,9 +15,10 @@ from activities.audit import AuditActivities
 from activities.booking import BookingActivities
 from activities.email import EmailActivities
 from activities.sms import SmsActivities
+from aftercare.codec import EncryptionCodec
 from aftercare.logs import configure_logging, get_logger
 from aftercare.preflight import checked_settings, worker_problems
-from aftercare.settings import Settings, get_settings
+from aftercare.settings import Settings
 from aftercare.store import AuditStore
 from aftercare.temporal import connect
 from workflows.followup import DepartureFollowUp
@@ -31,12 +32,12 @@ async def running_worker(
     client: Client, settings: Settings, **worker_options: object
 ) -> AsyncIterator[Worker]:
     """A worker polling the task queue until the block ends; then it drains and stops."""
-    store = await AuditStore.open(settings.audit_database_url)
+    store = await AuditStore.open(settings.audit_database_url, settings.audit_signing_keys)
     try:
         sms = SmsActivities(settings, store)
         email = EmailActivities(settings, store)
         booking = BookingActivities(settings)
-        audit = AuditActivities(store)
+        audit = AuditActivities(store, EncryptionCodec(settings.encryption_keys))
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -57,8 +58,8 @@ async def running_worker(
         await store.close()
 
 
-async def main(settings: Settings | None = None) -> None:
-    settings = settings or get_settings()
+async def main(settings: Settings) -> None:
+    """Run a worker on settings ``checked_settings(worker_problems)`` found sound."""
     configure_logging(settings.log_level)
     client = await connect(settings)
     stop = asyncio.Event()

@@ -116,4 +116,45 @@ used_links = sa.Table(
     sa.Column("used_at", UtcDateTime, nullable=False),
 )
 
+# Signed heads of each follow-up's chain (aftercare.checkpoints), one per appended batch:
+# apart from the entries, so deleting or re-sealing entries shows.
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("closed", sa.Boolean, nullable=False),
+    sa.Column("signed_at", UtcDateTime, nullable=False),
+    sa.Column("key_id", sa.String(80), nullable=False),
+    sa.Column("signature", sa.String(64), nullable=False),
+)
+
+# Staff free text (workflows.models.StaffNote), sealed with the payload keys: kept out of the
+# trail, which exports claim carries no PHI, yet readable by an authorised auditor.
+staff_notes = sa.Table(
+    "staff_notes",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("audit_seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(40), primary_key=True),
+    sa.Column("staff_id", sa.String(80), nullable=False),
+    sa.Column("sealed_text", sa.LargeBinary, nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+)
+
+# Twilio's webhooks, kept before they are passed to Temporal: a replay of one is recognised
+# by its key, and one Temporal could not take is passed on later. The request is sealed
+# with the payload keys (a client's number and words are PHI) and dropped once delivered.
+inbound_webhooks = sa.Table(
+    "inbound_webhooks",
+    metadata,
+    sa.Column("message_key", sa.String(200), primary_key=True),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("sealed_request", sa.LargeBinary),
+    sa.Column("claimed_until", UtcDateTime),
+    sa.Column("delivered_at", UtcDateTime),
+    sa.Index("inbound_webhooks_waiting", "delivered_at", "received_at"),
+)
+
 APPEND_ONLY_TABLES = ("audit_entries", "deliveries", "access_log")

@@ -27,10 +27,13 @@ from aftercare.audit_schema import (
     RECIPIENT_MAX_LENGTH,
     UtcDateTime,
     access_log,
+    audit_checkpoints,
     deliveries,
+    inbound_webhooks,
     metadata,
     schema_version,
     send_attempts,
+    staff_notes,
     used_links,
 )
 
@@ -76,22 +79,26 @@ def _refuse_updates_and_deletes(conn: sa.Connection) -> None:
             "CREATE FUNCTION refuse_audit_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
             "BEGIN RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP; END $$"
         )
-        for table in APPEND_ONLY_TABLES:
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION refuse_audit_change()"
-            )
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION refuse_audit_change()"
-            )
+    for table in APPEND_ONLY_TABLES:
+        _refuse_changes_to(conn, table)
+
+
+def _refuse_changes_to(conn: sa.Connection, table: str) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_audit_change()"
+        )
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION refuse_audit_change()"
+        )
     elif conn.dialect.name == "sqlite":
-        for table in APPEND_ONLY_TABLES:
-            for operation in ("UPDATE", "DELETE"):
-                conn.exec_driver_sql(
-                    f"CREATE TRIGGER {table}_no_{operation.lower()} BEFORE {operation} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {operation} refused'); END"
-                )
+        for operation in ("UPDATE", "DELETE"):
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER {table}_no_{operation.lower()} BEFORE {operation} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {operation} refused'); END"
+            )
 
 
 def _create_used_links(conn: sa.Connection) -> None:
@@ -114,6 +121,20 @@ def _create_send_attempts(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[send_attempts])
 
 
+def _create_audit_checkpoints(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[audit_checkpoints])
+    _refuse_changes_to(conn, audit_checkpoints.name)
+
+
+def _create_staff_notes(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[staff_notes])
+    _refuse_changes_to(conn, staff_notes.name)
+
+
+def _create_inbound_webhooks(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[inbound_webhooks])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "audit entries, deliveries and access log", _create_tables),
     Migration(2, "refuse UPDATE and DELETE on append-only tables", _refuse_updates_and_deletes),
@@ -122,6 +143,10 @@ MIGRATIONS: tuple[Migration, ...] = (
               _widen_recipient_and_outcome),
     Migration(5, "send attempts whose outcome a retry must ask the provider about",
               _create_send_attempts),
+    Migration(6, "Twilio webhooks kept until Temporal has them", _create_inbound_webhooks),
+    Migration(7, "signed checkpoints of each chain's head, append-only",
+              _create_audit_checkpoints),
+    Migration(8, "staff free text, sealed, append-only", _create_staff_notes),
 )
 
 

@@ -52,6 +52,10 @@ class PolicyBook:
             except ValidationError as err:
                 problems += [f"{source}: {name}{_at(line)}"
                              for line in describe_validation_errors(err, whole="")]
+                continue
+            webhook_problem = self._policies[name].reschedule.webhook_url_problem()
+            if webhook_problem is not None:
+                problems.append(f"{source}: {name}.reschedule.webhook_url: {webhook_problem}")
         if problems:
             raise PolicyError("\n".join(problems))
 

@@ -20,7 +20,13 @@ from activities.email import EmailActivities
 from activities.sms import SmsActivities
 from aftercare.codec import EncryptionCodec, EncryptionKeyError
 from aftercare.policies import PolicyBook, PolicyError
-from aftercare.settings import Settings, get_settings
+from aftercare.settings import (
+    API_REQUIRED_SETTINGS,
+    WORKER_REQUIRED_SETTINGS,
+    MissingSettingError,
+    Settings,
+    get_settings,
+)
 from aftercare.store import AuditStore
 
 EXIT_CODE = 2
@@ -31,6 +37,7 @@ def worker_problems(settings: Settings) -> list[str]:
     """What would fail a follow-up in the worker: its policy, the payload keys, the audit
     store, what the send and booking activities need."""
     book, problems = _policy_book(settings)
+    problems += _missing_secrets(settings, WORKER_REQUIRED_SETTINGS)
     problems += _encryption_problems(settings)
     problems += _audit_store_problems(settings)
     for activities in (SmsActivities, EmailActivities):
@@ -52,6 +59,7 @@ def worker_problems(settings: Settings) -> list[str]:
 def api_problems(settings: Settings) -> list[str]:
     """What would fail the API's callers: its policy, the clinics holding keys, its secrets."""
     book, problems = _policy_book(settings)
+    problems += _missing_secrets(settings, API_REQUIRED_SETTINGS)
     problems += _encryption_problems(settings)
     if book is not None:
         problems += [
@@ -60,12 +68,16 @@ def api_problems(settings: Settings) -> list[str]:
             for clinic in settings.api_keys
             if clinic not in book.clinics
         ]
-    if not settings.lookup_secret:
-        problems.append(
-            "AFTERCARE_LOOKUP_SECRET: unset; without it no client's text finds their follow-up"
-        )
-    if not settings.link_secret:
-        problems.append("AFTERCARE_LINK_SECRET: unset; it checks the one-click links in emails")
+    return problems
+
+
+def _missing_secrets(settings: Settings, names: tuple[str, ...]) -> list[str]:
+    problems = []
+    for name in names:
+        try:
+            settings.require(name)
+        except MissingSettingError as err:
+            problems.append(str(err))
     return problems
 
 

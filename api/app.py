@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import uvicorn
 from fastapi import FastAPI
@@ -16,7 +17,7 @@ from temporalio.service import RPCError
 from aftercare.logs import configure_logging
 from aftercare.policies import PolicyBook
 from aftercare.preflight import api_problems, checked_settings
-from aftercare.settings import Settings
+from aftercare.settings import API_REQUIRED_SETTINGS, Settings
 from api import email_links, followups, health, sms_webhooks
 from api.intake import Intake
 from api.limits import BodySizeLimit
@@ -27,12 +28,20 @@ from api.problems import TemporalUnavailable, invalid_request, temporal_unavaila
 def create_app(
     settings: Settings, client: Client | None = None, policies: PolicyBook | None = None
 ) -> FastAPI:
-    """The app for these settings. Without a ``client`` it connects to Temporal on first use."""
+    """The app for these settings. Without a ``client`` it connects to Temporal on first use.
+
+    Raises ``MissingSettingError`` naming the first secret it needs and was not given.
+    """
+    settings.require(*API_REQUIRED_SETTINGS)
     service = Intake(settings, policies or PolicyBook.load(settings.policy_file), client)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        redelivery = asyncio.create_task(sms_webhooks.redeliver_forever(service))
         yield
+        redelivery.cancel()
+        with suppress(asyncio.CancelledError):
+            await redelivery
         await service.close()
 
     app = FastAPI(

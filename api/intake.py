@@ -11,6 +11,8 @@ import asyncio
 from fastapi import Request
 from temporalio.client import Client
 
+from aftercare.codec import EncryptionCodec
+from aftercare.inbox import WebhookInbox
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
 from aftercare.store import AuditStore
@@ -26,6 +28,7 @@ class Intake:
         self.policies = policies
         self._client = client
         self._store: AuditStore | None = None
+        self._inbox: WebhookInbox | None = None
         self._lock = asyncio.Lock()
 
     async def temporal(self) -> Client:
@@ -48,6 +51,12 @@ class Intake:
                 if self._store is None:
                     self._store = await AuditStore.open(self.settings.audit_database_url)
         return self._store
+
+    async def inbox(self) -> WebhookInbox:
+        if self._inbox is None:
+            store = await self.audit_store()
+            self._inbox = WebhookInbox(store, EncryptionCodec(self.settings.encryption_keys))
+        return self._inbox
 
     async def close(self) -> None:
         if self._store is not None:

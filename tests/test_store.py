@@ -1,5 +1,6 @@
 import io
 import sqlite3
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -7,11 +8,15 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from aftercare.audit_schema import inbound_webhooks
+from aftercare.codec import EncryptionCodec
 from aftercare.exports import write_jsonl
+from aftercare.inbox import CLAIM, WebhookInbox
 from aftercare.migrations import LATEST_VERSION
 from aftercare.store import AuditConflictError, AuditStore
 from aftercare.verification import first_broken_link
 from tests.fixtures.databases import tamper_with
+from tests.fixtures.sinks import AUDIT_SIGNING_KEYS
 from tests.trails import STARTED, new_workflow_id, sealed_trail
 from workflows.fields import OPAQUE_ID_MAX_LENGTH, PROVIDER_MESSAGE_ID_MAX_LENGTH
 from workflows.models import Cancel, Channel, Delivery, followup_workflow_id
@@ -213,7 +218,7 @@ async def test_access_is_logged_in_order(audit_store):
 
 async def test_reopening_a_database_keeps_its_trail_and_schema_version(audit_database_url):
     workflow_id = new_workflow_id()
-    first = await AuditStore.open(audit_database_url)
+    first = await AuditStore.open(audit_database_url, AUDIT_SIGNING_KEYS)
     await first.append(sealed_trail(workflow_id))
     await first.close()
 
@@ -272,3 +277,31 @@ async def test_reads_exports_and_a_starting_worker_never_wait_for_a_writer(sqlit
 
     assert found == sent.model_copy(update={"already_sent": True})
     assert len(exported.getvalue().splitlines()) == len(sealed_trail(workflow_id))
+
+
+async def test_the_webhook_inbox_keeps_once_hands_out_once_and_forgets_the_text(
+    audit_store, encryption_keys
+):
+    inbox = WebhookInbox(audit_store, EncryptionCodec(encryption_keys))
+    key = f"inbound:SM{uuid.uuid4().hex}"
+    request = {"kind": "inbound", "fields": {"From": "+15555550123", "Body": "CALL"}}
+
+    assert await inbox.keep(key, request, STARTED)
+    assert not await inbox.keep(key, request, STARTED), "the same MessageSid is a replay"
+    assert key not in [kept.message_key for kept in await inbox.claim_waiting(STARTED)], (
+        "claimed by the request that kept it")
+    await inbox.release(key)
+    handed_out = [kept for kept in await inbox.claim_waiting(STARTED) if kept.message_key == key]
+    again = [kept for kept in await inbox.claim_waiting(STARTED) if kept.message_key == key]
+    later = STARTED + CLAIM + timedelta(seconds=1)
+    after_claim_ran_out = [k for k in await inbox.claim_waiting(later) if k.message_key == key]
+    await inbox.delivered(key, later)
+
+    assert [kept.request for kept in handed_out] == [request]
+    assert again == [], "one handler at a time"
+    assert [kept.request for kept in after_claim_ran_out] == [request]
+    assert [k for k in await inbox.claim_waiting(later) if k.message_key == key] == []
+    async with audit_store.engine.connect() as conn:
+        row = (await conn.execute(sa.select(inbound_webhooks).where(
+            inbound_webhooks.c.message_key == key))).one()
+    assert row.sealed_request is None and row.delivered_at == later

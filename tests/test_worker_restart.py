@@ -36,6 +36,7 @@ def worker_environment(settings, address: str) -> dict[str, str]:
         "AFTERCARE_ENCRYPTION_KEYS": pairs(settings.encryption_keys),
         "AFTERCARE_LINK_SECRET": settings.link_secret,
         "AFTERCARE_BOOKING_WEBHOOK_SECRETS": pairs(settings.booking_webhook_secrets),
+        "AFTERCARE_AUDIT_SIGNING_KEYS": pairs(settings.audit_signing_keys),
         "AFTERCARE_LOG_LEVEL": "WARNING",
     }
 

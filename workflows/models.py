@@ -6,11 +6,13 @@ new optional field never breaks a running workflow's signature.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -30,6 +32,24 @@ from workflows.policy import ClinicPolicy
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+ID_ALPHABET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _workflow_id_part(value: str) -> str:
+    if not ID_ALPHABET.fullmatch(value):
+        raise ValueError(
+            "may hold only letters, digits, '.', '_' and '-', and must start with a letter "
+            "or digit (it becomes part of the workflow id)"
+        )
+    return value
+
+
+# Clinic and session ids make the workflow id (see followup_workflow_id): a clinic's dashes
+# are doubled there, so the clinic id is kept short enough for the whole to fit 200 chars.
+ClinicId = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_workflow_id_part)]
+SessionId = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_workflow_id_part)]
 
 
 class RiskLevel(StrEnum):
@@ -91,8 +111,8 @@ class DepartureEvent(Model):
     """
 
     event_id: OpaqueId
-    clinic_id: OpaqueId
-    session_id: OpaqueId
+    clinic_id: ClinicId
+    session_id: SessionId
     departed_at: AwareDatetime
     risk_level: RiskLevel
     client: ClientContact
@@ -105,6 +125,29 @@ class DepartureEvent(Model):
 
 
 def followup_workflow_id(clinic_id: str, session_id: str) -> str:
+    """``followup-{clinic_id}-{session_id}`` with each ``-`` of the clinic id doubled.
+
+    Undoubled, clinic ``a`` with session ``b-c`` and clinic ``a-b`` with session ``c`` got
+    the same id, and the second clinic's client no follow-up. Doubled, the clinic part ends
+    at the first single ``-`` (a session id starts with a letter or digit), so no two
+    (clinic, session) pairs share an id. Clinics without a ``-`` keep their ids unchanged.
+    """
+    return f"followup-{clinic_id.replace('-', '--')}-{session_id}"
+
+
+_FOLLOWUP_ID = re.compile(r"followup-((?:[^-]|--)+)-(?!-).+")
+
+
+def clinic_of_followup(workflow_id: str) -> str | None:
+    """The clinic id ``followup_workflow_id`` put into ``workflow_id``, or None when it is
+    not one of those ids. For an id of the legacy form the answer may be another clinic."""
+    found = _FOLLOWUP_ID.fullmatch(workflow_id)
+    return found.group(1).replace("--", "-") if found else None
+
+
+def legacy_followup_workflow_id(clinic_id: str, session_id: str) -> str:
+    """The id follow-ups got before clinic ids' dashes were doubled: those started then keep
+    it, so a repeat of their event must find them there."""
     return f"followup-{clinic_id}-{session_id}"
 
 
@@ -301,5 +344,17 @@ class BookingConfirmation(Model):
     booking_id: str | None = None
 
 
+class StaffNote(Model):
+    """Free text a staff member wrote (a cancel reason, a resolution note). It may hold PHI,
+    so it stays out of the trail: the audit store keeps it sealed with the payload keys,
+    under the seq of the trail entry it belongs to, for authorised readers."""
+
+    audit_seq: int = Field(ge=1, description="The trail entry this note belongs to")
+    kind: Literal["cancel_reason", "resolution_note"]
+    staff_id: str
+    text: str = Field(min_length=1, max_length=500)
+
+
 class AuditBatch(Model):
     entries: list[AuditEntry]
+    notes: list[StaffNote] = Field(default_factory=list)
