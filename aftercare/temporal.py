@@ -23,6 +23,7 @@ from aftercare.codec import data_converter
 from aftercare.settings import Settings
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
+DEFAULT_ADDRESS_SETTING = "TEMPORAL_ADDRESS (unset: the default)"
 DEFAULT_NAMESPACE = "default"
 CONNECT_TIMEOUT_SECONDS = 10.0
 
@@ -43,6 +44,11 @@ class TemporalTarget:
     namespace: str
     address_setting: str
     connect_options: Mapping[str, Any]
+
+    @property
+    def address_is_default(self) -> bool:
+        """No setting named an address: the SDK's variables and profile are silent too."""
+        return self.address_setting == DEFAULT_ADDRESS_SETTING
 
     @property
     def uses_tls(self) -> bool:
@@ -79,7 +85,7 @@ def temporal_target(settings: Settings, environ: Mapping[str, str] | None = None
         address_setting = ("TEMPORAL_ADDRESS" if environ.get("TEMPORAL_ADDRESS")
                            else "the address in the TEMPORAL_CONFIG_FILE profile")
     else:
-        address, address_setting = DEFAULT_ADDRESS, "TEMPORAL_ADDRESS (unset: the default)"
+        address, address_setting = DEFAULT_ADDRESS, DEFAULT_ADDRESS_SETTING
     namespace = settings.temporal_namespace or profile.namespace or DEFAULT_NAMESPACE
     return TemporalTarget(address, namespace, address_setting, options)
 
