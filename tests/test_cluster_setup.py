@@ -1,5 +1,5 @@
-"""A namespace without Aftercare's search attributes: the worker refuses to start and names
-the setup command; the setup command adds them (and migrates the audit store), a second
+"""A namespace without Aftercare's search attributes: the worker and the API refuse to start
+and name the setup command; the setup command adds them (and migrates the audit store), a second
 run changes nothing; then a follow-up runs."""
 
 from __future__ import annotations
@@ -49,12 +49,14 @@ async def test_worker_refuses_a_namespace_without_search_attributes_until_setup_
     address = bare_temporal.client.service_client.config.target_host
     environment = worker_environment(settings, address)
 
-    refused = run(environment, "worker.py")
-    assert refused.returncode == 1
-    assert refused.stderr.strip().splitlines() == [
+    refusal = [
         "error: namespace default lacks the search attributes AftercareContactKey, "
         "AftercareAckCode: run python -m aftercare.setup (or have an administrator add them)"
     ]
+    for service in (["worker.py"], ["starter.py", "serve"]):
+        refused = run(environment, *service)
+        assert refused.returncode == 1, service
+        assert refused.stderr.strip().splitlines() == refusal, service
 
     first = run(environment, "-m", "aftercare.setup")
     assert first.returncode == 0, first.stderr
