@@ -14,10 +14,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from aftercare.codec import data_converter
 from aftercare.settings import Settings
-from tests.fixtures.followups import closed_followup
+from tests.fixtures.followups import closed_followup, worker_environment
 from tests.fixtures.temporal import temporal_cli
 from tests.followup_harness import harness
-from tests.test_worker_restart import worker_environment
 
 
 @pytest_asyncio.fixture

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.fixtures.followups import worker_environment
 from tests.followup_harness import make_event, policy_document
-from tests.test_worker_restart import followups_without_worker, worker_environment  # noqa: F401
 from workflows.followup import DepartureFollowUp
 
 
@@ -151,7 +151,7 @@ async def starter(environment: dict[str, str], *args: str) -> Finished:
 
 
 async def test_worker_and_starter_complete_a_followup_through_mtls(
-    followups_without_worker, mtls_proxy, certificates, tmp_path,  # noqa: F811
+    followups_without_worker, mtls_proxy, certificates, tmp_path,
 ):
     followups = followups_without_worker
     environment = temporal_tls_environment(followups.settings, mtls_proxy, certificates)
@@ -183,7 +183,7 @@ async def test_worker_and_starter_complete_a_followup_through_mtls(
 
 
 async def test_without_the_client_certificate_the_cli_prints_one_line(
-    followups_without_worker, mtls_proxy, certificates,  # noqa: F811
+    followups_without_worker, mtls_proxy, certificates,
 ):
     environment = temporal_tls_environment(
         followups_without_worker.settings, mtls_proxy, certificates, client_certificate=False)
