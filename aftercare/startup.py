@@ -14,10 +14,17 @@ from collections.abc import Awaitable, Callable
 from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 
 from aftercare.codec import EncryptionKeyError
 from aftercare.settings import Settings
-from aftercare.setup import SETUP_COMMAND, SearchAttributeMismatch, missing_search_attributes
+from aftercare.setup import (
+    REFUSALS,
+    SEARCH_ATTRIBUTES,
+    SETUP_COMMAND,
+    SearchAttributeMismatch,
+    missing_search_attributes,
+)
 from aftercare.temporal import TemporalConfigError, TemporalUnreachable, connect, temporal_target
 from aftercare.validation import describe_validation_error
 
@@ -32,11 +39,31 @@ async def search_attributes_registered(client: Client, settings: Settings) -> No
         missing = await missing_search_attributes(client, namespace)
     except SearchAttributeMismatch as err:
         raise StartupCheckFailed(str(err)) from None
+    except RPCError as err:
+        if err.status not in REFUSALS:
+            raise StartupCheckFailed(
+                f"Temporal refused the start-up check: {err.message}") from None
+        missing = await unknown_to_visibility(client)
     if missing:
         raise StartupCheckFailed(
             f"namespace {namespace} lacks the search attributes {', '.join(missing)}: "
             f"run {SETUP_COMMAND} (or have an administrator add them)"
         )
+
+
+async def unknown_to_visibility(client: Client) -> list[str]:
+    """For an identity the operator service turns away (a Temporal Cloud API key without
+    the admin role): a visibility query naming an unregistered attribute is refused."""
+    missing = []
+    for name in SEARCH_ATTRIBUTES:
+        try:
+            await client.count_workflows(f'{name} = "start-up-check"')
+        except RPCError as err:
+            if err.status is not RPCStatusCode.INVALID_ARGUMENT:
+                raise StartupCheckFailed(
+                    f"Temporal refused the start-up check: {err.message}") from None
+            missing.append(name)
+    return missing
 
 
 StartupCheck = Callable[[Client, Settings], Awaitable[None]]

@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from aftercare.codec import data_converter
 from aftercare.settings import Settings
+from aftercare.startup import unknown_to_visibility
 from tests.fixtures.followups import closed_followup, worker_environment
 from tests.fixtures.temporal import temporal_cli
 from tests.followup_harness import harness
@@ -57,6 +58,10 @@ async def test_worker_refuses_a_namespace_without_search_attributes_until_setup_
         assert refused.returncode == 1, service
         assert refused.stderr.strip().splitlines() == refusal, service
 
+    # The check an identity without operator rights falls back on sees the same gap.
+    both = ["AftercareContactKey", "AftercareAckCode"]
+    assert await unknown_to_visibility(bare_temporal.client) == both
+
     first = run(environment, "-m", "aftercare.setup")
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines() == [
@@ -69,6 +74,8 @@ async def test_worker_refuses_a_namespace_without_search_attributes_until_setup_
         "search attributes: already on namespace default",
         "audit store: schema up to date",
     ]
+
+    assert await unknown_to_visibility(bare_temporal.client) == []
 
     async with harness(bare_temporal, settings, sms_outbox, mailbox, booking_sink) as followups:
         handle = await closed_followup(followups)
