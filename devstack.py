@@ -182,10 +182,10 @@ class Stack:
     def stop(self) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for _, process in reversed(self.started):
+        # Last started, first stopped: the worker drains while Temporal still runs.
+        for name, process in reversed(self.started):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for name, process in reversed(self.started):
             try:
                 process.wait(timeout=STOP_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
