@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from aftercare.codec import data_converter
 from aftercare.settings import Settings
+from aftercare.setup import admin_instructions
 from aftercare.startup import unknown_to_visibility
 from tests.fixtures.followups import closed_followup, worker_environment
 from tests.fixtures.temporal import temporal_cli
@@ -80,3 +81,15 @@ async def test_worker_refuses_a_namespace_without_search_attributes_until_setup_
     async with harness(bare_temporal, settings, sms_outbox, mailbox, booking_sink) as followups:
         handle = await closed_followup(followups)
         assert (await handle.result()).client_safe
+
+
+def test_without_permission_the_setup_names_what_an_administrator_must_run():
+    text = admin_instructions("clinic.a1b2c", ["AftercareContactKey", "AftercareAckCode"])
+
+    assert ("temporal operator search-attribute create --namespace clinic.a1b2c "
+            "--name AftercareContactKey --type KeywordList --name AftercareAckCode "
+            "--type Keyword") in text
+    assert ("tcld namespace search-attributes add --namespace clinic.a1b2c "
+            '--search-attribute "AftercareContactKey=KeywordList" '
+            '--search-attribute "AftercareAckCode=Keyword"') in text
+    assert text.endswith("then run python -m aftercare.setup again.")
