@@ -51,7 +51,7 @@ from aftercare.replay import (
 )
 from aftercare.settings import Settings, get_settings
 from aftercare.store import AuditStore
-from aftercare.temporal import connect
+from aftercare.temporal import TemporalConfigError, TemporalUnreachable, connect
 from aftercare.verification import verify_chain
 from workflows.followup import DepartureFollowUp
 
@@ -295,8 +295,8 @@ async def _replay(
     except (EncryptionKeyError, HistoryFileError) as err:
         _complain(str(err))
         return EXIT_UNUSABLE
-    except RuntimeError as err:
-        _complain(f"cannot reach Temporal at {settings.temporal_address}: {err}")
+    except (TemporalConfigError, TemporalUnreachable) as err:
+        _complain(str(err))
         return EXIT_UNUSABLE
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:

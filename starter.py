@@ -35,10 +35,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from aftercare.codec import EncryptionKeyError
 from aftercare.policies import PolicyBook, PolicyError
 from aftercare.process import exit_without_finalizing
 from aftercare.settings import Settings, get_settings
-from aftercare.temporal import connect
+from aftercare.temporal import TemporalConfigError, TemporalUnreachable, connect
 from aftercare.validation import describe_validation_error
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
@@ -274,13 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from api.app import serve
 
-        serve()
-        return 0
+        return serve()
     try:
         settings = get_settings()
         print(asyncio.run(run_command(args, settings)))
         return 0
-    except (InvalidInput, PolicyError, SessionConflict, ActionRefused, FollowUpNotFound) as err:
+    except (InvalidInput, PolicyError, SessionConflict, ActionRefused, FollowUpNotFound,
+            TemporalConfigError, EncryptionKeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ValidationError as err:
@@ -289,9 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     except RPCError as err:
         print(f"error: Temporal refused the request: {err.message}", file=sys.stderr)
         return 1
-    except RuntimeError as err:
-        print(f"error: cannot reach Temporal at {get_settings().temporal_address}: {err}",
-              file=sys.stderr)
+    except TemporalUnreachable as err:
+        print(f"error: {err}", file=sys.stderr)
         return 1
 
 

@@ -17,10 +17,12 @@ from activities.email import EmailActivities
 from activities.sms import SmsActivities
 from aftercare.codec import EncryptionCodec
 from aftercare.logs import configure_logging, get_logger
+from aftercare.metrics import AftercareMetrics, report_open_followups, worker_runtime
 from aftercare.preflight import checked_settings, worker_problems
+from aftercare.process import exit_without_finalizing
 from aftercare.settings import Settings
+from aftercare.startup import connect_checked, run_service
 from aftercare.store import AuditStore
-from aftercare.temporal import connect
 from workflows.followup import DepartureFollowUp
 from workflows.sandbox import workflow_runner
 
@@ -49,6 +51,7 @@ async def running_worker(
                 booking.request_booking,
                 audit.append_audit_entries,
             ],
+            interceptors=[AftercareMetrics()],
             graceful_shutdown_timeout=timedelta(seconds=30),
             **worker_options,  # type: ignore[arg-type]
         )
@@ -61,17 +64,24 @@ async def running_worker(
 async def main(settings: Settings) -> None:
     """Run a worker on settings ``checked_settings(worker_problems)`` found sound."""
     configure_logging(settings.log_level)
-    client = await connect(settings)
+    runtime = worker_runtime(settings)
+    client = await connect_checked(settings, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    open_followups = (asyncio.create_task(report_open_followups(client, runtime))
+                      if runtime is not None else None)
     async with running_worker(client, settings):
-        log.info("worker started", task_queue=settings.task_queue)
+        log.info("worker started", task_queue=settings.task_queue,
+                 metrics_port=settings.worker_metrics_port)
         await stop.wait()
         log.info("worker draining: finishing in-flight activities before stopping")
+        if open_followups is not None:
+            open_followups.cancel()
     log.info("worker stopped")
 
 
 if __name__ == "__main__":
-    asyncio.run(main(checked_settings(worker_problems)))
+    settings = checked_settings(worker_problems)
+    exit_without_finalizing(run_service(lambda: main(settings)))

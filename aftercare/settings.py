@@ -41,8 +41,12 @@ KeyList = Annotated[dict[str, str], NoDecode]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AFTERCARE_", extra="ignore")
 
-    temporal_address: str = "127.0.0.1:7233"
-    temporal_namespace: str = "default"
+    temporal_address: str | None = Field(
+        default=None, description="Wins over TEMPORAL_ADDRESS and the Temporal profile file"
+    )
+    temporal_namespace: str | None = Field(
+        default=None, description="Wins over TEMPORAL_NAMESPACE and the Temporal profile file"
+    )
     task_queue: str = "aftercare-followups"
     policy_file: Path = Path("policies.example.yaml")
 
@@ -113,6 +117,10 @@ class Settings(BaseSettings):
 
     inbox_retry_seconds: float = Field(
         default=5.0, description="How often the API retries passing kept webhooks to Temporal"
+    )
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int | None = Field(
+        default=None, description="Serve the worker's Prometheus metrics on this port"
     )
 
     log_level: str = "INFO"

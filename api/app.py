@@ -18,6 +18,7 @@ from aftercare.logs import configure_logging
 from aftercare.policies import PolicyBook
 from aftercare.preflight import api_problems, checked_settings
 from aftercare.settings import API_REQUIRED_SETTINGS, Settings
+from aftercare.startup import connect_checked, run_service
 from api import email_links, followups, health, sms_webhooks
 from api.intake import Intake
 from api.limits import BodySizeLimit
@@ -74,10 +75,19 @@ class _HideLinkTokens(logging.Filter):
         return True
 
 
-def serve() -> None:
+def serve() -> int:
+    """Run the service until stopped; 1 with one line on stderr if a start-up check fails."""
     settings = checked_settings(api_problems)
     configure_logging(settings.log_level)
+
+    async def check() -> None:
+        await connect_checked(settings)
+
+    refused = run_service(check)
+    if refused:
+        return refused
     logging.getLogger("uvicorn.access").addFilter(_HideLinkTokens())
     # log_config=None keeps uvicorn on the redacting handlers configured above.
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
                 log_config=None)
+    return 0

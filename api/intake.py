@@ -16,7 +16,7 @@ from aftercare.inbox import WebhookInbox
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
 from aftercare.store import AuditStore
-from aftercare.temporal import connect
+from aftercare.temporal import TemporalTarget, connect, temporal_target
 from api.problems import TemporalUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -31,6 +31,10 @@ class Intake:
         self._inbox: WebhookInbox | None = None
         self._lock = asyncio.Lock()
 
+    @property
+    def target(self) -> TemporalTarget:
+        return temporal_target(self.settings)
+
     async def temporal(self) -> Client:
         if self._client is None:
             async with self._lock:
@@ -41,7 +45,7 @@ class Intake:
                         )
                     except (RuntimeError, OSError, TimeoutError) as err:
                         raise TemporalUnavailable(
-                            f"unreachable at {self.settings.temporal_address}"
+                            f"unreachable at {self.target.address}"
                         ) from err
         return self._client
 

@@ -5,58 +5,21 @@ workflow loads in a clean sandbox."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from datetime import timedelta
 
-import pytest
-
 from activities.delivery_ledger import CRASH_EXIT_CODE
-from aftercare.store import AuditStore
-from tests.followup_harness import CLIENT_PHONE, FollowUpHarness, make_event
+from tests.fixtures.followups import worker_environment
+from tests.followup_harness import CLIENT_PHONE, make_event
 from workflows.followup import DepartureFollowUp
 from workflows.models import ClientReply
 
 
-def worker_environment(settings, address: str) -> dict[str, str]:
-    pairs = lambda mapping: ",".join(f"{k}:{v}" for k, v in mapping.items())  # noqa: E731
-    return {
-        **os.environ,
-        "AFTERCARE_TEMPORAL_ADDRESS": address,
-        "AFTERCARE_TASK_QUEUE": settings.task_queue,
-        "AFTERCARE_TWILIO_API_BASE_URL": settings.twilio_api_base_url,
-        "AFTERCARE_SMTP_HOST": settings.smtp_host,
-        "AFTERCARE_SMTP_PORT": str(settings.smtp_port),
-        "AFTERCARE_PUBLIC_BASE_URL": settings.public_base_url,
-        "AFTERCARE_AUDIT_DATABASE_URL": settings.audit_database_url,
-        "AFTERCARE_ENCRYPTION_KEYS": pairs(settings.encryption_keys),
-        "AFTERCARE_LINK_SECRET": settings.link_secret,
-        "AFTERCARE_BOOKING_WEBHOOK_SECRETS": pairs(settings.booking_webhook_secrets),
-        "AFTERCARE_AUDIT_SIGNING_KEYS": pairs(settings.audit_signing_keys),
-        "AFTERCARE_LOG_LEVEL": "WARNING",
-    }
-
-
 def start_worker(environment: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "worker.py"], env=environment)
-
-
-@pytest.fixture
-async def followups_without_worker(
-    temporal_env, delivery_settings, sms_outbox, mailbox, booking_sink, sqlite_url,
-    encryption_keys,
-):
-    settings = delivery_settings.model_copy(update={
-        "task_queue": f"tq-{uuid.uuid4()}", "audit_database_url": sqlite_url,
-        "encryption_keys": encryption_keys,
-    })
-    store = await AuditStore.open(sqlite_url)
-    yield FollowUpHarness(temporal_env, settings, sms_outbox, mailbox, booking_sink, store)
-    await store.close()
 
 
 async def test_killed_worker_is_replaced_and_no_message_goes_out_twice(followups_without_worker):
