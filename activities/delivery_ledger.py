@@ -6,18 +6,29 @@ accepted and before the ledger recorded it. A provider that lets us ask what it 
 (Twilio's Messages list) closes it: the intent to send is recorded first, and a retry that
 finds an intent without a delivery asks the provider before sending again. Mail has no
 such question; its deterministic Message-ID makes a second copy the same message.
+
+The ledger lives in the audit store, and a page must never wait for it: when the store is
+locked (a backup, an auditor's long transaction) or down, the first attempt sends anyway
+and records what it can. A later attempt, which cannot know whether an earlier one got
+through, asks the provider from the activity's first scheduling on, so the message still
+goes out once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol, cast
 
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 
 from workflows.models import Delivery, OutboundMessage
+
+LEDGER_UNAVAILABLE = (SQLAlchemyError, OSError, asyncio.TimeoutError)
+"""What a locked or unreachable audit store raises."""
 
 CRASH_EXIT_CODE = 137
 """How a worker ends under the crash-after-accept test setting: as if SIGKILLed."""
@@ -69,21 +80,39 @@ async def deliver_once(
     process ends the moment the provider accepts, before the ledger hears of it.
     """
     workflow_id, key = message.workflow_id, message.message_key
-    recorded = await ledger.find_delivery(workflow_id, key)
+    first_attempt = activity.info().attempt == 1
+    try:
+        recorded = await ledger.find_delivery(workflow_id, key)
+    except LEDGER_UNAVAILABLE:
+        if not first_attempt:
+            raise  # an earlier attempt may have sent it: no guessing without the ledger
+        # A first attempt has nothing recorded for its key: send, don't wait for the store.
+        activity.logger.warning("delivery ledger unavailable; sending %s without it", key)
+        recorded = None
     if recorded is not None:
         return recorded.model_copy(update={"already_sent": True})
     if find_earlier_send is not None:
         ledger = cast(AttemptLedger, ledger)
-        found = await _sent_by_an_earlier_attempt(ledger, message, find_earlier_send)
-        if found is not None:
-            await ledger.record_delivery(workflow_id, key, found)
-            return found.model_copy(update={"already_sent": True})
-        await ledger.record_send_attempt(workflow_id, key, activity.info().attempt,
-                                         datetime.now(UTC))
+        if not first_attempt:
+            found = await _sent_by_an_earlier_attempt(ledger, message, find_earlier_send)
+            if found is not None:
+                await ledger.record_delivery(workflow_id, key, found)
+                return found.model_copy(update={"already_sent": True})
+        try:
+            await ledger.record_send_attempt(workflow_id, key, activity.info().attempt,
+                                             datetime.now(UTC))
+        except LEDGER_UNAVAILABLE:
+            # A retry will ask the provider from the activity's first scheduling on.
+            activity.logger.warning("delivery ledger unavailable; %s sent unrecorded", key)
     delivery = await send()
     if crash_after_accept:
         os._exit(CRASH_EXIT_CODE)
-    await ledger.record_delivery(workflow_id, key, delivery)
+    try:
+        await ledger.record_delivery(workflow_id, key, delivery)
+    except LEDGER_UNAVAILABLE:
+        # Accepted all the same: Temporal keeps this result, and should the worker die
+        # before reporting it, the retry finds the message at the provider.
+        activity.logger.warning("delivery ledger unavailable; %s accepted, unrecorded", key)
     return delivery
 
 
@@ -92,7 +121,8 @@ async def _sent_by_an_earlier_attempt(
 ) -> Delivery | None:
     attempted = await ledger.first_send_attempt(message.workflow_id, message.message_key)
     if attempted is None:
-        return None
+        # The earlier attempt could not record itself: it may have sent all the same.
+        attempted = activity.info().scheduled_time
     found = await find_earlier_send(
         attempted, await ledger.provider_message_ids(message.workflow_id))
     if found is not None:
