@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 
+from aftercare.codec import EncryptionCodec
 from starter import ActionRefused, acknowledge, cancel
 from tests.followup_harness import (
     BACKUP_EMAIL,
@@ -144,9 +145,11 @@ async def test_start_after_stop_lets_messages_through_again(followups):
     await reply(followups, handle, "1")
     outcome = await followups.finish(handle)
     assert outcome.client_safe
-    assert steps_in_order([e.step for e in outcome.trail], "reply_received", "reply_received",
-                          "opted_in_sent", "reply_received", "glad_you_are_ok_sent",
+    steps = [e.step for e in outcome.trail]
+    assert steps_in_order(steps, "reply_received", "reply_received", "opted_in_sent",
                           "reschedule_offer_sent")
+    assert steps_in_order(steps, "reply_received", "reply_received", "reply_received",
+                          "glad_you_are_ok_sent")
 
 
 async def test_crisis_words_escalate_at_once_with_crisis_resources(followups):
@@ -339,7 +342,14 @@ async def test_cancel_mid_wait_stops_everything_and_tells_paged_staff(followups)
                                 Cancel(staff_id="t-oncall", reason="client came back"))
     outcome = await followups.finish(handle)
 
-    assert outcome.closed_reason == "cancelled: client came back"
+    assert outcome.closed_reason == "cancelled"
+    assert "client came back" not in str([e.model_dump() for e in outcome.trail]), (
+        "staff free text stays out of the trail")
+    (note,) = await followups.store.notes(handle.id)
+    assert (note.kind, note.staff_id) == ("cancel_reason", "t-oncall")
+    codec = EncryptionCodec(followups.settings.encryption_keys)
+    assert codec.open(note.sealed_text).decode() == "client came back"
+    assert outcome.trail[note.audit_seq - 1].step == "cancelled"
     assert "closed by staff" in followups.texts_to(ON_CALL_PHONE)[-1]
     assert len(followups.texts_to(CLIENT_PHONE)) == 2, "nothing to the client after cancel"
     assert followups.mails_to(BACKUP_EMAIL) == []

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.crisis import mentions_crisis
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ResolutionOutcome,
         Resolve,
         RiskLevel,
+        StaffNote,
     )
     from workflows.outreach import SEND_DEADLINE, Outreach, Reason
     from workflows.policy import Target
@@ -46,12 +48,25 @@ with workflow.unsafe.imports_passed_through():
 
 
 ACK_CODE = SearchAttributeKey.for_keyword("AftercareAckCode")
+ACTION_REFUSED = "ActionRefused"
+T = TypeVar("T")
 SLOT_LETTERS = "ABCDE"
 
 
 def nobody_reachable(sends: list[asyncio.Task]) -> bool:
     """Every page of a level has failed for good: there is no one there to wait for."""
     return all(t.done() and not t.cancelled() and not t.result() for t in sends)
+
+
+def refuse_unless_allowed(check: Callable[[T], None], action: T) -> None:
+    """Refuse a staff action by failing its update, not by a validator: a rejected update
+    leaves nothing in the history, and one arriving beside other work made the workflow
+    act in a different order on replay than it had live (a nondeterminism error). A failed
+    update is in the history, so replay sees exactly what happened."""
+    try:
+        check(action)
+    except ValueError as err:
+        raise ApplicationError(str(err), type=ACTION_REFUSED, non_retryable=True) from None
 
 
 class FollowUpClosed(Exception):
@@ -97,6 +112,7 @@ class DepartureFollowUp(Outreach):
         self.restart_chain = False
         self.trail_by_activity = False
         self.trail_stored = self.trail_refused = 0
+        self.pending_notes = []
 
     # ------------------------------------------------------------------ the protocol
 
@@ -369,16 +385,15 @@ class DepartureFollowUp(Outreach):
 
     @workflow.update
     async def acknowledge(self, ack: Acknowledge) -> ActionResult:
+        refuse_unless_allowed(self.validate_acknowledge, ack)
         esc = self.escalation
         assert esc is not None
         esc.acknowledged_by, esc.acknowledged_at = ack.staff_id, workflow.now()
-        self.withdraw_pages()
         await self.record("acknowledged", actor=Actor.STAFF, recipient=f"staff:{ack.staff_id}",
                           outcome=f"level {esc.level}")
         await self.write_trail()
         return self.action_result(f"acknowledged by {ack.staff_id}")
 
-    @acknowledge.validator
     def validate_acknowledge(self, ack: Acknowledge) -> None:
         self.refuse_if_closed()
         self.refuse_unless_staff(ack.staff_id)
@@ -393,6 +408,7 @@ class DepartureFollowUp(Outreach):
     @workflow.update
     async def resolve(self, resolution: Resolve) -> ActionResult:
         """Resolve the open escalation or, before any, the follow-up itself."""
+        refuse_unless_allowed(self.validate_resolve, resolution)
         if resolution.outcome is ResolutionOutcome.REACHED_CLIENT:
             self.client_safe = True
         esc = self.escalation
@@ -407,10 +423,11 @@ class DepartureFollowUp(Outreach):
                           recipient=f"staff:{resolution.staff_id}",
                           outcome=resolution.outcome.value,
                           detail={"note": "recorded"} if resolution.note else None)
+        if resolution.note:
+            self.keep_staff_note("resolution_note", resolution.staff_id, resolution.note)
         await self.write_trail()
         return self.action_result(f"resolved by {resolution.staff_id}: {resolution.outcome}")
 
-    @resolve.validator
     def validate_resolve(self, resolution: Resolve) -> None:
         self.refuse_if_closed()
         self.refuse_unless_staff(resolution.staff_id)
@@ -423,13 +440,19 @@ class DepartureFollowUp(Outreach):
 
     @workflow.update
     async def cancel(self, cancel: Cancel) -> ActionResult:
+        refuse_unless_allowed(self.validate_cancel, cancel)
         self.cancellation = cancel
-        await self.record("cancelled", actor=Actor.STAFF, recipient=f"staff:{cancel.staff_id}",
-                          outcome=cancel.reason)
+        if self.trail_by_activity:
+            # The reason is staff free text: sealed beside the trail, never in it.
+            await self.record("cancelled", actor=Actor.STAFF,
+                              recipient=f"staff:{cancel.staff_id}", detail={"reason": "recorded"})
+            self.keep_staff_note("cancel_reason", cancel.staff_id, cancel.reason)
+        else:
+            await self.record("cancelled", actor=Actor.STAFF,
+                              recipient=f"staff:{cancel.staff_id}", outcome=cancel.reason)
         await self.write_trail()
         return self.action_result(f"cancelled by {cancel.staff_id}")
 
-    @cancel.validator
     def validate_cancel(self, cancel: Cancel) -> None:
         self.refuse_if_closed()
         self.refuse_unless_staff(cancel.staff_id)
@@ -539,8 +562,11 @@ class DepartureFollowUp(Outreach):
                 await self.record("escalation_raised", outcome=reason)
                 if reason == Reason.CRISIS_WORDS:
                     await self.message_client("crisis_resources")
-                await self.page_level(self.policy.escalation.levels[max(esc.level, 1) - 1],
-                                      reason)
+                level = self.policy.escalation.levels[max(esc.level, 1) - 1]
+                if self.safety_patched:
+                    self.pages_in_flight.extend(self.start_paging(level, reason).values())
+                else:
+                    await self.page_level(level, reason)
             return
         if self.pending_reason is None or (
             Reason.URGENCY.index(reason) < Reason.URGENCY.index(self.pending_reason)
@@ -610,7 +636,8 @@ class DepartureFollowUp(Outreach):
 
     def closing_reason(self) -> str:
         if self.cancellation:
-            return f"cancelled: {self.cancellation.reason}"
+            return ("cancelled" if self.trail_by_activity
+                    else f"cancelled: {self.cancellation.reason}")
         if self.escalation and self.escalation.outcome:
             return f"escalation resolved: {self.escalation.outcome.value}"
         if self.resolution:
@@ -624,6 +651,13 @@ class DepartureFollowUp(Outreach):
     def refuse_if_closed(self) -> None:
         if self.phase is Phase.CLOSED or self.cancellation is not None:
             raise ValueError("this follow-up is closed")
+
+    def keep_staff_note(self, kind: str, staff_id: str, text: str) -> None:
+        """Staff free text goes to the audit store sealed, under the entry just recorded;
+        follow-ups started before "trail-written-from-accepted-tasks" do not keep it."""
+        if self.trail_by_activity:
+            self.pending_notes.append(StaffNote(audit_seq=len(self.trail.entries), kind=kind,
+                                                staff_id=staff_id, text=text))
 
     def refuse_unless_staff(self, staff_id: str) -> None:
         """An action by someone the clinic does not know would stop the chain for nobody."""

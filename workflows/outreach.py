@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         LinkAction,
         OutboundMessage,
         PageState,
+        StaffNote,
     )
     from workflows.policy import ClinicPolicy, EscalationLevel, Target
     from workflows.trail import TrailBuilder
@@ -98,6 +99,8 @@ class Outreach:
     trail_by_activity: bool
     trail_stored: int
     trail_refused: int
+    # Staff free text (it may hold PHI) travels beside the trail, sealed by the audit store.
+    pending_notes: list[StaffNote]
 
     def in_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a send beside the protocol, so no timer waits behind a provider."""
@@ -140,9 +143,11 @@ class Outreach:
         while True:
             await workflow.wait_condition(self.trail.has_unwritten)
             batch = self.trail.take_unwritten()
+            notes = [n for n in self.pending_notes if n.audit_seq <= batch[-1].seq]
+            self.pending_notes = [n for n in self.pending_notes if n not in notes]
             try:
                 await workflow.execute_activity(
-                    "append_audit_entries", AuditBatch(entries=batch),
+                    "append_audit_entries", AuditBatch(entries=batch, notes=notes),
                     start_to_close_timeout=timedelta(seconds=30), retry_policy=AUDIT_RETRY,
                 )
             except ActivityError:
