@@ -34,6 +34,7 @@ from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
     Interceptor,
+    StartActivityInput,
     StartLocalActivityInput,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
@@ -128,6 +129,11 @@ class _CountAuditedSteps(WorkflowOutboundInterceptor):
         if input.activity == AUDIT_ACTIVITY and input.args:
             self._count(input.args[0])
         return super().start_local_activity(input)
+
+    def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle:
+        if input.activity == AUDIT_ACTIVITY and input.args:
+            self._count(input.args[0])
+        return super().start_activity(input)
 
     def _count(self, batch: AuditBatch) -> None:
         for entry in batch.entries:

@@ -37,10 +37,9 @@ def worker_problems(settings: Settings) -> list[str]:
     """What would fail a follow-up in the worker: its policy, the payload keys, the audit
     store, what the send and booking activities need."""
     book, problems = _policy_book(settings)
-    problems += _missing_secrets(settings, WORKER_REQUIRED_SETTINGS)
-    problems += _encryption_problems(settings)
-    problems += _audit_store_problems(settings)
-    for activities in (SmsActivities, EmailActivities):
+    missing = _missing_secrets(settings, WORKER_REQUIRED_SETTINGS)
+    problems += missing + _encryption_problems(settings) + _audit_store_problems(settings)
+    for activities in (SmsActivities, EmailActivities) if not missing else ():
         try:
             activities(settings, ledger=None)  # type: ignore[arg-type]
         except ValueError as err:

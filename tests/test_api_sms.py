@@ -176,13 +176,13 @@ def test_the_api_refuses_to_start_without_a_twilio_auth_token(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("AFTERCARE_")}
     env.update(AFTERCARE_API_KEYS="c:k", AFTERCARE_ENCRYPTION_KEYS=f"k:{'A' * 43}=",
                AFTERCARE_LINK_SECRET="l", AFTERCARE_LOOKUP_SECRET="s",
-               AFTERCARE_PUBLIC_BASE_URL="https://aftercare.example")
+               AFTERCARE_METRICS_TOKEN="m", AFTERCARE_PUBLIC_BASE_URL="https://aftercare.example")
     serve = subprocess.run([sys.executable, str(REPO / "starter.py"), "serve"], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=60)
 
     assert serve.returncode != 0
     assert serve.stderr.strip().splitlines()[-1] == (
-        "aftercare API: AFTERCARE_TWILIO_AUTH_TOKEN is not set: the Twilio auth token that "
+        "error: AFTERCARE_TWILIO_AUTH_TOKEN is not set: the Twilio auth token that "
         "signs inbound webhooks (the dev stack sets its own)")
 
 

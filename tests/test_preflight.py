@@ -45,6 +45,10 @@ def environment(policy: Path, **changes: str | None) -> dict[str, str]:
         "AFTERCARE_LINK_SECRET": "link-secret",
         "AFTERCARE_LOOKUP_SECRET": "lookup-secret",
         "AFTERCARE_API_KEYS": f"{CLINIC}:clinic-key",
+        "AFTERCARE_TWILIO_AUTH_TOKEN": "twilio-token",
+        "AFTERCARE_METRICS_TOKEN": "metrics-token",
+        "AFTERCARE_PUBLIC_BASE_URL": "https://aftercare.example",
+        "AFTERCARE_AUDIT_SIGNING_KEYS": "s1:audit-signing-secret",
         "AFTERCARE_BOOKING_WEBHOOK_SECRETS": "",
         "AFTERCARE_TWILIO_API_BASE_URL": "http://127.0.0.1:9",
         "AFTERCARE_TEMPORAL_ADDRESS": "127.0.0.1:9",
@@ -114,7 +118,7 @@ def test_the_api_refuses_to_start_without_the_lookup_secret(tmp_path):
 
     [line] = refusal(API, env, tmp_path)
 
-    assert line.startswith("error: AFTERCARE_LOOKUP_SECRET: unset")
+    assert line.startswith("error: AFTERCARE_LOOKUP_SECRET is not set")
 
 
 def test_the_api_refuses_a_clinic_with_a_key_but_no_policy(tmp_path):
@@ -158,11 +162,16 @@ def test_the_worker_refuses_to_start_without_its_audit_store(tmp_path):
                     "postgresql+asyncpg://aftercare:***@127.0.0.1:9/audit (ConnectionRefusedError)")
 
 
+OTHER_SECRETS = {"twilio_auth_token": "t", "metrics_token": "m",
+                 "public_base_url": "https://aftercare.example",
+                 "audit_signing_keys": {"s1": "audit-signing-secret"}}
+
+
 def test_a_sound_configuration_passes_both_checks(tmp_path):
     settings = Settings(
         policy_file=policy_file(tmp_path), encryption_keys={"k1": "A" * 43 + "="},
         link_secret="l", lookup_secret="s", api_keys={CLINIC: "k"},
-        twilio_api_base_url="http://127.0.0.1:9",
+        twilio_api_base_url="http://127.0.0.1:9", **OTHER_SECRETS,
         audit_database_url=f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
     )
 
@@ -175,7 +184,7 @@ def test_the_example_policy_file_passes_with_make_runs_secrets(tmp_path):
         audit_database_url=f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
         encryption_keys={"k1": "A" * 43 + "="}, link_secret="l", lookup_secret="s",
         api_keys={"demo": "k", "clinic-42": "k"}, twilio_api_base_url="http://127.0.0.1:9",
-        booking_webhook_secrets={"demo": "b", "clinic-42": "b"},
+        booking_webhook_secrets={"demo": "b", "clinic-42": "b"}, **OTHER_SECRETS,
     )
 
     assert worker_problems(settings) == []

@@ -252,7 +252,7 @@ async def test_a_database_from_newer_code_is_not_opened(sqlite_url):
 
 
 async def test_reads_exports_and_a_starting_worker_never_wait_for_a_writer(sqlite_url, tmp_path):
-    store = await AuditStore.open(sqlite_url)
+    store = await AuditStore.open(sqlite_url, AUDIT_SIGNING_KEYS)
     workflow_id = new_workflow_id()
     await store.append(sealed_trail(workflow_id))
     sent = Delivery(channel=Channel.SMS, provider_message_id="SM" + "1" * 32)

@@ -158,6 +158,7 @@ async def test_worker_and_starter_complete_a_followup_through_mtls(
     event = make_event()
     policy = policy_document()
     policy["reschedule"]["webhook_url"] = followups.booking.webhook_url(event.clinic_id)
+    policy["reschedule"]["webhook_private_network"] = True  # the loopback booking sink
     (tmp_path / "policies.yaml").write_text(yaml.safe_dump({"default": {}, "clinic-42": policy}))
     (tmp_path / "event.json").write_text(event.model_dump_json())
     environment["AFTERCARE_POLICY_FILE"] = str(tmp_path / "policies.yaml")

@@ -272,12 +272,10 @@ class DepartureFollowUp(Outreach):
                 await self.record("escalation_unacknowledged",
                                   outcome="every level paged; paging again until someone "
                                   "acknowledges")
+                # Operators alert on this log line and on aftercare_escalations{event=
+                # "exhausted"}, which the worker counts from this trail entry.
                 workflow.logger.error("escalation unacknowledged after every level was paged",
                                       extra={"workflow_id": self.trail.workflow_id})
-                workflow.metric_meter().create_counter(
-                    "aftercare_escalations_exhausted",
-                    "Escalations in which every level was paged and nobody acknowledged",
-                ).add(1)
 
     async def walk_chain_once_more_at_most(self, esc: EscalationState) -> None:
         """The walk follow-ups started before "every-reply-acted-on" keep: a page waits
