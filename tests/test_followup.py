@@ -167,9 +167,8 @@ async def test_crisis_words_escalate_at_once_with_crisis_resources(followups):
     (notice,) = followups.texts_to(CONTACT_PHONE)
     assert "Sam" in notice and "Dana" in notice and "988" in notice
     steps = await followups.steps(handle)
-    assert steps_in_order(steps, "reply_received", "escalation_started", "staff_page_sent",
-                          "emergency_contact_notified")
-    assert steps_in_order(steps, "escalation_started", "crisis_resources_sent")
+    for step in ("staff_page_sent", "emergency_contact_notified", "crisis_resources_sent"):
+        assert steps_in_order(steps, "reply_received", "escalation_started", step)
     assert "ack_timeout" not in steps, "the contact hears at once, not after a timeout"
     await handle.execute_update(DepartureFollowUp.cancel,
                                 Cancel(staff_id="t-oncall", reason="test over"))
@@ -261,9 +260,8 @@ async def test_imminent_risk_escalates_at_once_and_still_sends_crisis_resources(
     assert len(followups.texts_to(CONTACT_PHONE)) == 1
     steps = await followups.steps(handle)
     # The page and the crisis resources go out side by side: neither waits for the other.
-    assert steps_in_order(steps, "received", "escalation_started", "staff_page_sent",
-                          "emergency_contact_notified")
-    assert steps_in_order(steps, "escalation_started", "crisis_resources_sent")
+    for step in ("staff_page_sent", "emergency_contact_notified", "crisis_resources_sent"):
+        assert steps_in_order(steps, "received", "escalation_started", step)
     assert "checkin_scheduled" not in steps
     await handle.execute_update(DepartureFollowUp.resolve,
                                 Resolve(staff_id="t-oncall",

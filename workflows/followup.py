@@ -110,6 +110,7 @@ class DepartureFollowUp(Outreach):
         self.last_delivery = {}
         self.acting_on_reply = False
         self.restart_chain = False
+        self.client_sends: list[asyncio.Task] = []
         self.trail_by_activity = False
         self.trail_stored = self.trail_refused = 0
         self.pending_notes = []
@@ -323,6 +324,9 @@ class DepartureFollowUp(Outreach):
         await self.wait_until(due, "reschedule offer after quiet hours", self.offer_over)
         if self.pending_reason and workflow.patched("no-reschedule-offer-once-staff-needed"):
             return  # the client wrote something staff must see first: page, don't sell
+        if self.safety_patched:
+            # The offer follows what the client was just told ("glad you're OK"), not before.
+            await workflow.wait_condition(lambda: all(t.done() for t in self.client_sends))
         self.slots = options.slot_times(workflow.now(), self.policy.timezone)
         await self.message_client("reschedule_offer", slots=self.describe_slots(),
                                   links=[LinkAction(label=f"Book {self.slot_label(i)}",
@@ -604,7 +608,7 @@ class DepartureFollowUp(Outreach):
             if not await self.message_client(kind, **options) and page_if_unreachable:
                 await self.ask_staff(Reason.UNREACHABLE)
 
-        self.in_background(send())
+        self.client_sends.append(self.in_background(send()))
 
     # ------------------------------------------------------------------ conditions
 

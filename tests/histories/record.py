@@ -14,19 +14,26 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from tests.fixtures.followups import closed_followup
 from tests.followup_harness import make_event
 from workflows.followup import DepartureFollowUp
-from workflows.models import ClientReply, Resolve
+from workflows.models import Acknowledge, ClientReply, Resolve
 
 HISTORIES = Path(__file__).parent
 
 
 async def save(handle: WorkflowHandle, scenario: str) -> None:
+    """Write the history under a name no earlier recording has: a second recording on the
+    same day gets a number, so the code an earlier file proves stays proven."""
     history = await handle.fetch_history()
-    path = HISTORIES / f"followup-{scenario}-{date.today().isoformat()}.json"
+    stem = f"followup-{scenario}-{date.today().isoformat()}"
+    path = HISTORIES / f"{stem}.json"
+    number = 1
+    while path.exists():
+        number += 1
+        path = HISTORIES / f"{stem}-{number}.json"
     path.write_text(history.to_json() + "\n")
 
 
@@ -44,6 +51,23 @@ async def test_record_a_client_answering_while_staff_are_paged(followups):
                                 Resolve(staff_id="t-oncall", outcome="reached_client"))
     await followups.finish(handle)
     await save(handle, "reply-while-paged")
+
+
+async def test_record_a_crisis_after_an_acknowledged_page_and_a_refused_ack(followups):
+    handle = await followups.start(make_event("imminent"))
+    await followups.until_step(handle, "staff_page_sent")
+    await handle.execute_update(DepartureFollowUp.acknowledge, Acknowledge(staff_id="t-oncall"))
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(DepartureFollowUp.acknowledge,
+                                    Acknowledge(staff_id="t-backup"))
+    await handle.signal(DepartureFollowUp.client_reply,
+                        ClientReply(text="i wanna die", channel="sms"))
+    await followups.until_step(handle, "escalation_raised")
+    await handle.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-oncall", outcome="reached_client",
+                                        note="called, she is with her sister"))
+    await followups.finish(handle)
+    await save(handle, "crisis-after-ack")
 
 
 if __name__ == "__main__":
