@@ -25,7 +25,8 @@ from aftercare.settings import DEV_ENV_FILE as DEV_ENV
 DATA = DEV_ENV.parent
 TEMPORAL_PORT, TEMPORAL_UI_PORT = 7233, 8233
 SINKS_HTTP_PORT, SMTP_PORT = 8030, 8025
-SEARCH_ATTRIBUTES = ["AftercareContactKey=KeywordList", "AftercareAckCode=Keyword"]
+SEARCH_ATTRIBUTES = ["AftercareContactKey=KeywordList", "AftercareAckCode=Keyword",
+                     "AftercareClinic=Keyword"]
 
 
 def dev_secrets() -> dict[str, str]:

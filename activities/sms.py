@@ -9,6 +9,7 @@ outages, rate limits and timeouts fail it retryably.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import aiohttp
@@ -19,6 +20,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from activities.delivery_ledger import DeliveryLedger, deliver_once
+from aftercare.console_links import with_escalation_link
 from aftercare.settings import (
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,
@@ -70,7 +72,7 @@ class SmsActivities:
                     client.api.base_url = self.settings.twilio_api_base_url.rstrip("/")
                 sent = await client.messages.create_async(
                     to=message.to,
-                    body=message.body,
+                    body=with_escalation_link(self.settings, message, datetime.now(UTC)),
                     status_callback=self._status_callback_for(message),
                     **self._sender,
                 )

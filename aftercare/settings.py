@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         default=None, description="The Temporal Web UI's origin, the one CORS lets in"
     )
 
+    console_secure_cookies: bool | None = Field(
+        default=None,
+        description="Mark staff console cookies Secure; unset: when PUBLIC_BASE_URL is https",
+    )
+
     log_level: str = "INFO"
 
     @field_validator(
@@ -100,6 +105,12 @@ class Settings(BaseSettings):
     @classmethod
     def _key_list(cls, value: object) -> dict[str, str]:
         return parse_key_list(value)
+
+    @property
+    def console_cookies_secure(self) -> bool:
+        if self.console_secure_cookies is not None:
+            return self.console_secure_cookies
+        return self.public_base_url.startswith("https://")
 
     @property
     def twilio_is_real(self) -> bool:
