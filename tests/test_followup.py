@@ -153,6 +153,7 @@ async def test_crisis_words_escalate_at_once_with_crisis_resources(followups):
     handle = await followups.start(make_event())
     await checked_in(followups, handle)
     await reply(followups, handle, "OK but honestly I want to die")
+    await followups.until_step(handle, "crisis_resources_sent")
     status = await followups.until_step(handle, "emergency_contact_notified")
 
     assert status.escalation.reason == "crisis words in a reply" and not status.client_safe
@@ -163,9 +164,9 @@ async def test_crisis_words_escalate_at_once_with_crisis_resources(followups):
     (notice,) = followups.texts_to(CONTACT_PHONE)
     assert "Sam" in notice and "Dana" in notice and "988" in notice
     steps = await followups.steps(handle)
-    assert steps_in_order(steps, "reply_received", "escalation_started",
-                          "crisis_resources_sent", "staff_page_sent",
+    assert steps_in_order(steps, "reply_received", "escalation_started", "staff_page_sent",
                           "emergency_contact_notified")
+    assert steps_in_order(steps, "escalation_started", "crisis_resources_sent")
     assert "ack_timeout" not in steps, "the contact hears at once, not after a timeout"
     await handle.execute_update(DepartureFollowUp.cancel,
                                 Cancel(staff_id="t-oncall", reason="test over"))
@@ -393,8 +394,10 @@ async def test_nobody_acknowledging_keeps_the_follow_up_open_and_says_so(followu
 
     assert status.escalation.exhausted and status.phase == "escalating"
     assert followups.mails_to(LEAD_EMAIL), "the clinic lead was the last level paged"
-    await followups.advance(handle, timedelta(days=2))
-    assert (await followups.status(handle)).phase == "escalating", "never closes on its own"
+    await followups.advance(handle, timedelta(hours=1))
+    status = await followups.status(handle)
+    assert status.phase == "escalating", "never closes on its own"
+    assert "escalation_repaged" in [e.step for e in status.trail], "and is never silent"
     await acknowledge(followups.client, handle.id, Acknowledge(staff_id="t-lead"))
     await handle.execute_update(DepartureFollowUp.resolve,
                                 Resolve(staff_id="t-lead", outcome="could_not_reach"))

@@ -95,12 +95,17 @@ class DepartureFollowUp(Outreach):
         self.last_delivery = {}
         self.acting_on_reply = False
         self.restart_chain = False
+        self.trail_by_activity = False
+        self.trail_stored = self.trail_refused = 0
 
     # ------------------------------------------------------------------ the protocol
 
     @workflow.run
     async def run(self, input: FollowUpInput) -> FollowUpOutcome:
         self.safety_patched = workflow.patched("every-reply-acted-on")
+        self.trail_by_activity = workflow.patched("trail-written-from-accepted-tasks")
+        if self.trail_by_activity:
+            asyncio.create_task(self.keep_trail_written())
         if self.safety_patched:
             # Replies are acted on the moment they arrive, whatever the protocol is doing.
             asyncio.create_task(self.act_on_replies_as_they_come())
@@ -325,6 +330,8 @@ class DepartureFollowUp(Outreach):
         self.closed_reason = self.closing_reason()
         await self.record("closed", outcome=self.closed_reason)
         await self.write_trail()
+        if self.trail_by_activity:
+            await workflow.wait_condition(lambda: self.audit_backlog() == 0)
         if self.safety_patched:
             await workflow.wait_condition(workflow.all_handlers_finished)
         return FollowUpOutcome(
@@ -444,6 +451,7 @@ class DepartureFollowUp(Outreach):
             escalation=self.escalation,
             reply_for_review=self.reply_for_review,
             closed_reason=self.closed_reason,
+            audit_backlog=self.audit_backlog(),
             trail=self.trail.entries,
         )
 

@@ -273,6 +273,9 @@ class FollowUpStatus(Model):
         default=None, description="A reply on-call staff were asked to read"
     )
     closed_reason: str | None = None
+    audit_backlog: int = Field(
+        default=0, description="Trail entries not yet in the audit store (it is catching up)"
+    )
     trail: list[AuditEntry] = Field(default_factory=list)
 
 

@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, RetryState
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     CancelledError,
+    RetryState,
     TimeoutType,
 )
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
@@ -93,6 +94,10 @@ class Outreach:
     in_flight: list[asyncio.Task[Any]]
     contact_noticed: set[str]
     last_delivery: dict[str, Delivery]
+    # False only for follow-ups started before "trail-written-from-accepted-tasks".
+    trail_by_activity: bool
+    trail_stored: int
+    trail_refused: int
 
     def in_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a send beside the protocol, so no timer waits behind a provider."""
@@ -109,8 +114,11 @@ class Outreach:
             await self.write_trail()  # follow-ups started before batching wrote each step
 
     async def write_trail(self) -> bool:
-        """Write every entry not yet in the audit store, in one local activity; True when
-        there were any."""
+        """Follow-ups started before "trail-written-from-accepted-tasks": write every entry
+        not yet in the audit store, in one local activity; True when there were any.
+        (Later follow-ups leave it to ``keep_trail_written``.)"""
+        if self.trail_by_activity:
+            return False
         batch = self.trail.take_unwritten()
         if not batch:
             return False
@@ -119,6 +127,39 @@ class Outreach:
             start_to_close_timeout=timedelta(seconds=15), retry_policy=AUDIT_RETRY,
         )
         return True
+
+    async def keep_trail_written(self) -> None:
+        """Write sealed entries to the audit store, batch after batch, by a regular activity.
+
+        Its command leaves only with a workflow task the server accepted, so every stored
+        entry is one the history reproduces: a worker that dies mid-task can never leave a
+        sealed entry behind for its successor to contradict. The protocol never waits for
+        it: an audit store outage delays the trail (``audit_backlog`` in status), not a page,
+        and the trail catches up when the store returns.
+        """
+        while True:
+            await workflow.wait_condition(self.trail.has_unwritten)
+            batch = self.trail.take_unwritten()
+            try:
+                await workflow.execute_activity(
+                    "append_audit_entries", AuditBatch(entries=batch),
+                    start_to_close_timeout=timedelta(seconds=30), retry_policy=AUDIT_RETRY,
+                )
+            except ActivityError:
+                # Only a refused batch ends up here (retries have no deadline): the store
+                # holds other entries under these numbers. Operators must see it; the
+                # follow-up goes on, and verify/replay will name the difference.
+                workflow.logger.error("audit store refused a batch of this follow-up's trail",
+                                      extra={"first_seq": batch[0].seq})
+                self.trail_refused += len(batch)
+                continue
+            self.trail_stored += len(batch)
+
+    def audit_backlog(self) -> int:
+        """Entries sealed but not yet in the audit store."""
+        if not self.trail_by_activity:
+            return 0
+        return len(self.trail.entries) - self.trail_stored - self.trail_refused
 
     async def message_client(
         self, kind: str, *, links: list[LinkAction] | None = None,

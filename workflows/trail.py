@@ -77,6 +77,9 @@ class TrailBuilder:
         self._handed_out = len(self.entries)
         return batch
 
+    def has_unwritten(self) -> bool:
+        return self._handed_out < len(self.entries)
+
     @property
     def head(self) -> str:
         return self.entries[-1].hash if self.entries else GENESIS
