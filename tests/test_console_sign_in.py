@@ -44,7 +44,6 @@ async def test_sign_in_with_a_texted_code_opens_the_board_of_the_own_clinic_only
     assert await countdown.get_attribute("datetime")
     assert theirs["workflow_id"] not in await page.content()
     assert "Dana" not in await page.content() and CLIENT_PHONE not in await page.content()
-    await screenshot(page, "board")
 
     await page.get_by_label("Risk").select_option("high")
     await page.get_by_role("button", name="Filter").click()
