@@ -11,8 +11,6 @@ from tests.fixtures.console import OTHER_ON_CALL_PHONE, ConsoleStack, screenshot
 from tests.fixtures.sinks import LINK_SECRET
 from tests.followup_harness import CLIENT_PHONE, CONTACT_PHONE, ON_CALL_PHONE
 
-ON_CALL = "staff:clinic-42/t-oncall"
-
 
 def shows_no_contact(html: str) -> bool:
     return all(detail not in html for detail in ("Dana", CLIENT_PHONE, "Sam", CONTACT_PHONE,
@@ -40,7 +38,7 @@ async def test_imminent_departure_texts_the_on_call_a_link_to_call_the_client_th
 
     records = [r for r in await console.store.access_records()
                if r.action == "console_view_contact"]
-    assert [(r.actor, r.target) for r in records][:1] == [(ON_CALL, workflow_id)]
+    assert [(r.actor, r.target) for r in records][:1] == [(console.actor("t-oncall"), workflow_id)]
 
     await page.get_by_role("button", name="Acknowledge").click()
     await page.wait_for_url("**?done=acknowledge")
@@ -118,7 +116,8 @@ async def test_another_clinics_staff_see_neither_the_followup_nor_its_contact_de
 ) -> None:
     workflow_id = await console.imminent_followup()
     async with console.browser_client() as other:
-        signed_in = await console.signed_in(other, "clinic-7", "t7-oncall", OTHER_ON_CALL_PHONE)
+        signed_in = await console.signed_in(other, console.other_clinic, "t7-oncall",
+                                            OTHER_ON_CALL_PHONE)
         assert signed_in.status_code == 200
         answer = await other.get(f"/console/followups/{workflow_id}")
         assert answer.status_code == 404 and shows_no_contact(answer.text)
@@ -140,7 +139,7 @@ async def test_each_console_form_posted_without_its_csrf_token_is_refused(
     async with console.browser_client() as staff:
         await staff.get("/console/sign-in")  # holds the CSRF cookie, as a browser would
         for form, fields in [
-            ("/console/sign-in", {"clinic": "clinic-42", "staff_id": "t-oncall"}),
+            ("/console/sign-in", {"clinic": console.clinic, "staff_id": "t-oncall"}),
             ("/console/sign-in/code", {"code": "123456"}),
             (path, {}),
         ]:

@@ -69,7 +69,7 @@ async def test_spanish_speaking_staff_get_the_console_in_spanish(console: Consol
     await console.imminent_followup()
     async with console.browser_client() as http:
         await console.post_form(http, "/console/sign-in",
-                                {"clinic": "clinic-42", "staff_id": "t-backup"})
+                                {"clinic": console.clinic, "staff_id": "t-backup"})
 
         def mailed_code() -> str | None:
             texts = [m.text for m in console.mail.sent_to(BACKUP_EMAIL) if "acceso" in m.text]

@@ -14,7 +14,7 @@ async def test_sign_in_with_a_texted_code_opens_the_board_of_the_own_clinic_only
 ) -> None:
     ours = (await console.send_departure(console.departure("moderate"))).json()["workflow_id"]
     theirs_event = console.departure("moderate")
-    theirs_event["clinic_id"] = "clinic-7"
+    theirs_event["clinic_id"] = console.other_clinic
     theirs = (await console.send_departure(theirs_event, key=OTHER_CLINIC_KEY)).json()
     await console.until_step(ours, "checkin_sent")
     await console.until_visible(f"WorkflowId = '{ours}'")
@@ -22,7 +22,7 @@ async def test_sign_in_with_a_texted_code_opens_the_board_of_the_own_clinic_only
 
     await page.goto(f"{console.url}/console")
     await page.wait_for_url("**/console/sign-in**")
-    await page.get_by_label("Clinic").fill("clinic-42")
+    await page.get_by_label("Clinic").fill(console.clinic)
     await page.get_by_label("Staff id").fill("t-oncall")
     await screenshot(page, "sign-in")
     await page.get_by_role("button", name="Send me a code").click()
@@ -61,7 +61,7 @@ async def test_sign_in_with_a_texted_code_opens_the_board_of_the_own_clinic_only
 async def test_five_wrong_codes_lock_sign_in_even_for_the_right_code(console: ConsoleStack) -> None:
     async with console.browser_client() as http:
         await console.post_form(http, "/console/sign-in",
-                                {"clinic": "clinic-42", "staff_id": "t-oncall"})
+                                {"clinic": console.clinic, "staff_id": "t-oncall"})
         code = await console.until(lambda: console.newest_code(ON_CALL_PHONE), "a code")
         wrong = f"{(int(code) + 1) % 1_000_000:06d}"
         for _ in range(5):
@@ -72,12 +72,12 @@ async def test_five_wrong_codes_lock_sign_in_even_for_the_right_code(console: Co
         assert (await http.get("/console")).url.path == "/console/sign-in"
     refused = [r for r in await console.store.access_records()
                if r.action == "console_code_wrong"]
-    assert len(refused) == 6 and {r.actor for r in refused} == {"staff:clinic-42/t-oncall"}
+    assert len(refused) == 6 and {r.actor for r in refused} == {console.actor("t-oncall")}
 
 
 async def test_an_unknown_staff_id_looks_exactly_like_a_known_one(console: ConsoleStack) -> None:
     answers = []
-    for clinic, staff_id in [("clinic-42", "t-lead"), ("clinic-42", "nobody"),
+    for clinic, staff_id in [(console.clinic, "t-lead"), (console.clinic, "nobody"),
                              ("no-such-clinic", "t-lead")]:
         async with console.browser_client() as http:
             requested = await console.post_form(http, "/console/sign-in",
@@ -96,6 +96,6 @@ async def test_codes_are_rate_limited_per_staff_member(console: ConsoleStack) ->
     async with console.browser_client() as http:
         for _ in range(5):
             await console.post_form(http, "/console/sign-in",
-                                    {"clinic": "clinic-42", "staff_id": "t-oncall"})
+                                    {"clinic": console.clinic, "staff_id": "t-oncall"})
     await console.until(lambda: len(console.sms.sent_to(ON_CALL_PHONE)) >= 3, "three codes")
     assert len(console.sms.sent_to(ON_CALL_PHONE)) == 3

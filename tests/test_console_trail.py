@@ -12,8 +12,6 @@ from tests.fixtures.console import ConsoleStack, screenshot
 from tests.followup_harness import CLIENT_PHONE, LEAD_EMAIL, ON_CALL_PHONE
 from workflows.models import Acknowledge, Cancel, Resolve
 
-LEAD = "staff:clinic-42/t-lead"
-
 
 def mailed_code(console: ConsoleStack) -> str | None:
     for mail in reversed(console.mail.sent_to(LEAD_EMAIL)):
@@ -43,7 +41,7 @@ async def test_clinic_lead_reads_the_verified_trail_and_exports_it_each_use_logg
     await console.until_step(waiting, "checkin_sent")
     await console.until_visible(f"WorkflowId = '{waiting}'")
 
-    await page.goto(f"{console.url}/console/sign-in?clinic=clinic-42")
+    await page.goto(f"{console.url}/console/sign-in?clinic={console.clinic}")
     await page.get_by_label("Staff id").fill("t-lead")
     await page.get_by_role("button", name="Send me a code").click()
     await page.wait_for_url("**/console/sign-in/code**")
@@ -79,16 +77,16 @@ async def test_clinic_lead_reads_the_verified_trail_and_exports_it_each_use_logg
     assert len(json.loads(exported["FHIR"])["entry"]) == len(lines)
 
     logged = [(r.actor, r.action, r.target) for r in await console.store.access_records()
-              if r.actor == LEAD]
-    assert (LEAD, "console_view_trail", closed) in logged
+              if r.actor == console.actor("t-lead")]
+    assert (console.actor("t-lead"), "console_view_trail", closed) in logged
     for fmt in ("jsonl", "csv", "fhir"):
-        assert (LEAD, f"console_export_{fmt}", closed) in logged
+        assert (console.actor("t-lead"), f"console_export_{fmt}", closed) in logged
 
 
 async def test_on_call_staff_without_the_role_are_refused_the_trail(console: ConsoleStack) -> None:
     workflow_id = await console.imminent_followup()
     async with console.browser_client() as http:
-        await console.signed_in(http, "clinic-42", "t-oncall", ON_CALL_PHONE)
+        await console.signed_in(http, console.clinic, "t-oncall", ON_CALL_PHONE)
         page = await http.get(f"/console/followups/{workflow_id}")
         assert "Audit trail" not in page.text
         for path in ("trail", "trail.jsonl"):

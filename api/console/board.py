@@ -28,7 +28,7 @@ async def board(
         return RedirectResponse(f"/console/followups/{session.followup}", status_code=303)
     client = await console.service.temporal()
     now = datetime.now(UTC)
-    followups = await open_followups(client, session.clinic_id)
+    followups, unanswered = await open_followups(client, session.clinic_id)
     if phase:
         followups = [f for f in followups if f.phase.value == phase]
     if risk:
@@ -42,6 +42,7 @@ async def board(
     policy = console.service.policies.for_clinic(session.clinic_id)
     return console.render(request, "board.html", {
         "followups": followups,
+        "unanswered": unanswered,
         "closed": closed,
         "phases": [p.value for p in Phase if p is not Phase.CLOSED],
         "risks": [r.value for r in RiskLevel],

@@ -18,6 +18,7 @@ import starter
 from workflows.models import FollowUpInput, FollowUpStatus, RiskLevel
 
 BOARD_LIMIT = 200
+STATUS_TIMEOUT_SECONDS = 5.0
 CLOSED_WINDOW = timedelta(days=7)
 RISK_RANK = {RiskLevel.IMMINENT: 0, RiskLevel.HIGH: 1, RiskLevel.MODERATE: 2, RiskLevel.LOW: 3}
 
@@ -45,15 +46,18 @@ def _clinic_filter(clinic_id: str) -> str:
     return f"AftercareClinic = '{clinic_id}'"
 
 
-async def open_followups(client: Client, clinic_id: str) -> list[FollowUpStatus]:
-    """The clinic's running follow-ups, most urgent first: an escalation nobody has taken,
-    then by risk, then by the nearest deadline."""
+async def open_followups(client: Client, clinic_id: str) -> tuple[list[FollowUpStatus], list[str]]:
+    """The clinic's running follow-ups, most urgent first (an escalation nobody has taken,
+    then by risk, then by the nearest deadline), and the ids of those whose state did not
+    come back in time: a board must not hide a follow-up because its worker is slow."""
     query = f"{_clinic_filter(clinic_id)} AND ExecutionStatus = 'Running'"
     ids = [wf.id async for wf in client.list_workflows(query, limit=BOARD_LIMIT)]
-    found = await asyncio.gather(*(starter.get_status(client, i) for i in ids),
-                                 return_exceptions=True)
+    found = await asyncio.gather(
+        *(asyncio.wait_for(starter.get_status(client, i), STATUS_TIMEOUT_SECONDS) for i in ids),
+        return_exceptions=True)
     statuses = [s for s in found if isinstance(s, FollowUpStatus) and s.clinic_id == clinic_id]
-    return sorted(statuses, key=urgency)
+    unanswered = [i for i, s in zip(ids, found, strict=True) if isinstance(s, BaseException)]
+    return sorted(statuses, key=urgency), unanswered
 
 
 def urgency(status: FollowUpStatus) -> tuple[int, int, float]:

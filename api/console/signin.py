@@ -25,9 +25,10 @@ from api.console.security import (
     SESSION_COOKIE,
     SESSION_TTL,
     StaffSession,
+    set_cookie,
     start_session,
 )
-from api.console.web import ConsoleDep, set_cookie
+from api.console.web import Console, ConsoleDep
 from workflows.models import Channel, Delivery, OutboundMessage
 
 router = APIRouter(include_in_schema=False)
@@ -98,7 +99,7 @@ async def request_code(
 
 
 async def send_code(
-    console: ConsoleDep, clinic: str, staff_id: str, code: str, nonce: str, now: datetime
+    console: Console, clinic: str, staff_id: str, code: str, nonce: str, now: datetime
 ) -> None:
     store = await console.service.audit_store()
     actor = StaffSession(staff_id, clinic, now).actor
@@ -124,7 +125,7 @@ async def send_code(
         return
 
 
-async def send_by(console: ConsoleDep, channel: Channel, message: OutboundMessage) -> Delivery:
+async def send_by(console: Console, channel: Channel, message: OutboundMessage) -> Delivery:
     """Through the send activities' own code, outside any workflow."""
     settings = console.settings.model_copy(update={"twilio_status_callback": False})
     if channel is Channel.SMS:
@@ -174,7 +175,7 @@ async def check_code(
     return response
 
 
-def refused(request: Request, console: ConsoleDep, next: str) -> HTMLResponse:
+def refused(request: Request, console: Console, next: str) -> HTMLResponse:
     return console.render(request, "sign_in_code.html",
                           {"next": safe_next(next), "refused": True}, status_code=401)
 
