@@ -4,6 +4,8 @@ replay their Temporal histories against today's workflow code.
     aftercare-auditor export --workflow ID [--format jsonl|csv|fhir]
     aftercare-auditor export --from DATE --to DATE [--clinic C] [--format ...]
     aftercare-auditor verify --workflow ID | --all
+    aftercare-auditor notes --workflow ID
+    aftercare-auditor disclosures --from DATE --to DATE [--clinic C] [--format text|jsonl|csv]
     aftercare-auditor replay --workflow ID | --history FILE
 
 Every use is written to the audit database's access log (who, what, when) before it runs,
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,8 +29,18 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 from temporalio.service import RPCError, RPCStatusCode
 
-from aftercare.codec import EncryptionKeyError, data_converter
-from aftercare.exports import EXPORT_FORMATS
+from aftercare.codec import (
+    EncryptionCodec,
+    EncryptionKeyError,
+    PayloadDecryptionError,
+    data_converter,
+)
+from aftercare.exports import (
+    DISCLOSURE_FORMATS,
+    EXPORT_FORMATS,
+    without_staff_text,
+    write_checkpoints,
+)
 from aftercare.process import exit_without_finalizing
 from aftercare.replay import (
     HistoryFileError,
@@ -39,8 +51,8 @@ from aftercare.replay import (
 )
 from aftercare.settings import Settings, get_settings
 from aftercare.store import AuditStore
-from aftercare.temporal import connect
-from aftercare.verification import first_broken_link
+from aftercare.temporal import TemporalConfigError, TemporalUnreachable, connect
+from aftercare.verification import verify_chain
 from workflows.followup import DepartureFollowUp
 
 EXIT_OK, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
@@ -94,15 +106,23 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         type=lambda text: _moment(text, end_of_day=True),
         help="last day of the period, included (or a moment, excluded)",
     )
-    parser.add_argument("--clinic", metavar="C", help="only this clinic's follow-ups")
+    parser.add_argument("--clinic", metavar="C", help="only this clinic's follow-ups (exactly)")
     parser.add_argument("--format", choices=sorted(EXPORT_FORMATS), default="jsonl")
+    parser.add_argument(
+        "--for-verification",
+        action="store_true",
+        help="jsonl only: entries exactly as stored (staff free text included, since every "
+        "byte is hashed) and each chain's signed checkpoints, one {\"checkpoint\": …} line "
+        "each, for scripts/verify_trail.py or an auditor's own",
+    )
 
 
 def _export_target(args: argparse.Namespace) -> str:
+    how = f"as {args.format}" + (", exact for verification" if args.for_verification else "")
     if args.workflow:
-        return f"workflow {args.workflow} as {args.format}"
+        return f"workflow {args.workflow} {how}"
     clinic = f" clinic {args.clinic}" if args.clinic else ""
-    return f"period {args.start.isoformat()}..{args.end.isoformat()}{clinic} as {args.format}"
+    return f"period {args.start.isoformat()}..{args.end.isoformat()}{clinic} {how}"
 
 
 async def _export(
@@ -115,7 +135,12 @@ async def _export(
             return EXIT_FINDINGS
     else:
         entries = await store.entries_between(args.start, args.end, clinic_id=args.clinic)
+    if not args.for_verification:
+        entries = [without_staff_text(entry) for entry in entries]
     EXPORT_FORMATS[args.format](entries, out)
+    if args.for_verification:
+        for workflow_id in dict.fromkeys(entry.workflow_id for entry in entries):
+            write_checkpoints(await store.checkpoints(workflow_id), out)
     return EXIT_OK
 
 
@@ -126,6 +151,8 @@ def _export_problem(args: argparse.Namespace) -> str | None:
         return "--to and --clinic select a period: use them with --from, not --workflow"
     if args.start is not None and args.end <= args.start:
         return "--to must be after --from"
+    if args.for_verification and args.format != "jsonl":
+        return "--for-verification goes with --format jsonl"
     return None
 
 
@@ -143,23 +170,95 @@ def _verify_target(args: argparse.Namespace) -> str:
 
 
 async def _verify(
-    store: AuditStore, args: argparse.Namespace, out: TextIO, _settings: Settings
+    store: AuditStore, args: argparse.Namespace, out: TextIO, settings: Settings
 ) -> int:
+    if not settings.audit_signing_keys:
+        _complain("AFTERCARE_AUDIT_SIGNING_KEYS is not set: the chains' signed checkpoints "
+                  "cannot be checked without it")
+        return EXIT_UNUSABLE
     workflow_ids = await store.workflow_ids() if args.all else [args.workflow]
-    broken = 0
+    failed = 0
     for workflow_id in workflow_ids:
         entries = await store.entries(workflow_id)
-        if not entries:
+        checkpoints = await store.checkpoints(workflow_id)
+        if not entries and not checkpoints:
             out.write(f"{workflow_id}: no audit trail stored\n")
-            broken += 1
-        elif (found := first_broken_link(entries)) is not None:
-            out.write(f"{workflow_id}: broken at entry {found[0]}: {found[1]}\n")
-            broken += 1
+            failed += 1
+            continue
+        report = verify_chain(entries, checkpoints, settings.audit_signing_keys)
+        for finding in report.findings:
+            out.write(f"{workflow_id}: {finding}\n")
+        if report.findings:
+            failed += 1
         else:
-            out.write(f"{workflow_id}: verified ({len(entries)} entries)\n")
+            out.write(f"{workflow_id}: {report.summary}\n")
     if args.all:
-        out.write(f"{len(workflow_ids) - broken} of {len(workflow_ids)} chains verified\n")
-    return EXIT_FINDINGS if broken else EXIT_OK
+        out.write(f"{len(workflow_ids) - failed} of {len(workflow_ids)} chains verified\n")
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
+# --- disclosures -----------------------------------------------------------------------
+
+
+def _add_disclosures_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="start", metavar="DATE", required=True,
+                        type=lambda text: _moment(text, end_of_day=False),
+                        help="first day (or moment) of the period")
+    parser.add_argument("--to", dest="end", metavar="DATE", required=True,
+                        type=lambda text: _moment(text, end_of_day=True),
+                        help="last day of the period, included (or a moment, excluded)")
+    parser.add_argument("--clinic", metavar="C", help="only this clinic's follow-ups (exactly)")
+    parser.add_argument("--workflow", metavar="ID", help="only this follow-up (one client's)")
+    parser.add_argument("--format", choices=sorted(DISCLOSURE_FORMATS), default="text")
+
+
+def _disclosures_target(args: argparse.Namespace) -> str:
+    which = "".join(f" {name} {value}" for name, value in
+                    (("clinic", args.clinic), ("workflow", args.workflow)) if value)
+    return (f"disclosures {args.start.isoformat()}..{args.end.isoformat()}{which} "
+            f"as {args.format}")
+
+
+async def _disclosures(
+    store: AuditStore, args: argparse.Namespace, out: TextIO, _settings: Settings
+) -> int:
+    disclosures = await store.disclosures(
+        workflow_id=args.workflow, start=args.start, end=args.end, clinic_id=args.clinic)
+    DISCLOSURE_FORMATS[args.format](disclosures, out)
+    return EXIT_OK
+
+
+def _disclosures_problem(args: argparse.Namespace) -> str | None:
+    return "--to must be after --from" if args.end <= args.start else None
+
+
+# --- notes ----------------------------------------------------------------------------
+
+
+def _add_notes_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workflow", metavar="ID", required=True, help="the follow-up")
+
+
+def _notes_target(args: argparse.Namespace) -> str:
+    return f"staff notes of workflow {args.workflow}"
+
+
+async def _notes(
+    store: AuditStore, args: argparse.Namespace, out: TextIO, settings: Settings
+) -> int:
+    try:
+        codec = EncryptionCodec(settings.encryption_keys)
+        notes = [(note, codec.open(note.sealed_text).decode())
+                 for note in await store.notes(args.workflow)]
+    except (EncryptionKeyError, PayloadDecryptionError) as err:
+        _complain(str(err))
+        return EXIT_UNUSABLE
+    for note, text in notes:
+        out.write(json.dumps({"workflow_id": note.workflow_id, "audit_seq": note.audit_seq,
+                              "kind": note.kind, "staff_id": note.staff_id, "text": text,
+                              "recorded_at": note.recorded_at.isoformat()},
+                             ensure_ascii=False) + "\n")
+    return EXIT_OK
 
 
 # --- replay -----------------------------------------------------------------------------
@@ -196,8 +295,8 @@ async def _replay(
     except (EncryptionKeyError, HistoryFileError) as err:
         _complain(str(err))
         return EXIT_UNUSABLE
-    except RuntimeError as err:
-        _complain(f"cannot reach Temporal at {settings.temporal_address}: {err}")
+    except (TemporalConfigError, TemporalUnreachable) as err:
+        _complain(str(err))
         return EXIT_UNUSABLE
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
@@ -237,10 +336,28 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "verify",
-        "check hash chains; report each chain's first broken link (exit 1 if any)",
+        "check hash chains and their signed checkpoints: an edited, missing, reordered, "
+        "truncated or re-sealed chain, or a missing close (exit 1 if any)",
         _add_verify_arguments,
         _verify_target,
         _verify,
+    ),
+    Command(
+        "disclosures",
+        "account for the notices given to emergency contacts in a period: to whom (role), "
+        "when, why, on what basis (HIPAA 164.528)",
+        _add_disclosures_arguments,
+        _disclosures_target,
+        _disclosures,
+        _disclosures_problem,
+    ),
+    Command(
+        "notes",
+        "read a follow-up's staff free text (cancel reasons, resolution notes), decrypted: "
+        "needs AFTERCARE_ENCRYPTION_KEYS",
+        _add_notes_arguments,
+        _notes_target,
+        _notes,
     ),
     Command(
         "replay",
@@ -263,9 +380,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--database-url",
         help="audit database (default: AFTERCARE_AUDIT_DATABASE_URL or its default)",
-    )
-    parser.add_argument(
-        "--auditor", help="who is looking, for the access log (default: $USER)"
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
@@ -296,7 +410,7 @@ async def run(
         return EXIT_UNUSABLE
     try:
         await store.record_access(
-            actor=_auditor(args),
+            actor=await store.connected_identity(),
             action=command.name,
             target=command.describe_target(args),
             at=datetime.now(UTC),
@@ -304,10 +418,6 @@ async def run(
         return await command.run(store, args, out, settings)
     finally:
         await store.close()
-
-
-def _auditor(args: argparse.Namespace) -> str:
-    return args.auditor or os.environ.get("USER") or getpass.getuser()
 
 
 def _complain(problem: str) -> None:

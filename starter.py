@@ -35,10 +35,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from aftercare.codec import EncryptionKeyError
 from aftercare.policies import PolicyBook, PolicyError
 from aftercare.process import exit_without_finalizing
 from aftercare.settings import Settings, get_settings
-from aftercare.temporal import connect
+from aftercare.temporal import TemporalConfigError, TemporalUnreachable, connect
 from aftercare.validation import describe_validation_error
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
@@ -50,6 +51,7 @@ from workflows.models import (
     FollowUpInput,
     FollowUpStatus,
     Resolve,
+    legacy_followup_workflow_id,
 )
 
 CONTACT_KEY = SearchAttributeKey.for_keyword_list("AftercareContactKey")
@@ -105,6 +107,9 @@ async def start_followup(
 ) -> Started:
     """Start the session's follow-up, or find the one a repeat of this event started."""
     fingerprint = event_fingerprint(event)
+    legacy_id = legacy_followup_workflow_id(event.clinic_id, event.session_id)
+    if legacy_id != event.workflow_id and await _started_as(client, legacy_id, fingerprint):
+        return Started(legacy_id, created=False)
     keys = [contact_key(settings.lookup_secret, event.client.phone)] if (
         settings.lookup_secret and event.client.phone
     ) else []
@@ -135,6 +140,18 @@ async def start_followup(
             ) from None
         return Started(event.workflow_id, created=False)
     return Started(event.workflow_id, created=True)
+
+
+async def _started_as(client: Client, workflow_id: str, fingerprint: str) -> bool:
+    """Whether this very event started the follow-up ``workflow_id``. Under a legacy id,
+    another clinic's follow-up may answer: only the same event's fingerprint counts."""
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return await described.memo_value(FINGERPRINT_MEMO, default=None) == fingerprint
 
 
 def followup(client: Client, workflow_id: str) -> WorkflowHandle[Any, Any]:
@@ -262,13 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from api.app import serve
 
-        serve()
-        return 0
+        return serve()
     try:
         settings = get_settings()
         print(asyncio.run(run_command(args, settings)))
         return 0
-    except (InvalidInput, PolicyError, SessionConflict, ActionRefused, FollowUpNotFound) as err:
+    except (InvalidInput, PolicyError, SessionConflict, ActionRefused, FollowUpNotFound,
+            TemporalConfigError, EncryptionKeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ValidationError as err:
@@ -277,9 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     except RPCError as err:
         print(f"error: Temporal refused the request: {err.message}", file=sys.stderr)
         return 1
-    except RuntimeError as err:
-        print(f"error: cannot reach Temporal at {get_settings().temporal_address}: {err}",
-              file=sys.stderr)
+    except TemporalUnreachable as err:
+        print(f"error: {err}", file=sys.stderr)
         return 1
 
 

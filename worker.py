@@ -15,10 +15,14 @@ from activities.audit import AuditActivities
 from activities.booking import BookingActivities
 from activities.email import EmailActivities
 from activities.sms import SmsActivities
+from aftercare.codec import EncryptionCodec
 from aftercare.logs import configure_logging, get_logger
-from aftercare.settings import Settings, get_settings
+from aftercare.metrics import AftercareMetrics, report_open_followups, worker_runtime
+from aftercare.preflight import checked_settings, worker_problems
+from aftercare.process import exit_without_finalizing
+from aftercare.settings import Settings
+from aftercare.startup import connect_checked, run_service
 from aftercare.store import AuditStore
-from aftercare.temporal import connect
 from workflows.followup import DepartureFollowUp
 from workflows.sandbox import workflow_runner
 
@@ -30,12 +34,12 @@ async def running_worker(
     client: Client, settings: Settings, **worker_options: object
 ) -> AsyncIterator[Worker]:
     """A worker polling the task queue until the block ends; then it drains and stops."""
-    store = await AuditStore.open(settings.audit_database_url)
+    store = await AuditStore.open(settings.audit_database_url, settings.audit_signing_keys)
     try:
         sms = SmsActivities(settings, store)
         email = EmailActivities(settings, store)
         booking = BookingActivities(settings)
-        audit = AuditActivities(store)
+        audit = AuditActivities(store, EncryptionCodec(settings.encryption_keys))
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -47,6 +51,7 @@ async def running_worker(
                 booking.request_booking,
                 audit.append_audit_entries,
             ],
+            interceptors=[AftercareMetrics()],
             graceful_shutdown_timeout=timedelta(seconds=30),
             **worker_options,  # type: ignore[arg-type]
         )
@@ -56,20 +61,27 @@ async def running_worker(
         await store.close()
 
 
-async def main(settings: Settings | None = None) -> None:
-    settings = settings or get_settings()
+async def main(settings: Settings) -> None:
+    """Run a worker on settings ``checked_settings(worker_problems)`` found sound."""
     configure_logging(settings.log_level)
-    client = await connect(settings)
+    runtime = worker_runtime(settings)
+    client = await connect_checked(settings, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    open_followups = (asyncio.create_task(report_open_followups(client, runtime))
+                      if runtime is not None else None)
     async with running_worker(client, settings):
-        log.info("worker started", task_queue=settings.task_queue)
+        log.info("worker started", task_queue=settings.task_queue,
+                 metrics_port=settings.worker_metrics_port)
         await stop.wait()
         log.info("worker draining: finishing in-flight activities before stopping")
+        if open_followups is not None:
+            open_followups.cancel()
     log.info("worker stopped")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    settings = checked_settings(worker_problems)
+    exit_without_finalizing(run_service(lambda: main(settings)))

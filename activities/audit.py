@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from aftercare.codec import EncryptionCodec
 from aftercare.store import AuditConflictError, AuditStore
 from workflows.models import AuditBatch
 
@@ -15,13 +18,20 @@ AUDIT_CONFLICT = "AuditConflict"
 class AuditActivities:
     """Run as a local activity after each step: no server round trip per audit write."""
 
-    def __init__(self, store: AuditStore) -> None:
+    def __init__(self, store: AuditStore, codec: EncryptionCodec) -> None:
         self._store = store
+        self._codec = codec
 
     @activity.defn
     async def append_audit_entries(self, batch: AuditBatch) -> None:
-        """Idempotent: a retried batch re-appends the same entries, which is a no-op."""
+        """Idempotent: a retried batch re-appends the same entries, which is a no-op. Staff
+        notes in the batch are sealed before they are stored."""
         try:
             await self._store.append(batch.entries)
         except AuditConflictError as err:
             raise ApplicationError(str(err), type=AUDIT_CONFLICT, non_retryable=True) from None
+        if batch.notes:
+            workflow_id = activity.info().workflow_id
+            for note in batch.notes:
+                sealed = self._codec.seal(note.text.encode())
+                await self._store.record_note(workflow_id, note, sealed, datetime.now(UTC))

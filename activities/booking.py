@@ -1,9 +1,12 @@
 """Sends a client's chosen slot to the clinic's booking webhook.
 
-The body is the exact bytes signed: ``X-Aftercare-Signature: sha256=<hex HMAC-SHA256>``
-with the clinic's secret. It names the follow-up, clinic, session, client id and slot,
-never a name or phone number. The follow-up's workflow id is the idempotency key, so a
-retried request books once.
+Signed as Stripe and Slack sign their webhooks, so a captured request cannot be replayed
+later or re-keyed: ``X-Aftercare-Signature: v1=<hex HMAC-SHA256>`` with the clinic's
+secret over ``{X-Aftercare-Timestamp}.{Idempotency-Key}.{body}``, the timestamp in Unix
+seconds. The receiver recomputes it and refuses a timestamp more than five minutes from
+its clock. The body names the follow-up, clinic, session, client id and slot, never a
+name or phone number. The follow-up's workflow id is the idempotency key, so a retried
+request books once; each attempt is signed afresh.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
+import time
 
 import httpx
 from temporalio import activity
@@ -30,6 +33,15 @@ BOOKING_UNAVAILABLE = "BookingWebhookUnavailable"
 
 _TIMEOUT = httpx.Timeout(15.0)
 
+SIGNATURE_TOLERANCE_SECONDS = 300
+"""How far a receiver lets the signed timestamp stray from its clock."""
+
+
+def booking_signature(secret: str, timestamp: str, idempotency_key: str, body: bytes) -> str:
+    """The ``X-Aftercare-Signature`` value: timestamp, idempotency key and body, together."""
+    signed = f"{timestamp}.{idempotency_key}.".encode() + body
+    return "v1=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
 
 class BookingActivities:
     def __init__(self, settings: Settings) -> None:
@@ -47,11 +59,11 @@ class BookingActivities:
         body = json.dumps(
             request.model_dump(mode="json", exclude={"webhook_url"}), separators=(",", ":")
         ).encode()
-        signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: f"sha256={signature}",
-            TIMESTAMP_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
+            SIGNATURE_HEADER: booking_signature(secret, timestamp, request.workflow_id, body),
+            TIMESTAMP_HEADER: timestamp,
             IDEMPOTENCY_HEADER: request.workflow_id,
         }
         try:

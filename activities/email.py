@@ -4,11 +4,14 @@ Each one-click action becomes a line "label: {public_base_url}/r/{signed token}"
 Message-ID derives from the follow-up and message key, so should a message ever go out
 twice both copies carry the same id. A 5xx from the mail server (no such mailbox,
 refused) fails the activity as a non-retryable ``PERMANENT_DELIVERY_FAILURE`` so the
-workflow falls back to SMS; a 4xx, a timeout or a lost connection fails it retryably.
+workflow falls back to SMS; a 4xx, a timeout or a lost connection fails it retryably. So
+does a refusal of our own login or sender (535 and its kin, a refused MAIL FROM): that is
+the operator's to fix, logged as an error and counted, never "this person can't be reached".
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -19,6 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.delivery_ledger import DeliveryLedger, deliver_once
+from activities.provider_errors import provider_misconfigured
 from aftercare.console_links import with_escalation_link
 from aftercare.links import issue_link_token
 from aftercare.settings import Settings
@@ -26,6 +30,10 @@ from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, Delivery, Outb
 
 MAIL_SERVER_UNAVAILABLE = "MailServerUnavailable"
 DEFAULT_SUBJECT = "A message from your care team"
+
+# Authentication required (530), mechanism too weak (534), credentials rejected (535),
+# encryption required to authenticate (538): the server refuses us, not the recipient.
+CONFIGURATION_SMTP_CODES = frozenset({530, 534, 535, 538})
 
 
 class EmailActivities:
@@ -37,24 +45,36 @@ class EmailActivities:
 
     @activity.defn
     async def send_email(self, message: OutboundMessage) -> Delivery:
-        return await deliver_once(self.ledger, message, lambda: self._send(message))
+        return await deliver_once(
+            self.ledger, message, lambda: self._send(message),
+            crash_after_accept=self.settings.test_crash_after_provider_accepts,
+        )
 
     async def _send(self, message: OutboundMessage) -> Delivery:
         email = self._compose(message, datetime.now(UTC))
         settings = self.settings
         try:
-            await aiosmtplib.send(
-                email,
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_username,
-                password=settings.smtp_password,
-                start_tls=settings.smtp_starttls,
-                timeout=settings.smtp_timeout_seconds,
-            )
+            # aiosmtplib's timeout is per command; the whole conversation must also fit in
+            # the activity's budget, beside the ledger's write (see activities/sms.py).
+            async with asyncio.timeout(settings.smtp_timeout_seconds):
+                await aiosmtplib.send(
+                    email,
+                    hostname=settings.smtp_host,
+                    port=settings.smtp_port,
+                    username=settings.smtp_username,
+                    password=settings.smtp_password,
+                    start_tls=settings.smtp_starttls,
+                    timeout=settings.smtp_timeout_seconds,
+                )
         # The server's own text may quote the address: only the reply code goes further.
         except aiosmtplib.SMTPRecipientsRefused as err:
             raise _classified(err.recipients[0].code) from None
+        except aiosmtplib.SMTPSenderRefused as err:
+            if err.code < 500:
+                raise _classified(err.code) from None
+            raise provider_misconfigured(
+                "smtp", f"mail server refused the sender with {err.code}", code=str(err.code)
+            ) from None
         except aiosmtplib.SMTPResponseException as err:
             raise _classified(err.code) from None
         except (aiosmtplib.SMTPException, OSError) as err:
@@ -67,7 +87,7 @@ class EmailActivities:
     def _compose(self, message: OutboundMessage, now: datetime) -> EmailMessage:
         ttl = timedelta(hours=self.settings.link_ttl_hours)
         base_url = self.settings.public_base_url.rstrip("/")
-        lines = [with_escalation_link(self.settings, message, now)]
+        lines = [with_escalation_link(self.settings, message)]
         if message.links:
             lines.append("")
         for link in message.links:
@@ -93,6 +113,8 @@ class EmailActivities:
 
 def _classified(code: int) -> ApplicationError:
     detail = f"mail server answered {code}"
+    if code in CONFIGURATION_SMTP_CODES:
+        return provider_misconfigured("smtp", detail, code=str(code))
     if 500 <= code < 600:
         return ApplicationError(detail, type=PERMANENT_DELIVERY_FAILURE, non_retryable=True)
     return ApplicationError(detail, type=MAIL_SERVER_UNAVAILABLE)

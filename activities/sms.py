@@ -4,12 +4,17 @@ Without Twilio credentials the official client talks to ``AFTERCARE_TWILIO_API_B
 (the dev outbox) with the development credentials. Twilio's refusals that no retry can
 change (invalid or unsubscribed number, not SMS-capable, ...) fail the activity as a
 non-retryable ``PERMANENT_DELIVERY_FAILURE`` so the workflow falls back to email;
-outages, rate limits and timeouts fail it retryably.
+outages, rate limits and timeouts fail it retryably. So do refusals of our own account
+(bad credentials, a suspended account, a sender that is not ours): those are the
+operator's to fix, not a sign the person can't be reached, so they are logged as errors and
+counted in ``aftercare_provider_configuration_errors`` while the activity keeps retrying.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
@@ -19,7 +24,8 @@ from twilio.base.exceptions import TwilioException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from activities.delivery_ledger import DeliveryLedger, deliver_once
+from activities.delivery_ledger import AttemptLedger, deliver_once
+from activities.provider_errors import provider_misconfigured
 from aftercare.console_links import with_escalation_link
 from aftercare.settings import (
     DEV_TWILIO_ACCOUNT_SID,
@@ -29,19 +35,38 @@ from aftercare.settings import (
 )
 from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, Delivery, OutboundMessage
 
+T = TypeVar("T")
+
 SMS_PROVIDER_UNAVAILABLE = "SmsProviderUnavailable"
 
 # Twilio error codes that mean this number will never receive this message.
 # https://www.twilio.com/docs/api/errors
 PERMANENT_TWILIO_CODES = frozenset(
-    {21211, 21212, 21408, 21610, 21612, 21614, 30003, 30005, 30006, 30007}
+    {21211, 21408, 21610, 21612, 21614, 30003, 30005, 30006, 30007}
+)
+# Twilio error codes that mean our account or sender is misconfigured, whoever the message
+# is to: authentication (20003), inactive or suspended account (20005, 30002), test
+# credentials (20008), unknown account (20404), a From number or Messaging Service that is
+# not ours or cannot send (21212, 21606, 21659, 21703, 21704, 21705).
+CONFIGURATION_TWILIO_CODES = frozenset(
+    {20003, 20005, 20008, 20404, 21212, 21606, 21659, 21703, 21704, 21705, 30002}
 )
 
-_REQUEST_TIMEOUT_SECONDS = 15.0
+# One attempt may wait for the ledger twice (the attempt before, the delivery after: up to
+# aftercare.store.DATABASE_WAIT_SECONDS each) and make two requests (the Messages list, the
+# send): 2 x 5 s + 2 x 7 s stays inside the activity's 30 s start-to-close timeout, so an
+# attempt never outlives Temporal's patience and races its own retry.
+_REQUEST_TIMEOUT_SECONDS = 7.0
+# Twilio's clock and ours may differ a little; a message created this long before our first
+# attempt is still a candidate.
+_CLOCK_SKEW = timedelta(minutes=1)
+# The newest messages to a number that a retry reads back: far more than one follow-up,
+# or a burst of pages to one on-call phone, sends in the minutes a retry takes.
+_RECENT_MESSAGES_READ = 100
 
 
 class SmsActivities:
-    def __init__(self, settings: Settings, ledger: DeliveryLedger) -> None:
+    def __init__(self, settings: Settings, ledger: AttemptLedger) -> None:
         if not settings.twilio_is_real and not settings.twilio_api_base_url:
             raise ValueError(
                 "set AFTERCARE_TWILIO_ACCOUNT_SID and AFTERCARE_TWILIO_AUTH_TOKEN, or point "
@@ -62,28 +87,71 @@ class SmsActivities:
 
     @activity.defn
     async def send_sms(self, message: OutboundMessage) -> Delivery:
-        return await deliver_once(self.ledger, message, lambda: self._send(message))
+        return await deliver_once(
+            self.ledger, message, lambda: self._send(message),
+            find_earlier_send=lambda since, accounted_for: self._find_sent(
+                message, since, accounted_for),
+            crash_after_accept=self.settings.test_crash_after_provider_accepts,
+        )
 
     async def _send(self, message: OutboundMessage) -> Delivery:
+        async def create(client: Client) -> Delivery:
+            sent = await client.messages.create_async(
+                to=message.to,
+                body=with_escalation_link(self.settings, message),
+                status_callback=self._status_callback_for(message),
+                **self._sender,
+            )
+            activity.logger.info("SMS accepted as %s (%s)", sent.sid, message.message_key)
+            return Delivery(channel=Channel.SMS, provider_message_id=sent.sid)
+
+        return await self._with_twilio(create)
+
+    async def _find_sent(
+        self, message: OutboundMessage, since: datetime, accounted_for: set[str]
+    ) -> Delivery | None:
+        """The copy of ``message`` Twilio accepted from an attempt at or after ``since``
+        whose outcome never reached the ledger, if there is one.
+
+        Filtering on the date sent would miss exactly such a message while it is still
+        queued (Twilio fills in date_sent only once it goes out, and filters by day), so
+        the newest messages to the number are read and matched by body and creation time.
+        """
+
+        async def find(client: Client) -> Delivery | None:
+            recent = await client.messages.list_async(
+                to=message.to, limit=_RECENT_MESSAGES_READ)
+            matches = [
+                sent for sent in recent
+                if sent.body == with_escalation_link(self.settings, message)
+                and sent.sid not in accounted_for
+                and sent.date_created is not None and sent.date_created >= since - _CLOCK_SKEW
+            ]
+            if not matches:
+                return None
+            earliest = min(matches, key=lambda sent: sent.date_created)
+            return Delivery(channel=Channel.SMS, provider_message_id=earliest.sid)
+
+        return await self._with_twilio(find)
+
+    async def _with_twilio(self, request: Callable[[Client], Awaitable[T]]) -> T:
+        """Run ``request`` on a Twilio client, its failures classified for the workflow."""
         try:
             async with _TimedHttpClient(timeout=_REQUEST_TIMEOUT_SECONDS) as http:
                 client = Client(*self._credentials, http_client=http)
                 if self.settings.twilio_api_base_url:
                     client.api.base_url = self.settings.twilio_api_base_url.rstrip("/")
-                sent = await client.messages.create_async(
-                    to=message.to,
-                    body=with_escalation_link(self.settings, message, datetime.now(UTC)),
-                    status_callback=self._status_callback_for(message),
-                    **self._sender,
-                )
+                return await request(client)
         except TwilioException as err:
-            raise _classified(getattr(err, "status", None), getattr(err, "code", None)) from None
+            status, code = getattr(err, "status", None), getattr(err, "code", None)
+            if status in (401, 403) or code in CONFIGURATION_TWILIO_CODES:
+                raise provider_misconfigured("twilio", f"Twilio error {code} (HTTP {status})",
+                                             code=str(code or status)) from None
+            raise _classified(status, code) from None
         except (aiohttp.ClientError, TimeoutError) as err:
             raise ApplicationError(
                 f"Twilio unreachable: {type(err).__name__}", type=SMS_PROVIDER_UNAVAILABLE
             ) from None
-        activity.logger.info("SMS accepted as %s (%s)", sent.sid, message.message_key)
-        return Delivery(channel=Channel.SMS, provider_message_id=sent.sid)
 
     def _status_callback_for(self, message: OutboundMessage) -> str | None:
         """Where Twilio reports delivery; the follow-up's id says whom an undelivered

@@ -6,6 +6,13 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from workflows.fields import OPAQUE_ID_MAX_LENGTH, PROVIDER_MESSAGE_ID_MAX_LENGTH
+
+# followup-{clinic_id}-{session_id}, both opaque ids.
+WORKFLOW_ID_MAX_LENGTH = len("followup--") + 2 * OPAQUE_ID_MAX_LENGTH
+# A role ("client", "emergency_contact") or "staff:{staff_id}".
+RECIPIENT_MAX_LENGTH = len("staff:") + OPAQUE_ID_MAX_LENGTH
+
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
     """Stores aware datetimes as UTC and reads them back aware, on both backends.
@@ -32,6 +39,11 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+# The execution option of a transaction that only reads. SQLite begins it deferred, so it
+# takes no lock a writer waits for (WAL readers work from a snapshot); every other
+# transaction begins IMMEDIATE, taking the write lock before its first read.
+READS_ONLY = {"aftercare_reads_only": True}
+
 metadata = sa.MetaData()
 
 schema_version = sa.Table(
@@ -51,9 +63,10 @@ audit_entries = sa.Table(
     sa.Column("step", sa.String(80), nullable=False),
     sa.Column("channel", sa.String(40)),
     sa.Column("actor", sa.String(80), nullable=False),
-    sa.Column("recipient", sa.String(80)),
-    sa.Column("provider_message_id", sa.String(200)),
-    sa.Column("outcome", sa.String(200)),
+    sa.Column("recipient", sa.String(RECIPIENT_MAX_LENGTH)),
+    sa.Column("provider_message_id", sa.String(PROVIDER_MESSAGE_ID_MAX_LENGTH)),
+    # Free text: a staff member's reason for cancelling, a clinic's booking id, ...
+    sa.Column("outcome", sa.Text),
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
@@ -69,6 +82,18 @@ deliveries = sa.Table(
     sa.Column("channel", sa.String(40), nullable=False),
     sa.Column("provider_message_id", sa.String(200), nullable=False),
     sa.Column("recorded_at", UtcDateTime, nullable=False),
+)
+
+# A send about to reach a provider that cannot be asked to de-duplicate (Twilio): written
+# before the request, so a retry knows an earlier attempt's outcome is unknown when
+# ``deliveries`` has no row for the same message.
+send_attempts = sa.Table(
+    "send_attempts",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("message_key", sa.String(200), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
 )
 
 access_log = sa.Table(
@@ -89,6 +114,47 @@ used_links = sa.Table(
     sa.Column("workflow_id", sa.String(200), nullable=False),
     sa.Column("action", sa.String(40), nullable=False),
     sa.Column("used_at", UtcDateTime, nullable=False),
+)
+
+# Signed heads of each follow-up's chain (aftercare.checkpoints), one per appended batch:
+# apart from the entries, so deleting or re-sealing entries shows.
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("closed", sa.Boolean, nullable=False),
+    sa.Column("signed_at", UtcDateTime, nullable=False),
+    sa.Column("key_id", sa.String(80), nullable=False),
+    sa.Column("signature", sa.String(64), nullable=False),
+)
+
+# Staff free text (workflows.models.StaffNote), sealed with the payload keys: kept out of the
+# trail, which exports claim carries no PHI, yet readable by an authorised auditor.
+staff_notes = sa.Table(
+    "staff_notes",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("audit_seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(40), primary_key=True),
+    sa.Column("staff_id", sa.String(80), nullable=False),
+    sa.Column("sealed_text", sa.LargeBinary, nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+)
+
+# Twilio's webhooks, kept before they are passed to Temporal: a replay of one is recognised
+# by its key, and one Temporal could not take is passed on later. The request is sealed
+# with the payload keys (a client's number and words are PHI) and dropped once delivered.
+inbound_webhooks = sa.Table(
+    "inbound_webhooks",
+    metadata,
+    sa.Column("message_key", sa.String(200), primary_key=True),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("sealed_request", sa.LargeBinary),
+    sa.Column("claimed_until", UtcDateTime),
+    sa.Column("delivered_at", UtcDateTime),
+    sa.Index("inbound_webhooks_waiting", "delivered_at", "received_at"),
 )
 
 APPEND_ONLY_TABLES = ("audit_entries", "deliveries", "access_log")

@@ -54,8 +54,15 @@ def _decode_key(key_id: str, encoded: str) -> AESGCM:
 class EncryptionCodec(PayloadCodec):
     """AES-GCM payload codec with a key id per payload, for key rotation."""
 
-    def __init__(self, keys: Mapping[str, str]) -> None:
-        """``keys``: key id → base64 32-byte key; the first one encrypts, all decrypt."""
+    def __init__(self, keys: Mapping[str, str], accept_unencrypted: bool = False) -> None:
+        """``keys``: key id → base64 32-byte key; the first one encrypts, all decrypt.
+
+        An unencrypted payload is refused unless ``accept_unencrypted``
+        (``AFTERCARE_CODEC_ACCEPT_UNENCRYPTED``, for migrating histories written before
+        encryption): a process that wrote one ran without this codec and put whatever it
+        held, client details included, in clear into Temporal; it must fail loudly, not
+        pass unnoticed."""
+        self._accept_unencrypted = accept_unencrypted
         if not keys:
             raise EncryptionKeyError(
                 "no encryption keys configured: set AFTERCARE_ENCRYPTION_KEYS to id:base64key"
@@ -69,6 +76,18 @@ class EncryptionCodec(PayloadCodec):
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self._decrypt(payload) for payload in payloads]
 
+    def seal(self, plain: bytes) -> bytes:
+        """``plain`` sealed exactly as a payload is, for keeping at rest outside Temporal
+        (an inbound text waiting for redelivery, a staff note): same keys, same rotation."""
+        return self._encrypt(Payload(data=plain)).SerializeToString()
+
+    def open(self, sealed: bytes) -> bytes:
+        """What ``seal`` sealed; refuses anything that was not sealed."""
+        payload = Payload.FromString(sealed)
+        if payload.metadata.get("encoding") != ENCRYPTED_ENCODING:
+            raise PayloadDecryptionError("a value kept at rest was not sealed")
+        return self._decrypt(payload).data
+
     def _encrypt(self, payload: Payload) -> Payload:
         key_id = self._current_key_id
         nonce = os.urandom(_NONCE_BYTES)
@@ -81,7 +100,13 @@ class EncryptionCodec(PayloadCodec):
 
     def _decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCRYPTED_ENCODING:
-            return payload
+            if self._accept_unencrypted:
+                return payload
+            raise PayloadDecryptionError(
+                "payload is not encrypted: refused (it was written without the encryption "
+                "codec; set AFTERCARE_CODEC_ACCEPT_UNENCRYPTED=true only while migrating "
+                "histories written before encryption)"
+            )
         key_id = payload.metadata.get(KEY_ID_METADATA, b"").decode()
         cipher = self._ciphers.get(key_id)
         if cipher is None:
@@ -105,6 +130,7 @@ def data_converter(settings: Settings) -> DataConverter:
     with failure messages and stack traces moved into the encrypted attributes."""
     return dataclasses.replace(
         pydantic_data_converter,
-        payload_codec=EncryptionCodec(settings.encryption_keys),
+        payload_codec=EncryptionCodec(
+            settings.encryption_keys, accept_unencrypted=settings.codec_accept_unencrypted),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

@@ -6,12 +6,24 @@ and CLI (``--codec-endpoint``), in Temporal's remote codec JSON format.
 Unlike the public sample's open codec server, every call must carry a bearer token from
 ``AFTERCARE_CODEC_AUTH_TOKENS``: whoever can call /decode can read client details. CORS lets
 in only ``AFTERCARE_CODEC_UI_ORIGIN``, the Web UI that asks on the user's behalf.
+
+Each decode is an access to PHI, so it is written to the audit database's access log
+before the answer leaves: the token's holder, the follow-ups whose payloads were read
+(found in the decoded payloads themselves: the remote codec protocol names no workflow),
+the namespace and the time. No record, no answer.
+
+Unencrypted payloads pass through here untouched: the UI and the CLI send search
+attributes too, which Temporal must read in clear (they never hold PHI). The worker's and
+starter's codec, by contrast, refuses them (``aftercare.codec``).
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Sequence
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -21,10 +33,13 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
 from aftercare.codec import EncryptionCodec, EncryptionKeyError, PayloadDecryptionError
-from aftercare.logs import configure_logging
+from aftercare.logs import configure_logging, get_logger
 from aftercare.settings import Settings, get_settings
+from aftercare.store import AuditStore
+from workflows.models import followup_workflow_id
 
 Transform = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
+log = get_logger("aftercare.codec_server")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -32,20 +47,28 @@ def create_app(settings: Settings) -> FastAPI:
         raise ValueError(
             "no codec tokens configured: set AFTERCARE_CODEC_AUTH_TOKENS to holder:token pairs"
         )
-    codec = EncryptionCodec(settings.encryption_keys)
-    tokens = [token.encode() for token in settings.codec_auth_tokens.values()]
+    codec = EncryptionCodec(settings.encryption_keys, accept_unencrypted=True)
+    holders = [(holder, token.encode()) for holder, token in settings.codec_auth_tokens.items()]
     bearer = HTTPBearer(auto_error=False)
 
-    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+        """The holder of the presented token."""
         if credentials is None:
             raise HTTPException(
                 401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
             )
         presented = credentials.credentials.encode()
         # Compare with every token, so the time taken tells nothing about which one is near.
-        matches = [hmac.compare_digest(presented, token) for token in tokens]
-        if not any(matches):
+        matches = [holder for holder, token in holders if hmac.compare_digest(presented, token)]
+        if not matches:
             raise HTTPException(403, "this token may not use the codec endpoint")
+        return matches[0]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.store = await AuditStore.open(settings.audit_database_url)
+        yield
+        await app.state.store.close()
 
     app = FastAPI(
         title="Aftercare codec endpoint",
@@ -53,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
     if settings.codec_ui_origin:
         app.add_middleware(
@@ -65,27 +89,69 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/encode")
     async def encode(request: Request) -> Response:
-        return await _transformed(request, codec.encode)
+        return _answer(await _transformed(request, codec.encode))
 
     @app.post("/decode")
-    async def decode(request: Request) -> Response:
-        return await _transformed(request, codec.decode)
+    async def decode(request: Request, holder: str = Depends(authorised)) -> Response:
+        decoded = await _transformed(request, codec.decode)
+        workflows = sorted(workflow_ids_in(decoded))
+        read = f"workflow {', '.join(workflows)}" if workflows else "no follow-up named"
+        namespace = request.headers.get("X-Namespace", "?")
+        try:
+            await request.app.state.store.record_access(
+                actor=f"codec:{holder}", action="decode",
+                target=f"{read} ({len(decoded)} payloads, namespace {namespace})",
+                at=datetime.now(UTC))
+        except Exception as err:  # noqa: BLE001 - whatever failed, the read is not on record
+            log.error("codec access not recorded; nothing decoded", error=type(err).__name__)
+            raise HTTPException(503, "the access log is unavailable: nothing decoded") from None
+        return _answer(decoded)
 
     return app
 
 
-async def _transformed(request: Request, transform: Transform) -> Response:
+def workflow_ids_in(payloads: Sequence[Payload]) -> set[str]:
+    """The follow-ups a set of decoded payloads belongs to: their ``workflow_id`` fields, and
+    the workflow id of any departure event among them."""
+    found: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("workflow_id"), str):
+                found.add(value["workflow_id"])
+            clinic, session = value.get("clinic_id"), value.get("session_id")
+            if isinstance(clinic, str) and isinstance(session, str):
+                found.add(followup_workflow_id(clinic, session))
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    for payload in payloads:
+        if payload.metadata.get("encoding") == b"json/plain":
+            try:
+                walk(json.loads(payload.data))
+            except ValueError:
+                continue
+    return found
+
+
+async def _transformed(request: Request, transform: Transform) -> list[Payload]:
     try:
         payloads = json_format.Parse(await request.body(), Payloads())
     except json_format.ParseError:
         raise HTTPException(400, 'expected {"payloads": [...]} in Temporal\'s JSON form') from None
     try:
-        result = await transform(payloads.payloads)
+        return await transform(payloads.payloads)
     except (EncryptionKeyError, PayloadDecryptionError) as err:
         # These messages name a key id at most, never a payload's contents.
         raise HTTPException(400, str(err)) from None
+
+
+def _answer(payloads: Sequence[Payload]) -> Response:
     return Response(
-        json_format.MessageToJson(Payloads(payloads=result)), media_type="application/json"
+        json_format.MessageToJson(Payloads(payloads=payloads)), media_type="application/json"
     )
 
 

@@ -1,8 +1,10 @@
 """The audit store: every follow-up's hash-chained trail, the deliveries ledger, the
 disclosures made to emergency contacts and the auditors' access log.
 
-One code path for SQLite (the default) and PostgreSQL, over SQLAlchemy Core async. The store
-only ever inserts: there is no update or delete here, and the database refuses both.
+One code path for SQLite (the default) and PostgreSQL, over SQLAlchemy Core async. The trail,
+the deliveries and the access log are only ever inserted into: there is no update or delete
+of them here, and the database refuses both. (A one-click link's claim is given back when
+its action failed: that table records what was done, not evidence.)
 
 Disclosures are not a second write: each audit entry with step ``emergency_contact_notified``
 *is* the disclosure, read back with ``recipient`` as to whom (a role, never a name or
@@ -12,8 +14,11 @@ path means a disclosure can never be recorded without its place in the chain, or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import pwd
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -23,16 +28,37 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from aftercare.audit_schema import access_log, audit_entries, deliveries, used_links
+from aftercare.audit_schema import (
+    READS_ONLY,
+    access_log,
+    audit_checkpoints,
+    audit_entries,
+    deliveries,
+    send_attempts,
+    staff_notes,
+    used_links,
+)
+from aftercare.checkpoints import CLOSE_STEP, Checkpoint, checkpoint_signature
+from aftercare.logs import get_logger
 from aftercare.migrations import migrate
-from workflows.models import AuditEntry, Delivery
+from workflows.models import AuditEntry, Delivery, StaffNote, followup_workflow_id
 from workflows.trail import entry_digest
 
 DISCLOSURE_STEP = "emergency_contact_notified"
 
+# How long a call waits for SQLite's write lock, or for a PostgreSQL connection, before it
+# fails (and its activity retries): well inside the send activities' time budget.
+DATABASE_WAIT_SECONDS = 5.0
+
+log = get_logger("aftercare.store")
+
 
 class AuditConflictError(Exception):
     """An entry or delivery differs from the one already recorded under the same key."""
+
+
+class UnsignableTrailError(RuntimeError):
+    """The store holds no signing key, so it cannot anchor what it would append."""
 
 
 class Disclosure(BaseModel):
@@ -44,6 +70,15 @@ class Disclosure(BaseModel):
     audit_seq: int
 
 
+class SealedNote(BaseModel):
+    workflow_id: str
+    audit_seq: int
+    kind: str
+    staff_id: str
+    sealed_text: bytes
+    recorded_at: AwareDatetime
+
+
 class AccessRecord(BaseModel):
     actor: str
     action: str
@@ -52,29 +87,47 @@ class AccessRecord(BaseModel):
 
 
 class AuditStore:
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, url: str, signing_keys: Mapping[str, str] | None = None
+    ) -> None:
         self._engine = engine
+        self._reader = engine.execution_options(**READS_ONLY)
         self.url = url
+        self._signing_keys = dict(signing_keys or {})
 
     @classmethod
-    async def open(cls, url: str) -> AuditStore:
-        """Connect to the database at ``url`` and bring its schema up to date."""
+    async def open(cls, url: str, signing_keys: Mapping[str, str] | None = None) -> AuditStore:
+        """Connect to the database at ``url`` and bring its schema up to date.
+
+        ``signing_keys`` (``AFTERCARE_AUDIT_SIGNING_KEYS``, newest first) sign the chain's
+        checkpoints: only a store opened with them may append entries."""
         engine = _create_engine(url)
         try:
             await migrate(engine)
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine, url)
+        return cls(engine, url, signing_keys)
 
     async def close(self) -> None:
         await self._engine.dispose()
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """For the stores that share this database (``aftercare.inbox``)."""
+        return self._engine
+
     # --- the trail ------------------------------------------------------------------
 
     async def append(self, entries: Sequence[AuditEntry]) -> None:
-        """Record sealed entries. Re-appending an identical entry is a no-op (a retried
-        activity); a different entry under an existing (workflow_id, seq) is refused."""
+        """Record sealed entries and a signed checkpoint of each chain's new head, in one
+        transaction. Re-appending an identical entry is a no-op (a retried activity); a
+        different entry under an existing (workflow_id, seq) is refused."""
+        if not self._signing_keys:
+            raise UnsignableTrailError(
+                "this audit store was opened without AFTERCARE_AUDIT_SIGNING_KEYS: it cannot "
+                "sign the chain's checkpoints, so it may not append"
+            )
         for entry in entries:
             if entry_digest(entry) != entry.hash:
                 raise AuditConflictError(
@@ -98,6 +151,33 @@ class AuditStore:
                         f"{entry.workflow_id} already has a different entry {entry.seq}: "
                         "the trail is append-only, it is never overwritten"
                     )
+            heads = {entry.workflow_id: entry for entry in sorted(entries, key=attrgetter("seq"))}
+            for head in heads.values():
+                await self._sign_head(conn, head)
+
+    async def _sign_head(self, conn: AsyncConnection, head: AuditEntry) -> None:
+        found = await conn.scalar(sa.select(audit_checkpoints.c.seq).where(
+            audit_checkpoints.c.workflow_id == head.workflow_id,
+            audit_checkpoints.c.seq == head.seq))
+        if found is not None:
+            return
+        key_id, secret = next(iter(self._signing_keys.items()))
+        closed = head.step == CLOSE_STEP
+        signature = checkpoint_signature(secret, head.workflow_id, head.seq, head.hash, closed)
+        await conn.execute(audit_checkpoints.insert().values(
+            workflow_id=head.workflow_id, seq=head.seq, hash=head.hash, closed=closed,
+            signed_at=datetime.now(UTC), key_id=key_id, signature=signature))
+        # The same checkpoint in the log: a copy outside the database to compare against.
+        log.info("audit checkpoint", workflow_id=head.workflow_id, seq=head.seq,
+                 hash=head.hash, closed=closed, key_id=key_id, signature=signature)
+
+    async def checkpoints(self, workflow_id: str) -> list[Checkpoint]:
+        """One follow-up's signed checkpoints, oldest first: the last is the chain's head."""
+        query = (sa.select(audit_checkpoints)
+                 .where(audit_checkpoints.c.workflow_id == workflow_id)
+                 .order_by(audit_checkpoints.c.seq))
+        async with self._reader.connect() as conn:
+            return [Checkpoint.model_validate(row._asdict()) for row in await conn.execute(query)]
 
     async def entries(self, workflow_id: str) -> list[AuditEntry]:
         """One follow-up's trail, in chain order."""
@@ -121,13 +201,14 @@ class AuditStore:
         return await self._select_entries(query)
 
     async def workflow_ids(self) -> list[str]:
-        """Every follow-up that has a trail."""
-        query = sa.select(audit_entries.c.workflow_id).distinct().order_by("workflow_id")
-        async with self._engine.connect() as conn:
+        """Every follow-up that has a trail, or a checkpoint (its entries may be gone)."""
+        query = sa.union(sa.select(audit_entries.c.workflow_id),
+                         sa.select(audit_checkpoints.c.workflow_id)).order_by("workflow_id")
+        async with self._reader.connect() as conn:
             return list(await conn.scalars(query))
 
     async def _select_entries(self, query: sa.Select) -> list[AuditEntry]:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = await conn.execute(query)
             return [_row_entry(row) for row in rows]
 
@@ -138,9 +219,12 @@ class AuditStore:
         workflow_id: str | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
+        clinic_id: str | None = None,
     ) -> list[Disclosure]:
         """Notices given to emergency contacts, read from the trail (see module docstring)."""
         query = sa.select(audit_entries).where(audit_entries.c.step == DISCLOSURE_STEP)
+        if clinic_id is not None:
+            query = query.where(_of_clinic(clinic_id))
         if workflow_id is not None:
             query = query.where(audit_entries.c.workflow_id == workflow_id)
         if start is not None:
@@ -163,7 +247,7 @@ class AuditStore:
     # --- the delivery ledger (activities.delivery_ledger.DeliveryLedger) --------------
 
     async def find_delivery(self, workflow_id: str, message_key: str) -> Delivery | None:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return await _delivery_of(conn, workflow_id, message_key)
 
     async def record_delivery(self, workflow_id: str, message_key: str, delivery: Delivery) -> None:
@@ -199,7 +283,71 @@ class AuditStore:
                     f"{delivery.provider_message_id}"
                 )
 
+    async def record_send_attempt(
+        self, workflow_id: str, message_key: str, attempt: int, started_at: datetime
+    ) -> None:
+        """Note that a message is about to reach the provider. The first note of an attempt
+        stands: it marks the earliest moment the message may have gone out."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(send_attempts.insert().values(
+                    workflow_id=workflow_id, message_key=message_key, attempt=attempt,
+                    started_at=started_at,
+                ))
+        except IntegrityError:
+            pass
+
+    async def first_send_attempt(self, workflow_id: str, message_key: str) -> datetime | None:
+        """When the message first headed for the provider, or None if it never did."""
+        query = (
+            sa.select(send_attempts.c.started_at)
+            .where(send_attempts.c.workflow_id == workflow_id,
+                   send_attempts.c.message_key == message_key)
+            .order_by(send_attempts.c.started_at)
+            .limit(1)
+        )
+        async with self._reader.connect() as conn:
+            return await conn.scalar(query)
+
+    async def provider_message_ids(self, workflow_id: str) -> set[str]:
+        """Every provider message id recorded for the follow-up, under any message key."""
+        query = sa.select(deliveries.c.provider_message_id).where(
+            deliveries.c.workflow_id == workflow_id
+        )
+        async with self._reader.connect() as conn:
+            return set(await conn.scalars(query))
+
+    # --- staff free text, sealed ---------------------------------------------------------
+
+    async def record_note(
+        self, workflow_id: str, note: StaffNote, sealed_text: bytes, at: datetime
+    ) -> None:
+        """Keep a sealed staff note; a retried write of the same note is a no-op."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(staff_notes.insert().values(
+                    workflow_id=workflow_id, audit_seq=note.audit_seq, kind=note.kind,
+                    staff_id=note.staff_id, sealed_text=sealed_text, recorded_at=at))
+        except IntegrityError:
+            return
+
+    async def notes(self, workflow_id: str) -> list[SealedNote]:
+        query = (sa.select(staff_notes).where(staff_notes.c.workflow_id == workflow_id)
+                 .order_by(staff_notes.c.audit_seq, staff_notes.c.kind))
+        async with self._reader.connect() as conn:
+            return [SealedNote.model_validate(row._asdict()) for row in await conn.execute(query)]
+
     # --- the auditors' access log -------------------------------------------------------
+
+    async def connected_identity(self) -> str:
+        """Who this connection is, as the database knows it: the PostgreSQL role it logged in
+        as, or for a SQLite file the operating-system account running this process (not
+        ``$USER``, which anyone can set). The access log records this, not a name the
+        caller offers."""
+        if self._engine.dialect.name == "postgresql":
+            async with self._reader.connect() as conn:
+                return f"postgresql:{await conn.scalar(sa.text('SELECT current_user'))}"
+        return f"os:{pwd.getpwuid(os.getuid()).pw_name}"
 
     async def record_access(self, actor: str, action: str, target: str, at: datetime) -> None:
         async with self._engine.begin() as conn:
@@ -209,7 +357,7 @@ class AuditStore:
 
     async def access_records(self) -> list[AccessRecord]:
         query = sa.select(access_log).order_by(access_log.c.id)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = await conn.execute(query)
             return [
                 AccessRecord(actor=row.actor, action=row.action, target=row.target, at=row.at)
@@ -221,18 +369,20 @@ class AuditStore:
         limits count here, so they hold across every API process."""
         query = sa.select(sa.func.count()).select_from(access_log).where(
             access_log.c.actor == actor, access_log.c.action == action, access_log.c.at >= since)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return int(await conn.scalar(query) or 0)
 
     # --- one-click email links -----------------------------------------------------------
 
     async def link_used(self, jti: str) -> bool:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             found = await conn.scalar(sa.select(used_links.c.jti).where(used_links.c.jti == jti))
         return found is not None
 
     async def use_link(self, jti: str, workflow_id: str, action: str, at: datetime) -> bool:
-        """Mark a link used before acting on it; False when it was used already."""
+        """Claim a link before acting on it, so two clicks cannot both act; False when it
+        was used (or is being used) already. ``release_link`` gives it back when the
+        action failed."""
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(
@@ -244,21 +394,29 @@ class AuditStore:
             return False
         return True
 
+    async def release_link(self, jti: str) -> None:
+        """The claimed link's action did not happen: the link works again."""
+        async with self._engine.begin() as conn:
+            await conn.execute(used_links.delete().where(used_links.c.jti == jti))
+
 
 def _create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": DATABASE_WAIT_SECONDS})
         _make_sqlite_transactional(engine)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(url, pool_pre_ping=True, pool_timeout=DATABASE_WAIT_SECONDS,
+                               connect_args={"timeout": DATABASE_WAIT_SECONDS})
 
 
 def _make_sqlite_transactional(engine: AsyncEngine) -> None:
     """Python's sqlite3 only opens a transaction before DML, so a migration's DDL would
-    commit on its own; take over BEGIN so each transaction covers all its statements."""
+    commit on its own; take over BEGIN so each transaction covers all its statements.
+    Writes begin IMMEDIATE (a read-then-write transaction cannot deadlock on upgrading its
+    lock); reads begin deferred and never wait for, or hold up, a writer."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -270,13 +428,20 @@ def _make_sqlite_transactional(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        reads_only = READS_ONLY.items() <= conn.get_execution_options().items()
+        conn.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
 
 
 def _of_clinic(clinic_id: str) -> sa.ColumnElement[bool]:
-    # Workflow ids are followup-{clinic_id}-{session_id}; escape LIKE's wildcards in the id.
-    escaped = clinic_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return audit_entries.c.workflow_id.like(f"followup-{escaped}-%", escape="\\")
+    """Exactly this clinic's follow-ups: ``followup_workflow_id`` doubles the clinic id's
+    dashes, so its part ends at the first single ``-``. ``followup-riverside-`` also begins
+    ``followup-riverside--east-…`` (clinic ``riverside-east``), which the second test
+    excludes: a session id never starts with ``-``."""
+    prefix = followup_workflow_id(clinic_id, "")
+    # Escape LIKE's wildcards in the id.
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    column = audit_entries.c.workflow_id
+    return column.like(f"{escaped}%", escape="\\") & ~column.like(f"{escaped}-%", escape="\\")
 
 
 async def _entry_at(conn: AsyncConnection, workflow_id: str, seq: int) -> AuditEntry | None:

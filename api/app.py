@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import uvicorn
 from fastapi import FastAPI
@@ -15,7 +16,9 @@ from temporalio.service import RPCError
 
 from aftercare.logs import configure_logging
 from aftercare.policies import PolicyBook
-from aftercare.settings import Settings, get_settings
+from aftercare.preflight import api_problems, checked_settings
+from aftercare.settings import API_REQUIRED_SETTINGS, Settings
+from aftercare.startup import connect_checked, run_service
 from api import email_links, followups, health, sms_webhooks
 from api.console import add_console
 from api.intake import Intake
@@ -27,12 +30,20 @@ from api.problems import TemporalUnavailable, invalid_request, temporal_unavaila
 def create_app(
     settings: Settings, client: Client | None = None, policies: PolicyBook | None = None
 ) -> FastAPI:
-    """The app for these settings. Without a ``client`` it connects to Temporal on first use."""
+    """The app for these settings. Without a ``client`` it connects to Temporal on first use.
+
+    Raises ``MissingSettingError`` naming the first secret it needs and was not given.
+    """
+    settings.require(*API_REQUIRED_SETTINGS)
     service = Intake(settings, policies or PolicyBook.load(settings.policy_file), client)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        redelivery = asyncio.create_task(sms_webhooks.redeliver_forever(service))
         yield
+        redelivery.cancel()
+        with suppress(asyncio.CancelledError):
+            await redelivery
         await service.close()
 
     app = FastAPI(
@@ -66,10 +77,19 @@ class _HideLinkTokens(logging.Filter):
         return True
 
 
-def serve() -> None:
-    settings = get_settings()
+def serve() -> int:
+    """Run the service until stopped; 1 with one line on stderr if a start-up check fails."""
+    settings = checked_settings(api_problems)
     configure_logging(settings.log_level)
+
+    async def check() -> None:
+        await connect_checked(settings)
+
+    refused = run_service(check)
+    if refused:
+        return refused
     logging.getLogger("uvicorn.access").addFilter(_HideLinkTokens())
     # log_config=None keeps uvicorn on the redacting handlers configured above.
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
                 log_config=None)
+    return 0

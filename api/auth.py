@@ -40,3 +40,19 @@ async def calling_clinic(
 
 
 CallingClinic = Annotated[str, Depends(calling_clinic)]
+
+metrics_bearer = HTTPBearer(auto_error=False, description="AFTERCARE_METRICS_TOKEN")
+
+
+async def metrics_scraper(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(metrics_bearer)],
+    service: Annotated[Intake, Depends(intake)],
+) -> None:
+    """Prometheus presents ``AFTERCARE_METRICS_TOKEN`` (``authorization: credentials`` in its
+    scrape config): the metrics sit on the public port, and say how busy each route is."""
+    token = service.settings.metrics_token or ""
+    if credentials is None or not hmac.compare_digest(
+        token.encode(), credentials.credentials.encode()
+    ):
+        raise HTTPException(401, "Authorization: send AFTERCARE_METRICS_TOKEN as 'Bearer <token>'",
+                            headers={"WWW-Authenticate": "Bearer"})

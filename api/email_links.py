@@ -4,7 +4,8 @@ Opening a link (GET) only shows what it will do, with one button; the button (PO
 it. Mail scanners and link previews open every link in an email: were GET to act, a
 scanner could tell the clinic a client is safe before the client has read the message.
 A link works once and until it expires; a used, expired or altered one gets a 4xx page
-and records nothing.
+and records nothing. A link is spent only by an action that happened (or that the
+follow-up refused): when passing it on fails, the link works again and the page says so.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from fastapi.responses import HTMLResponse
 
 import starter
 from aftercare.links import ExpiredLink, InvalidLink, LinkClaim, read_link_token
+from aftercare.logs import get_logger
 from api.intake import Intake, intake
 from api.metrics import intake_events
 from api.pages import confirm_page, page
 from api.problems import PROBLEM_CONTENT, problems
-from workflows.models import Acknowledge, ClientReply
+from workflows.models import Acknowledge, ClientReply, clinic_of_followup
 
 router = APIRouter(tags=["email links"])
+log = get_logger("aftercare.api.links")
 
 Service = Annotated[Intake, Depends(intake)]
 Token = Annotated[str, Path(max_length=2000, description="The signed token from the email")]
@@ -37,7 +40,8 @@ PAGES = {
     **problems(422),
     503: {
         "content": {**_HTML["content"], **PROBLEM_CONTENT},
-        "description": "Links are switched off (a page), or Temporal is unreachable",
+        "description": "Temporal is unreachable, or the answer could not be passed on "
+        "(a page: the link still works)",
     },
 }
 
@@ -116,5 +120,27 @@ async def use_link(token: Token, service: Service) -> HTMLResponse:
         return page("Nothing was changed", str(err), 409)
     except starter.FollowUpNotFound:
         return page("This follow-up has closed", "Nothing more is needed from you.", 410)
+    except Exception as err:  # noqa: BLE001 - whatever failed, the answer did not arrive
+        # A "Please call me" must not vanish behind "your answer was received": the link
+        # works again, and the page says so and who to call meanwhile.
+        await store.release_link(claim.jti)
+        log.warning("link action failed; link released", action=claim.action,
+                    error=type(err).__name__)
+        intake_events.labels("link", "failed").inc()
+        return not_passed_on_page(service, claim)
     intake_events.labels("link", claim.action).inc()
     return page("Done", done)
+
+
+def not_passed_on_page(service: Intake, claim: LinkClaim) -> HTMLResponse:
+    clinic_id = clinic_of_followup(claim.workflow_id) or "default"
+    policy = service.policies.for_clinic(clinic_id)
+    call = (f" If it cannot wait, call {policy.clinic_name} at {policy.clinic_phone}."
+            if policy.clinic_phone else "")
+    return page(
+        "Your answer did not reach your care team",
+        "Something went wrong on our side and nothing was recorded. Please press the "
+        f"button again in a few minutes: this link still works.{call} "
+        + policy.crisis_line_for(policy.default_language),
+        503,
+    )

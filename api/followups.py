@@ -23,13 +23,16 @@ from workflows.models import (
     FollowUpStatus,
     Resolve,
     followup_workflow_id,
+    legacy_followup_workflow_id,
 )
 
 router = APIRouter(prefix="/v1", tags=["follow-ups"])
 
 Service = Annotated[Intake, Depends(intake)]
 WorkflowId = Annotated[
-    str, Path(min_length=1, max_length=200, description="followup-{clinic_id}-{session_id}")
+    str,
+    Path(min_length=1, max_length=200,
+         description="followup-{clinic_id, each - doubled}-{session_id}"),
 ]
 
 
@@ -96,8 +99,10 @@ async def owned_followup(client: Client, clinic_id: str, workflow_id: str) -> Fo
     missing = HTTPException(
         404, f"workflow_id: clinic {clinic_id!r} has no follow-up {workflow_id!r}"
     )
-    # Cheap first: ids are followup-{clinic}-{session}; the state then says for sure.
-    if not workflow_id.startswith(followup_workflow_id(clinic_id, "")):
+    # Cheap first: the id starts with the clinic's part (in today's form, or the form of
+    # follow-ups started before clinic ids' dashes were doubled); the state says for sure.
+    prefixes = (followup_workflow_id(clinic_id, ""), legacy_followup_workflow_id(clinic_id, ""))
+    if not workflow_id.startswith(prefixes):
         raise missing
     try:
         status = await starter.get_status(client, workflow_id)

@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from api import metrics
+from api.auth import metrics_scraper
 from api.intake import Intake, intake
 from api.problems import TemporalUnavailable, problems
 
@@ -45,6 +46,8 @@ async def ready(service: Annotated[Intake, Depends(intake)]) -> Health:
 router.add_api_route(
     "/metrics", metrics.metrics, methods=["GET"], response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                     "description": "Prometheus text format"}},
-    summary="Prometheus metrics",
+                     "description": "Prometheus text format"},
+               **problems(401)},
+    summary="Prometheus metrics (bearer AFTERCARE_METRICS_TOKEN)",
+    dependencies=[Depends(metrics_scraper)],
 )

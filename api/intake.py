@@ -11,10 +11,12 @@ import asyncio
 from fastapi import Request
 from temporalio.client import Client
 
+from aftercare.codec import EncryptionCodec
+from aftercare.inbox import WebhookInbox
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
 from aftercare.store import AuditStore
-from aftercare.temporal import connect
+from aftercare.temporal import TemporalTarget, connect, temporal_target
 from api.problems import TemporalUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -26,7 +28,12 @@ class Intake:
         self.policies = policies
         self._client = client
         self._store: AuditStore | None = None
+        self._inbox: WebhookInbox | None = None
         self._lock = asyncio.Lock()
+
+    @property
+    def target(self) -> TemporalTarget:
+        return temporal_target(self.settings)
 
     async def temporal(self) -> Client:
         if self._client is None:
@@ -38,7 +45,7 @@ class Intake:
                         )
                     except (RuntimeError, OSError, TimeoutError) as err:
                         raise TemporalUnavailable(
-                            f"unreachable at {self.settings.temporal_address}"
+                            f"unreachable at {self.target.address}"
                         ) from err
         return self._client
 
@@ -48,6 +55,12 @@ class Intake:
                 if self._store is None:
                     self._store = await AuditStore.open(self.settings.audit_database_url)
         return self._store
+
+    async def inbox(self) -> WebhookInbox:
+        if self._inbox is None:
+            store = await self.audit_store()
+            self._inbox = WebhookInbox(store, EncryptionCodec(self.settings.encryption_keys))
+        return self._inbox
 
     async def close(self) -> None:
         if self._store is not None:

@@ -11,6 +11,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     ProcessCollector,
     generate_latest,
@@ -34,6 +35,13 @@ intake_events = Counter(
     "aftercare_intake_events",
     "What reached the service: departures, texts, status callbacks, link clicks",
     ["kind", "outcome"],
+    registry=REGISTRY,
+)
+
+
+inbound_waiting = Gauge(
+    "aftercare_inbound_webhooks_waiting",
+    "Twilio webhooks kept but not yet passed to Temporal (it was unreachable)",
     registry=REGISTRY,
 )
 

@@ -21,7 +21,7 @@ class TemporalUnavailable(RuntimeError):
 
 _DESCRIPTIONS = {
     400: "The body is not what this endpoint reads (e.g. not JSON)",
-    401: "No API key, or one no clinic holds",
+    401: "No API key (or metrics token), or one not known",
     403: "The API key is another clinic's, or a webhook signature does not hold",
     404: "No such follow-up for this clinic",
     409: "The follow-up refused the action, or the session already has another event",

@@ -7,8 +7,10 @@ forged request is refused before anything reaches a follow-up.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
@@ -19,10 +21,11 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 import starter
-from aftercare.settings import DEV_TWILIO_AUTH_TOKEN, Settings
+from aftercare.logs import get_logger
+from aftercare.settings import Settings
 from api.intake import Intake, intake
 from api.lookup import open_escalations_with_code, open_followup_of_sender
-from api.metrics import intake_events
+from api.metrics import inbound_waiting, intake_events
 from api.problems import problems
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
@@ -37,6 +40,7 @@ from workflows.policy import ClinicPolicy
 from workflows.replies import HELP_WORDS, START_WORDS, STOP_WORDS, normalize
 
 router = APIRouter(prefix="/v1/twilio", tags=["twilio webhooks"])
+log = get_logger("aftercare.api.twilio")
 
 Service = Annotated[Intake, Depends(intake)]
 
@@ -91,11 +95,15 @@ async def signed_by_twilio(
 
 
 def twilio_validator(settings: Settings) -> RequestValidator:
-    return RequestValidator(settings.twilio_auth_token or DEV_TWILIO_AUTH_TOKEN)
+    """Checks against the configured token only: the app refuses to start without one, so
+    no public development token can ever stand in for it."""
+    settings.require("twilio_auth_token")
+    return RequestValidator(settings.twilio_auth_token)
 
 
 def public_url(settings: Settings, path: str) -> str:
     """The URL Twilio calls (and signs) for our ``path``: we may sit behind a proxy."""
+    settings.require("public_base_url")
     return settings.public_base_url.rstrip("/") + path
 
 
@@ -111,19 +119,103 @@ TwilioForm = Annotated[dict[str, str], Depends(signed_by_twilio)]
     "/inbound",
     response_class=TwiML,
     responses={200: {"description": "TwiML: what to text back, if anything"},
-               **problems(403, 413, 422, 503)},
+               **problems(403, 413, 422)},
     openapi_extra=_form("From", "To", "Body", "MessageSid"),
 )
 async def text_received(fields: TwilioForm, service: Service) -> TwiML:
-    """A text to the clinic's number: a client's reply, or staff acting on a page."""
-    sender, body = fields.get("From", ""), fields.get("Body", "")
+    """A text to the clinic's number: a client's reply, or staff acting on a page.
+
+    Kept before it is passed on: a replay of the same ``MessageSid`` is ignored, and when
+    Temporal cannot take it Twilio still gets 200 and the text is passed on once it can.
+    A client's text is never lost to a 5xx that Twilio would not retry."""
+    key = f"inbound:{_required(fields, 'MessageSid')}"
+    return twiml(await keep_and_pass_on(service, key, {"kind": "inbound", "fields": fields}))
+
+
+def _required(fields: dict[str, str], name: str) -> str:
+    if not fields.get(name):
+        raise HTTPException(422, f"{name}: missing")
+    return fields[name]
+
+
+async def keep_and_pass_on(service: Intake, key: str, request: dict[str, Any]) -> str | None:
+    """Keep the webhook, pass it on, and say what to answer Twilio (TwiML text, if any)."""
+    try:
+        inbox = await service.inbox()
+        fresh = await inbox.keep(key, request, datetime.now(UTC))
+    except Exception as err:  # noqa: BLE001 - the audit database must not cost a client's text
+        log.warning("webhook not kept: audit database unavailable; passed on directly",
+                    kind=request["kind"], error=type(err).__name__)
+        intake_events.labels(request["kind"], "passed on unkept").inc()
+        return await pass_on(service, request)
+    if not fresh:
+        intake_events.labels(request["kind"], "replay ignored").inc()
+        return None
+    try:
+        answer = await pass_on(service, request)
+    except Exception as err:  # noqa: BLE001 - whatever failed, the webhook waits to be redone
+        await inbox.release(key)
+        log.warning("webhook kept for redelivery", kind=request["kind"],
+                    error=type(err).__name__)
+        intake_events.labels(request["kind"], "kept for redelivery").inc()
+        return answer_while_kept(request)
+    await inbox.delivered(key, datetime.now(UTC))
+    return answer
+
+
+async def pass_on(service: Intake, request: dict[str, Any]) -> str | None:
+    """Act on a kept webhook; raises when Temporal (or anything else) could not take it."""
     client = await service.temporal()
+    fields = request["fields"]
+    if request["kind"] == "status":
+        await pass_on_delivery_status(client, fields, request.get("followup"))
+        return None
+    sender, body = fields.get("From", ""), fields.get("Body", "")
     command = STAFF_COMMAND.match(body)
     if command:
         verb, code, rest = command.groups()
         intake_events.labels("inbound", f"staff {verb.lower()}").inc()
-        return twiml(await act_for_staff(service, client, sender, verb, code, rest.strip()))
-    return twiml(await pass_on_client_text(service, client, sender, body, fields.get("MessageSid")))
+        return await act_for_staff(service, client, sender, verb, code, rest.strip())
+    return await pass_on_client_text(service, client, sender, body, fields.get("MessageSid"))
+
+
+def answer_while_kept(request: dict[str, Any]) -> str | None:
+    """A client's text needs no answer (the follow-up texts back once it has it); staff
+    must not read silence as done."""
+    command = STAFF_COMMAND.match(request["fields"].get("Body", ""))
+    if request["kind"] != "inbound" or command is None:
+        return None
+    return (f"Ref {command.group(2)}: received but not acted on yet; it will be as soon as "
+            "the service is back. If it cannot wait, call the clinic.")
+
+
+async def redeliver_waiting(service: Intake) -> None:
+    """One pass of the redelivery loop: pass on, oldest first, every kept webhook nobody
+    is handling; stop at the first failure (Temporal is still away) and give the rest back."""
+    inbox = await service.inbox()
+    claimed = await inbox.claim_waiting(datetime.now(UTC))
+    for index, kept in enumerate(claimed):
+        try:
+            await pass_on(service, kept.request)
+        except Exception as err:  # noqa: BLE001 - the webhook waits for the next pass
+            log.warning("webhook redelivery failed", kind=kept.request["kind"],
+                        error=type(err).__name__)
+            for waiting in claimed[index:]:
+                await inbox.release(waiting.message_key)
+            break
+        await inbox.delivered(kept.message_key, datetime.now(UTC))
+        intake_events.labels(kept.request["kind"], "redelivered").inc()
+    inbound_waiting.set(await inbox.waiting_count())
+
+
+async def redeliver_forever(service: Intake) -> None:
+    """The API's background loop: kept webhooks reach their follow-ups once Temporal is back."""
+    while True:
+        try:
+            await redeliver_waiting(service)
+        except Exception as err:  # noqa: BLE001 - the audit database may be away too
+            log.warning("webhook redelivery pass failed", error=type(err).__name__)
+        await asyncio.sleep(service.settings.inbox_retry_seconds)
 
 
 async def pass_on_client_text(
@@ -185,7 +277,7 @@ def staff_with_phone(policy: ClinicPolicy, phone: str) -> str | None:
     "/status",
     status_code=204,
     response_class=Response,
-    responses=problems(403, 413, 422, 503),
+    responses=problems(403, 413, 422),
     openapi_extra=_form("MessageSid", "MessageStatus", "ErrorCode"),
 )
 async def delivery_status(
@@ -195,16 +287,26 @@ async def delivery_status(
         str | None, Query(max_length=200, description="Set by the SMS activity")
     ] = None,
 ) -> Response:
-    """Twilio's word on a text it accepted: undelivered or failed → the other channel."""
-    status, sid = fields.get("MessageStatus", ""), fields.get("MessageSid")
+    """Twilio's word on a text it accepted: undelivered or failed → the other channel.
+    Kept and de-duplicated like a text: Twilio reports each status of a message once."""
+    status = fields.get("MessageStatus", "")
     intake_events.labels("status", status or "none").inc()
+    key = f"status:{_required(fields, 'MessageSid')}:{status}"
+    await keep_and_pass_on(service, key, {"kind": "status", "fields": fields,
+                                          "followup": followup})
+    return Response(status_code=204)
+
+
+async def pass_on_delivery_status(
+    client: Client, fields: dict[str, str], followup: str | None
+) -> None:
+    status, sid = fields.get("MessageStatus", ""), fields.get("MessageSid")
     if followup and sid and status in UNDELIVERED:
         failure = DeliveryFailure(provider_message_id=sid, error_code=fields.get("ErrorCode"))
         try:
-            await (await service.temporal()).get_workflow_handle(followup).signal(
+            await client.get_workflow_handle(followup).signal(
                 DepartureFollowUp.delivery_failed, failure)
         except RPCError as err:
             # The follow-up has closed: nothing is left to fall back for.
             if err.status is not RPCStatusCode.NOT_FOUND:
                 raise
-    return Response(status_code=204)

@@ -273,6 +273,7 @@ def aftercare_settings(env: WorkflowEnvironment, folder: str, outbox: SmsOutbox,
         link_secret="bench-link-secret",
         lookup_secret="bench-lookup-secret",
         booking_webhook_secrets={CLINIC: BOOKING_SECRET},
+        audit_signing_keys={"bench": "bench-audit-signing-key"},
     )
 
 

@@ -1,9 +1,11 @@
 """A clinic's booking webhook on loopback: ``POST /clinics/{clinic_id}/bookings``.
 
 It checks the request as a clinic's integrator would, from the documented contract
-alone: ``X-Aftercare-Signature: sha256=<hex HMAC-SHA256 of the body>`` with that clinic's
-secret. A good request gets ``200 {"booking_id": ...}`` (the same id again for the same
-idempotency key), a bad signature ``401``, an unknown clinic ``404``.
+alone: ``X-Aftercare-Signature: v1=<hex HMAC-SHA256>`` with that clinic's secret over
+``{X-Aftercare-Timestamp}.{Idempotency-Key}.{body}``, and a timestamp within five minutes
+of its clock. A good request gets ``200 {"booking_id": ...}`` (the same id again for the
+same idempotency key), a bad signature or a stale timestamp ``401``, an unknown clinic
+``404``.
 """
 
 from __future__ import annotations
@@ -12,12 +14,18 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from activities.booking import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from activities.booking import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    SIGNATURE_TOLERANCE_SECONDS,
+    TIMESTAMP_HEADER,
+)
 from devsinks.http import HttpSink
 
 
@@ -33,6 +41,14 @@ class BookingCall:
     @property
     def json(self) -> dict:
         return json.loads(self.body)
+
+
+def _is_fresh(timestamp: str | None, now: float) -> bool:
+    try:
+        sent = int(timestamp or "")
+    except ValueError:
+        return False
+    return abs(now - sent) <= SIGNATURE_TOLERANCE_SECONDS
 
 
 class BookingSink(HttpSink):
@@ -69,9 +85,13 @@ class BookingSink(HttpSink):
         secret = self.clinic_secrets.get(clinic_id)
         if secret is None:
             return web.json_response({"error": "unknown clinic"}, status=404)
-        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        # Recomputed from the contract, not with the sender's helper: an integrator's view.
+        signed = f"{call.timestamp}.{call.idempotency_key}.".encode() + body
+        expected = "v1=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
         if not signature or not hmac.compare_digest(signature, expected):
             return web.json_response({"error": "bad signature"}, status=401)
+        if not _is_fresh(call.timestamp, time.time()):
+            return web.json_response({"error": "stale or missing timestamp"}, status=401)
         call.verified = True
         if self._next_failures:
             status = self._next_failures.pop(0)

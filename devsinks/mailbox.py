@@ -2,7 +2,9 @@
 
 Recipients whose address starts with ``bounce`` are refused at RCPT with a permanent 550,
 as a mail server refuses an address that does not exist. Tests can make the next
-recipients meet a transient 451 instead.
+recipients meet a transient 451 instead, have every answer come slowly, or require a
+login (``require_login``): then a sender that does not log in meets 530 and wrong
+credentials 535, as on a real relay.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import logging
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -17,7 +20,7 @@ from email.message import EmailMessage
 from mailbox import Maildir
 from pathlib import Path
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 @dataclass
@@ -46,11 +49,21 @@ class Mailbox:
         self.host = "127.0.0.1"
         self.port = 0
         self._transient_refusals = 0
+        self._login: tuple[str, str] | None = None
+        self._answer_delay = 0.0
         self._server: asyncio.Server | None = None
 
     def defer_next(self, count: int = 1) -> None:
         """Answer the next ``count`` recipients with a transient 451 (try again later)."""
         self._transient_refusals += count
+
+    def answer_slowly(self, seconds: float) -> None:
+        """Take ``seconds`` over each RCPT and DATA answer, as an overloaded relay does."""
+        self._answer_delay = seconds
+
+    def require_login(self, username: str, password: str) -> None:
+        """From the next connection on, accept mail only after AUTH with these credentials."""
+        self._login = (username, password)
 
     def sent_to(self, address: str) -> list[ReceivedMail]:
         return [mail for mail in self.messages if address in mail.rcpt_tos]
@@ -59,11 +72,29 @@ class Mailbox:
         # aiosmtpd logs every envelope address at INFO; addresses are PHI.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: SMTP(self, hostname="localhost", loop=loop), host, port
-        )
+        self._server = await loop.create_server(self._session_for(loop), host, port)
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
         return self.port
+
+    def _session_for(self, loop: asyncio.AbstractEventLoop):  # type: ignore[no-untyped-def]
+        def session() -> SMTP:
+            if self._login is None:
+                return SMTP(self, hostname="localhost", loop=loop)
+            # Plain-text AUTH is what a loopback stand-in for a relay can offer.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return SMTP(self, hostname="localhost", loop=loop,
+                            authenticator=self._authenticate, auth_required=True,
+                            auth_require_tls=False)
+        return session
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
+                      mechanism: str, auth_data: object) -> AuthResult:
+        expected = self._login
+        given = (auth_data.login.decode(), auth_data.password.decode()) if isinstance(
+            auth_data, LoginPassword) else None
+        # handled=False: aiosmtpd answers 235 or 535 itself.
+        return AuthResult(success=expected is not None and given == expected, handled=False)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -83,6 +114,7 @@ class Mailbox:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
+        await asyncio.sleep(self._answer_delay)
         if self._transient_refusals:
             self._transient_refusals -= 1
             return "451 4.3.0 Mailbox temporarily unavailable, try again later"
@@ -92,6 +124,7 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self._answer_delay)
         content = envelope.content
         message = message_from_bytes(content, policy=email.policy.default)
         self.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message))

@@ -2,9 +2,13 @@
 
 It answers ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` as Twilio does for the
 official client: HTTP basic auth with the account sid and auth token, a form-encoded
-message, the Message resource or Twilio's error JSON back. Twilio's magic test numbers
-fail as Twilio documents them; tests can make more numbers fail, or the next requests.
-With ``send_status_callbacks`` it then reports each message "sent" and "delivered" (or
+message, the Message resource or Twilio's error JSON back. ``GET`` on the same path lists
+the messages it accepted as Twilio's Messages list does: newest first, filtered by ``To``,
+``From`` and ``DateSent`` (``DateSent<``, ``DateSent>``), in pages (``PageSize``, ``Page``,
+``next_page_uri``). The outbox sends at once, so a listed message is already "sent".
+Twilio's magic test numbers fail as Twilio documents them; tests can make more numbers
+fail, or the next requests, or run ``on_accept`` the moment a message is accepted. With
+``send_status_callbacks`` it then reports each message "sent" and "delivered" (or
 "undelivered", for numbers given to ``fail_delivery``) to the message's StatusCallback,
 signed with ``X-Twilio-Signature`` as Twilio signs them.
 
@@ -18,10 +22,12 @@ import asyncio
 import html
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import BasicAuth, web
@@ -85,16 +91,19 @@ class SentSms:
             "date_created": self.date_created.isoformat(),
         }
 
-    def resource(self, account_sid: str) -> dict[str, object]:
-        """The Message resource as Twilio's API returns it."""
+    def resource(self, account_sid: str, sent: bool = False) -> dict[str, object]:
+        """The Message resource as Twilio's API returns it: just accepted, or later, once
+        ``sent``."""
         uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{self.sid}"
         created = format_datetime(self.date_created)
+        # Twilio reports a Messaging Service send as "accepted" until it picks a sender.
+        status = "sent" if sent else "accepted" if self.messaging_service_sid else "queued"
         return {
             "account_sid": account_sid,
             "api_version": API_VERSION,
             "body": self.body,
             "date_created": created,
-            "date_sent": None,
+            "date_sent": created if sent else None,
             "date_updated": created,
             "direction": "outbound-api",
             "error_code": None,
@@ -106,8 +115,7 @@ class SentSms:
             "price": None,
             "price_unit": "USD",
             "sid": self.sid,
-            # Twilio reports a Messaging Service send as "accepted" until it picks a sender.
-            "status": "accepted" if self.messaging_service_sid else "queued",
+            "status": status,
             "subresource_uris": {"media": f"{uri}/Media.json"},
             "to": self.to,
             "uri": f"{uri}.json",
@@ -136,6 +144,7 @@ class SmsOutbox(HttpSink):
         self._failing_numbers: dict[str, TwilioError] = {}
         self._undeliverable: dict[str, int] = {}
         self._callbacks: set[asyncio.Task] = set()
+        self.on_accept: Callable[[SentSms], None] | None = None
         self.down = False  # while True every send answers 503, as in a Twilio outage
 
     def fail_next(self, count: int = 1, status: int = 503, code: int | None = None) -> None:
@@ -166,6 +175,7 @@ class SmsOutbox(HttpSink):
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post(f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self._create),
+            web.get(f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self._read),
             web.get("/outbox", self._list),
             web.get("/", self._page),
         ]
@@ -203,6 +213,8 @@ class SmsOutbox(HttpSink):
             status_callback=form.get("StatusCallback"),
         )
         self.messages.append(sms)
+        if self.on_accept is not None:
+            self.on_accept(sms)
         if self.outbox_file is not None:
             with self.outbox_file.open("a", encoding="utf-8") as outbox:
                 outbox.write(json.dumps(sms.as_dict()) + "\n")
@@ -211,6 +223,54 @@ class SmsOutbox(HttpSink):
             self._callbacks.add(task)
             task.add_done_callback(self._callbacks.discard)
         return web.json_response(sms.resource(self.account_sid), status=201)
+
+    async def _read(self, request: web.Request) -> web.Response:
+        if not self._authenticated(request):
+            return _UNAUTHENTICATED.response()
+        account_sid = request.match_info["account_sid"]
+        if account_sid != self.account_sid:
+            return TwilioError(20404, "The requested resource was not found", 404).response()
+        query = request.query
+        try:
+            page = int(query.get("Page", "0"))
+            page_size = min(int(query.get("PageSize", "50")), 1000)
+            sent_on = _twilio_date(query.get("DateSent"))
+            sent_before = _twilio_date(query.get("DateSent<"))
+            sent_after = _twilio_date(query.get("DateSent>"))
+        except ValueError:
+            return TwilioError(20001, "Invalid paging or date parameter").response()
+        if page < 0 or page_size < 1:
+            return TwilioError(20001, "Invalid paging parameter").response()
+
+        def wanted(sms: SentSms) -> bool:
+            return (
+                query.get("To") in (None, sms.to)
+                and query.get("From") in (None, sms.from_)
+                and (sent_on is None or _same_day(sms.date_created, sent_on))
+                and (sent_before is None or _on_or_before(sms.date_created, sent_before))
+                and (sent_after is None or _on_or_before(sent_after, sms.date_created))
+            )
+
+        found = [sms for sms in reversed(self.messages) if wanted(sms)]
+        start = page * page_size
+        shown = found[start:start + page_size]
+        path = f"/{API_VERSION}/Accounts/{account_sid}/Messages.json"
+        filters = {k: v for k, v in query.items() if k not in ("Page", "PageSize", "PageToken")}
+
+        def page_uri(number: int) -> str:
+            return f"{path}?{urlencode({**filters, 'PageSize': page_size, 'Page': number})}"
+
+        return web.json_response({
+            "messages": [sms.resource(account_sid, sent=True) for sms in shown],
+            "page": page,
+            "page_size": page_size,
+            "start": start,
+            "end": start + max(len(shown) - 1, 0),
+            "uri": page_uri(page),
+            "first_page_uri": page_uri(0),
+            "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+            "next_page_uri": page_uri(page + 1) if start + page_size < len(found) else None,
+        })
 
     async def _report_status(self, sms: SentSms) -> None:
         error_code = self._undeliverable.get(sms.to)
@@ -268,6 +328,30 @@ class SmsOutbox(HttpSink):
         )
         page = _PAGE.format(sms_rows=sms_rows or _EMPTY, mail_rows=mail_rows or _EMPTY)
         return web.Response(text=page, content_type="text/html")
+
+
+def _twilio_date(value: str | None) -> date | datetime | None:
+    """A DateSent filter: a day (``2026-11-22``), as Twilio documents, or a moment
+    (``2026-11-22T20:00:00Z``), as the twilio client sends a datetime."""
+    if value is None:
+        return None
+    if "T" not in value:
+        return date.fromisoformat(value)
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _same_day(moment: datetime, day: date | datetime) -> bool:
+    return moment.astimezone(UTC).date() == (
+        day.astimezone(UTC).date() if isinstance(day, datetime) else day)
+
+
+def _on_or_before(earlier: date | datetime, later: date | datetime) -> bool:
+    if isinstance(earlier, datetime) and isinstance(later, datetime):
+        return earlier <= later
+    def as_day(value: date | datetime) -> date:
+        return value.astimezone(UTC).date() if isinstance(value, datetime) else value
+    return as_day(earlier) <= as_day(later)
 
 
 def _row(when: str, to: str, body: str) -> str:

@@ -30,7 +30,7 @@ DEFAULT_HTTP_PORT = 8030
 @dataclass
 class DevSinks:
     outbox: SmsOutbox
-    mailbox: Mailbox
+    mailbox: Mailbox | None
     booking: BookingSink
     url: str
     _runner: web.AppRunner
@@ -38,7 +38,8 @@ class DevSinks:
     async def stop(self) -> None:
         await self.outbox.stop()
         await self._runner.cleanup()
-        await self.mailbox.stop()
+        if self.mailbox is not None:
+            await self.mailbox.stop()
 
 
 async def start_dev_sinks(
@@ -46,20 +47,23 @@ async def start_dev_sinks(
     clinic_secrets: Mapping[str, str],
     host: str = "127.0.0.1",
     http_port: int = DEFAULT_HTTP_PORT,
-    smtp_port: int = 8025,
+    smtp_port: int | None = 8025,
 ) -> DevSinks:
-    """Start the sinks on ``host``; port 0 picks a free one (see ``.url``, ``.mailbox.port``)."""
+    """Start the sinks on ``host``; port 0 picks a free one (see ``.url``, ``.mailbox.port``).
+    ``smtp_port=None`` leaves the mailbox out, for a stack that mails through a real server."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    mailbox = Mailbox(data_dir / "mail")
+    mailbox = Mailbox(data_dir / "mail") if smtp_port is not None else None
     outbox = SmsOutbox(
         outbox_file=data_dir / "outbox.jsonl", mailbox=mailbox, send_status_callbacks=True
     )
     booking = BookingSink(clinic_secrets)
-    await mailbox.start(host, smtp_port)
+    if mailbox is not None:
+        await mailbox.start(host, smtp_port)
     try:
         runner, url = await serve([*outbox.routes(), *booking.routes()], host, http_port)
     except BaseException:
-        await mailbox.stop()
+        if mailbox is not None:
+            await mailbox.stop()
         raise
     outbox.url = booking.url = url
     return DevSinks(outbox, mailbox, booking, url, runner)
@@ -72,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
     parser.add_argument("--smtp-port", type=int, default=settings.smtp_port)
+    parser.add_argument("--without-mailbox", action="store_true",
+                        help="mail goes to a real SMTP server: start no dev mailbox")
     args = parser.parse_args(argv)
     try:
         asyncio.run(_serve_until_stopped(args, settings.booking_webhook_secrets))
@@ -80,11 +86,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def _serve_until_stopped(args: argparse.Namespace, clinic_secrets: Mapping[str, str]) -> None:
+    smtp_port = None if args.without_mailbox else args.smtp_port
     sinks = await start_dev_sinks(
-        args.data_dir, clinic_secrets, args.host, args.http_port, args.smtp_port
+        args.data_dir, clinic_secrets, args.host, args.http_port, smtp_port
     )
     print(f"dev outbox (Twilio API, booking webhooks, sent messages): {sinks.url}", flush=True)
-    print(f"dev mailbox (SMTP): {sinks.mailbox.host}:{sinks.mailbox.port}", flush=True)
+    if sinks.mailbox is not None:
+        print(f"dev mailbox (SMTP): {sinks.mailbox.host}:{sinks.mailbox.port}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

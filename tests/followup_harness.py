@@ -129,7 +129,8 @@ class FollowUpHarness:
     async def start(self, event: DepartureEvent, **policy: Any) -> WorkflowHandle:
         document = policy_document(**policy)
         document["reschedule"] = {**document["reschedule"],
-                                  "webhook_url": self.booking.webhook_url(event.clinic_id)}
+                                  "webhook_url": self.booking.webhook_url(event.clinic_id),
+                                  "webhook_private_network": True}
         book = PolicyBook({"default": {}, event.clinic_id: document})
         with self.env.with_time_skipping_disabled():
             started = await start_followup(self.client, self.settings, book, event)

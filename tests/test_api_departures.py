@@ -7,8 +7,17 @@ import json
 
 import httpx
 
-from tests.fixtures.api import CLINIC_KEY, OTHER_CLINIC_KEY, bearer, steps
+import starter
+from tests.fixtures.api import CLINIC_KEY, METRICS_TOKEN, OTHER_CLINIC_KEY, bearer, steps
 from tests.followup_harness import CLIENT_PHONE, ON_CALL_PHONE
+from workflows.followup import DepartureFollowUp
+from workflows.models import (
+    DepartureEvent,
+    FollowUpInput,
+    followup_workflow_id,
+    legacy_followup_workflow_id,
+)
+from workflows.policy import ClinicPolicy
 
 
 async def test_an_accepted_departure_texts_the_client_a_checkin(api):
@@ -18,7 +27,7 @@ async def test_an_accepted_departure_texts_the_client_a_checkin(api):
 
     assert response.status_code == 202
     body = response.json()
-    workflow_id = f"followup-clinic-42-{event['session_id']}"
+    workflow_id = followup_workflow_id("clinic-42", event["session_id"])
     assert body == {"workflow_id": workflow_id,
                     "status_url": f"{api.url}/v1/followups/{workflow_id}"}
     assert response.headers["Location"] == body["status_url"]
@@ -189,8 +198,8 @@ async def test_a_reply_by_api_reaches_the_followup_and_cancel_closes_it(api):
 
 
 async def assert_never_started(api, event) -> None:
-    response = await api.http.get(f"/v1/followups/followup-clinic-42-{event['session_id']}",
-                                  headers=bearer(CLINIC_KEY))
+    workflow_id = followup_workflow_id("clinic-42", event["session_id"])
+    response = await api.http.get(f"/v1/followups/{workflow_id}", headers=bearer(CLINIC_KEY))
     assert response.status_code == 404, "the event must not have reached Temporal"
     assert api.sms.messages == []
 
@@ -200,7 +209,9 @@ async def test_health_readiness_metrics_and_docs(api):
 
     health = await api.http.get("/healthz")
     ready = await api.http.get("/readyz")
-    metrics = await api.http.get("/metrics")
+    metrics = await api.http.get("/metrics", headers=bearer(METRICS_TOKEN))
+    unauthorised = await api.http.get("/metrics")
+    with_a_clinic_key = await api.http.get("/metrics", headers=bearer(CLINIC_KEY))
     docs = await api.http.get("/docs")
 
     assert health.json() == {"status": "ok"}
@@ -209,6 +220,8 @@ async def test_health_readiness_metrics_and_docs(api):
     assert 'route="/v1/departures"' in metrics.text
     assert "CLIENT_PHONE" not in metrics.text and "+1555" not in metrics.text
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert unauthorised.status_code == with_a_clinic_key.status_code == 401
+    assert "aftercare_" not in unauthorised.text + with_a_clinic_key.text
 
 
 async def test_not_ready_while_temporal_is_unreachable(api):
@@ -223,3 +236,42 @@ async def test_not_ready_while_temporal_is_unreachable(api):
 
     assert ready.status_code == departure.status_code == 503
     assert ready.json()["detail"].startswith("temporal: unreachable at 127.0.0.1:1")
+
+
+async def test_ids_that_collided_across_clinics_are_distinct_and_odd_ids_refused(api):
+    """Clinic "a" session "b-c" and clinic "a-b" session "c" once shared an id, and the
+    second clinic got 409 forever. An id that could break the scheme is refused."""
+    assert followup_workflow_id("a", "b-c") == "followup-a-b-c"
+    assert followup_workflow_id("a-b", "c") == "followup-a--b-c"
+    assert followup_workflow_id("clinic-42", "s-1") == "followup-clinic--42-s-1"
+
+    refused = {}
+    for field, value in (("session_id", "-b-c"), ("clinic_id", "a/b"), ("session_id", "s 1"),
+                         ("session_id", "s?x=1")):
+        event = {**api.departure(), field: value}
+        refused[value] = (await api.send_departure(event)).json()["detail"]
+
+    assert all(detail.split(":")[0] in ("session_id", "clinic_id") for detail in refused.values())
+    assert "may hold only letters, digits" in refused["-b-c"]
+    assert api.sms.messages == []
+
+
+async def test_a_repeat_finds_a_follow_up_started_under_the_old_id(api):
+    """Follow-ups started before clinic ids' dashes were doubled keep their ids: a repeat
+    of their event answers 200 with that id and starts no second follow-up."""
+    event = api.departure()
+    parsed = DepartureEvent.model_validate(event)
+    legacy_id = legacy_followup_workflow_id("clinic-42", event["session_id"])
+    policy = ClinicPolicy(clinic_id="clinic-42")
+    await api.client.start_workflow(
+        DepartureFollowUp.run, FollowUpInput(event=parsed, policy=policy), id=legacy_id,
+        task_queue=api.settings.task_queue,
+        memo={starter.FINGERPRINT_MEMO: starter.event_fingerprint(parsed)})
+
+    repeat = await api.send_departure(event)
+    status = await api.http.get(f"/v1/followups/{legacy_id}", headers=bearer(CLINIC_KEY))
+
+    assert (repeat.status_code, repeat.json()["workflow_id"]) == (200, legacy_id)
+    assert status.status_code == 200
+    new_id = followup_workflow_id("clinic-42", event["session_id"])
+    assert (await api.client.count_workflows(f"WorkflowId = '{new_id}'")).count == 0

@@ -6,9 +6,14 @@ import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 
+import httpx
+
 from aftercare.links import issue_link_token
-from tests.fixtures.api import steps
-from tests.followup_harness import CLIENT_EMAIL
+from aftercare.policies import PolicyBook
+from api.app import create_app
+from tests.fixtures.api import IMMEDIATE, steps
+from tests.fixtures.relay import TcpRelay
+from tests.followup_harness import CLIENT_EMAIL, policy_document
 
 
 async def emailed_followup(api) -> tuple[str, dict[str, str]]:
@@ -108,3 +113,32 @@ async def test_a_staff_ack_link_takes_only_the_escalation_it_was_sent_for(api):
     assert taken.status_code == 200 and "acknowledged by t-oncall" in taken.text
     status = await api.until_step(workflow_id, "acknowledged")
     assert status.escalation.acknowledged_by == "t-oncall"
+
+
+async def test_a_failing_action_leaves_the_link_usable_and_offers_the_clinics_number(api):
+    """Temporal goes away after the link was claimed: the page says the answer did not
+    arrive and who to call, and the same button works once Temporal is back."""
+    workflow_id, links = await emailed_followup(api)
+    call_me = links["Please call me"].removeprefix(api.url)
+    relay = TcpRelay(api.settings.temporal_address)
+    await relay.start()
+    policy = {**policy_document(checkin_delay=IMMEDIATE), "clinic_phone": "+1 555 555 0142"}
+    app = create_app(api.settings.model_copy(update={"temporal_address": relay.address}),
+                     policies=PolicyBook({"default": {}, "clinic-42": policy}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=api.url) as http:
+        assert (await http.get("/readyz")).status_code == 200
+        await relay.stop()
+        failed = await http.post(call_me)
+        await relay.start()
+        again = await http.post(call_me)
+    await app.state.intake.close()
+    await relay.stop()
+
+    assert failed.status_code == 503
+    assert "did not reach your care team" in failed.text
+    assert "this link still works" in failed.text and "+1 555 555 0142" in failed.text
+    assert "988" in failed.text
+    assert again.status_code == 200 and "Done" in again.text
+    status = await api.until_step(workflow_id, "reply_received")
+    [reply] = [entry for entry in status.trail if entry.step == "reply_received"]
+    assert reply.channel == "link"

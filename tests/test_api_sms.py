@@ -4,13 +4,29 @@ forged signatures and delivery status callbacks."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from aftercare.audit_schema import inbound_webhooks
+from aftercare.policies import PolicyBook
+from aftercare.settings import API_REQUIRED_SETTINGS, DEV_TWILIO_AUTH_TOKEN, MissingSettingError
+from aftercare.store import AuditStore
+from api.app import create_app
 from api.sms_webhooks import twilio_signature
 from starter import contact_key
-from tests.fixtures.api import steps
+from tests.fixtures.api import serving, steps
+from tests.fixtures.relay import TcpRelay
 from tests.followup_harness import CLIENT_EMAIL, CLIENT_PHONE, ON_CALL_PHONE
 
+REPO = Path(__file__).resolve().parent.parent
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
@@ -152,3 +168,107 @@ async def test_status_callbacks_are_signature_checked(api):
     await asyncio.sleep(0.5)
     assert "checkin_undelivered" not in steps(await api.status(workflow_id))
     assert api.mail.messages == []
+
+
+def test_the_api_refuses_to_start_without_a_twilio_auth_token(tmp_path):
+    """No token, no fallback: a public development token would let anyone forge a client's
+    "OK". The process stops at once with one line naming the setting."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AFTERCARE_")}
+    env.update(AFTERCARE_API_KEYS="c:k", AFTERCARE_ENCRYPTION_KEYS=f"k:{'A' * 43}=",
+               AFTERCARE_LINK_SECRET="l", AFTERCARE_LOOKUP_SECRET="s",
+               AFTERCARE_PUBLIC_BASE_URL="https://aftercare.example")
+    serve = subprocess.run([sys.executable, str(REPO / "starter.py"), "serve"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=60)
+
+    assert serve.returncode != 0
+    assert serve.stderr.strip().splitlines()[-1] == (
+        "aftercare API: AFTERCARE_TWILIO_AUTH_TOKEN is not set: the Twilio auth token that "
+        "signs inbound webhooks (the dev stack sets its own)")
+
+
+def test_the_api_refuses_every_missing_secret_by_name(api):
+    for name in API_REQUIRED_SETTINGS:
+        with pytest.raises(MissingSettingError, match=f"^AFTERCARE_{name.upper()} is not set: "):
+            create_app(api.settings.model_copy(update={name: None}))
+
+
+async def test_a_replayed_webhook_is_ignored(api):
+    workflow_id = await open_followup(api)
+    text = client_text("CALL", "SM" + "6" * 32)
+
+    first = await api.twilio_post("/v1/twilio/inbound", text)
+    await api.until_step(workflow_id, "reply_received")
+    replayed = await api.twilio_post("/v1/twilio/inbound", text)
+
+    assert first.status_code == replayed.status_code == 200
+    assert replayed.text == EMPTY_TWIML
+    await asyncio.sleep(0.5)
+    assert steps(await api.status(workflow_id)).count("reply_received") == 1
+
+
+async def test_a_text_is_kept_while_temporal_is_unreachable_and_delivered_when_it_is_back(api):
+    workflow_id = await open_followup(api)
+    relay = TcpRelay(api.settings.temporal_address)  # not started: Temporal is away
+    settings = api.settings.model_copy(update={
+        "temporal_address": relay.address, "inbox_retry_seconds": 0.2})
+    app = create_app(settings, policies=PolicyBook({"default": {}}))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    text = client_text("CALL", "SM" + "7" * 32)
+    headers = {"X-Twilio-Signature": twilio_signature(settings, "/v1/twilio/inbound", text)}
+    async with (
+        serving(app, sock),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}") as http,
+    ):
+        while_away = await http.post("/v1/twilio/inbound", data=text, headers=headers)
+        [kept] = await inbox_rows(settings)
+        await asyncio.sleep(0.5)
+        before = await api.status(workflow_id)
+        await relay.start()
+        status = await api.until_step(workflow_id, "reply_received")
+        [delivered] = await api.until(
+            lambda: delivered_rows(settings), "the kept webhook marked delivered")
+    await relay.stop()
+
+    assert (while_away.status_code, while_away.text) == (200, EMPTY_TWIML)
+    assert kept.delivered_at is None
+    assert CLIENT_PHONE.encode() not in kept.sealed_request
+    assert b"CALL" not in kept.sealed_request, "a client's words wait sealed"
+    assert "reply_received" not in steps(before)
+    [reply] = [entry for entry in status.trail if entry.step == "reply_received"]
+    assert reply.provider_message_id == "SM" + "7" * 32
+    assert delivered.sealed_request is None, "nothing of the text is kept once delivered"
+
+
+async def inbox_rows(settings) -> list:
+    store = await AuditStore.open(settings.audit_database_url)
+    try:
+        async with store.engine.connect() as conn:
+            return (await conn.execute(sa.select(inbound_webhooks).where(
+                inbound_webhooks.c.message_key == "inbound:SM" + "7" * 32))).all()
+    finally:
+        await store.close()
+
+
+async def delivered_rows(settings) -> list:
+    return [row for row in await inbox_rows(settings) if row.delivered_at is not None]
+
+
+async def test_a_webhook_signed_with_the_public_development_token_is_refused(api):
+    """The reported forgery: a deployment with its own token once still accepted a
+    signature made with the dev outbox's public token."""
+    settings = api.settings.model_copy(update={"twilio_auth_token": "the-account-token"})
+    app = create_app(settings, policies=PolicyBook({"default": {}}))
+    text = client_text("OK", "SM" + "8" * 32)
+    forged = twilio_signature(api.settings, "/v1/twilio/inbound", text)  # the dev token
+    genuine = twilio_signature(settings, "/v1/twilio/inbound", text)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=api.url) as http:
+        refused = await http.post("/v1/twilio/inbound", data=text,
+                                  headers={"X-Twilio-Signature": forged})
+        accepted = await http.post("/v1/twilio/inbound", data=text,
+                                   headers={"X-Twilio-Signature": genuine})
+    await app.state.intake.close()
+
+    assert api.settings.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN
+    assert refused.status_code == 403
+    assert accepted.status_code == 200

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import io
 import os
+import pwd
 import sys
 from pathlib import Path
 
@@ -37,7 +38,7 @@ async def replay(
 ) -> tuple[int, str]:
     out = io.StringIO()
     code = await auditor.run(
-        ["--database-url", followups.store.url, "--auditor", "auditor-7", "replay", *argv],
+        ["--database-url", followups.store.url, "replay", *argv],
         out=out,
         settings=settings or followups.settings.model_copy(
             update={"temporal_address": server_address(followups)}),
@@ -56,7 +57,7 @@ async def test_exported_history_of_a_closed_follow_up_replays_verified(followups
         0, f"{handle.id}: verified ({len(stored)} entries replayed, matching the stored chain)\n")
     (access,) = await followups.store.access_records()
     assert (access.actor, access.action, access.target) == (
-        "auditor-7", "replay", f"history file {exported}")
+        f"os:{pwd.getpwuid(os.getuid()).pw_name}", "replay", f"history file {exported}")
 
 
 async def test_history_fetched_from_temporal_replays_verified(followups):

@@ -3,13 +3,21 @@
 import hashlib
 import hmac
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.booking import BOOKING_REJECTED, BOOKING_UNAVAILABLE, BookingActivities
+from activities.booking import (
+    BOOKING_REJECTED,
+    BOOKING_UNAVAILABLE,
+    SIGNATURE_TOLERANCE_SECONDS,
+    BookingActivities,
+    booking_signature,
+)
 from tests.fixtures.sinks import BOOKING_SECRETS
 from workflows.models import BookingRequest
 
@@ -46,10 +54,40 @@ async def test_the_clinic_verifies_the_signed_choice_and_books_it(
         "client_id": "c-7781",
         "slot_start": "2026-11-24T10:00:00-05:00",
     }
-    expected = hmac.new(BOOKING_SECRETS["clinic-42"].encode(), call.body, hashlib.sha256)
-    assert call.signature == f"sha256={expected.hexdigest()}"
+    # The contract, recomputed: timestamp, idempotency key and body are signed together.
+    signed = f"{call.timestamp}.followup-clinic-42-s-1.".encode() + call.body
+    expected = hmac.new(BOOKING_SECRETS["clinic-42"].encode(), signed, hashlib.sha256)
+    assert call.signature == f"v1={expected.hexdigest()}"
     assert call.idempotency_key == "followup-clinic-42-s-1"
-    assert datetime.fromisoformat(call.timestamp).tzinfo is not None
+    assert abs(int(call.timestamp) - time.time()) < 60
+
+
+async def test_the_webhook_refuses_a_replayed_request_with_a_stale_timestamp(
+    delivery_settings, booking_sink
+):
+    await book(delivery_settings, choice(booking_sink.webhook_url("clinic-42")))
+    [call] = booking_sink.calls
+    headers = {"Content-Type": "application/json", "Idempotency-Key": call.idempotency_key}
+    stale = str(int(call.timestamp) - SIGNATURE_TOLERANCE_SECONDS - 60)
+    secret = BOOKING_SECRETS["clinic-42"]
+
+    async with httpx.AsyncClient() as http:
+        replayed = await http.post(booking_sink.webhook_url("clinic-42"), content=call.body,
+                                   headers={**headers, "X-Aftercare-Timestamp": stale,
+                                            "X-Aftercare-Signature": booking_signature(
+                                                secret, stale, call.idempotency_key, call.body)})
+        restamped = await http.post(booking_sink.webhook_url("clinic-42"), content=call.body,
+                                    headers={**headers, "X-Aftercare-Timestamp": str(
+                                        int(call.timestamp) + 1), "X-Aftercare-Signature":
+                                        call.signature})
+        rekeyed = await http.post(booking_sink.webhook_url("clinic-42"), content=call.body,
+                                  headers={**headers, "Idempotency-Key": "followup-other",
+                                           "X-Aftercare-Timestamp": call.timestamp,
+                                           "X-Aftercare-Signature": call.signature})
+
+    assert (replayed.status_code, replayed.json()) == (401, {"error": "stale or missing timestamp"})
+    assert restamped.json() == rekeyed.json() == {"error": "bad signature"}
+    assert len(booking_sink.bookings) == 1
 
 
 async def test_a_retried_booking_books_the_slot_once(delivery_settings, booking_sink):

@@ -3,6 +3,7 @@ import os
 
 import pytest
 from temporalio.api.failure.v1 import Failure
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
 from aftercare.codec import (
@@ -104,3 +105,16 @@ async def test_failure_messages_and_stack_traces_are_encrypted():
     assert failure.encoded_attributes.metadata["encoding"] == ENCRYPTED_ENCODING
     decoded = await converter.decode_failure(failure)
     assert PHONE in str(decoded)
+
+
+async def test_an_unencrypted_payload_is_refused_unless_migrating():
+    """A payload in clear was written by a process without this codec: whatever it held is
+    in Temporal's history in clear. Decoding it quietly would hide that."""
+    plain = await pydantic_data_converter.encode(["+15555550123"])
+    strict = data_converter(Settings(encryption_keys={"k1": new_key()}))
+    migrating = data_converter(Settings(encryption_keys={"k1": new_key()},
+                                        codec_accept_unencrypted=True))
+
+    with pytest.raises(PayloadDecryptionError, match="payload is not encrypted: refused"):
+        await strict.decode(plain, [str])
+    assert await migrating.decode(plain, [str]) == ["+15555550123"]

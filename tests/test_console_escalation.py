@@ -3,13 +3,13 @@ the client's number, Acknowledge and Resolve; and every way a link or a viewer i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
+import starter
 from aftercare.console_links import issue_escalation_token
 from tests.fixtures.api import steps
 from tests.fixtures.console import OTHER_ON_CALL_PHONE, ConsoleStack, screenshot
 from tests.fixtures.sinks import LINK_SECRET
 from tests.followup_harness import CLIENT_PHONE, CONTACT_PHONE, ON_CALL_PHONE
+from workflows.models import Resolve
 
 
 def shows_no_contact(html: str) -> bool:
@@ -87,28 +87,27 @@ async def test_used_expired_altered_and_closed_links_get_a_refusal_without_conta
         reused = await someone_else.post(path, data={})
         assert reused.status_code == 403 and shows_no_contact(reused.text)
 
-        past = datetime.now(UTC) - timedelta(hours=25)
-        expired = issue_escalation_token(LINK_SECRET, workflow_id, "t-oncall", code, past)
-        answer = await someone_else.get(f"/e/{expired}")
-        assert answer.status_code == 410 and shows_no_contact(answer.text)
+        def link_for(staff_id: str, code: str = code) -> str:
+            return "/e/" + issue_escalation_token(LINK_SECRET, workflow_id, staff_id, code,
+                                                  "99-staff_page")
 
-        fresh = issue_escalation_token(LINK_SECRET, workflow_id, "t-oncall", code,
-                                       datetime.now(UTC))
-        altered = fresh.replace(fresh.split(".")[0],
-                                issue_escalation_token(LINK_SECRET, workflow_id, "t-backup", code,
-                                                       datetime.now(UTC)).split(".")[0])
-        answer = await someone_else.get(f"/e/{altered}")
+        fresh = link_for("t-oncall")
+        altered = link_for("t-backup").split(".")[0] + "." + fresh.split(".")[1]
+        answer = await someone_else.get(altered)
         assert answer.status_code == 400 and shows_no_contact(answer.text)
 
-        stranger = issue_escalation_token(LINK_SECRET, workflow_id, "t7-oncall", code,
-                                          datetime.now(UTC))
-        answer = await someone_else.get(f"/e/{stranger}")
+        answer = await someone_else.get(link_for("t7-oncall"))
         assert answer.status_code == 403 and shows_no_contact(answer.text)
 
-        older_escalation = issue_escalation_token(LINK_SECRET, workflow_id, "t-oncall", "000000",
-                                                  datetime.now(UTC))
-        answer = await someone_else.get(f"/e/{older_escalation}")
+        answer = await someone_else.get(link_for("t-oncall", "000000"))
         assert answer.status_code == 410 and shows_no_contact(answer.text)
+
+        # Unused, but its escalation has been resolved: the link has expired with it.
+        await starter.resolve(console.client, workflow_id,
+                              Resolve(staff_id="t-oncall", outcome="could_not_reach"))
+        answer = await someone_else.get(fresh)
+        assert answer.status_code == 410 and "expired" in answer.text
+        assert shows_no_contact(answer.text)
 
 
 async def test_another_clinics_staff_see_neither_the_followup_nor_its_contact_details(

@@ -1,5 +1,6 @@
 """The email activity, through aiosmtplib, against the loopback SMTP mailbox."""
 
+import asyncio
 import re
 from datetime import UTC, datetime
 
@@ -8,9 +9,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.email import MAIL_SERVER_UNAVAILABLE, EmailActivities
+from activities.provider_errors import CONFIGURATION_ERRORS_METRIC, PROVIDER_MISCONFIGURED
 from aftercare.links import read_link_token
 from aftercare.settings import Settings
 from tests.fixtures.sinks import LINK_SECRET, PUBLIC_BASE_URL
+from tests.metered import MeteredActivityEnvironment
 from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, LinkAction, OutboundMessage
 
 CLIENT_EMAIL = "dana@example.org"
@@ -131,3 +134,46 @@ async def test_an_unreachable_mail_server_is_retried(delivery_settings, sqlite_s
 async def test_emails_cannot_be_sent_without_a_secret_to_sign_their_links(sqlite_store):
     with pytest.raises(ValueError, match="AFTERCARE_LINK_SECRET"):
         EmailActivities(Settings(link_secret=None), sqlite_store)
+
+
+@pytest.mark.parametrize(("login", "code"), [(("aftercare", "typo"), 535), (None, 530)],
+                         ids=["wrong password", "no login"])
+async def test_a_mail_server_refusing_our_login_is_the_operators_to_fix_not_the_clients(
+    delivery_settings, sqlite_store, mailbox, caplog, login, code
+):
+    mailbox.require_login("aftercare", "right-password")
+    username, password = login or (None, None)
+    settings = delivery_settings.model_copy(
+        update={"smtp_username": username, "smtp_password": password})
+    environment = MeteredActivityEnvironment()
+
+    with pytest.raises(ApplicationError) as failure:
+        await environment.run(EmailActivities(settings, sqlite_store).send_email, checkin())
+
+    assert failure.value.type == PROVIDER_MISCONFIGURED, "retried, never a fallback"
+    assert not failure.value.non_retryable and str(code) in str(failure.value)
+    [(count, labels)] = environment.counted(CONFIGURATION_ERRORS_METRIC)
+    assert count == 1 and {"provider": "smtp", "code": str(code)}.items() <= labels.items()
+    [logged] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "smtp refused our account or settings" in logged.getMessage()
+    assert CLIENT_EMAIL not in caplog.text
+
+    fixed = settings.model_copy(update={"smtp_password": "right-password",
+                                        "smtp_username": "aftercare"})
+    await send(fixed, sqlite_store, checkin())
+    assert len(mailbox.messages) == 1
+
+
+async def test_a_mail_server_answering_slowly_gives_up_within_the_whole_conversations_limit(
+    delivery_settings, sqlite_store, mailbox
+):
+    # Each answer comes within the per-command timeout; the conversation as a whole does not.
+    mailbox.answer_slowly(0.6)
+    settings = delivery_settings.model_copy(update={"smtp_timeout_seconds": 1.0})
+    started = asyncio.get_running_loop().time()
+
+    with pytest.raises(ApplicationError) as failure:
+        await send(settings, sqlite_store, checkin())
+
+    assert failure.value.type == MAIL_SERVER_UNAVAILABLE and not failure.value.non_retryable
+    assert asyncio.get_running_loop().time() - started < 1.5

@@ -86,3 +86,32 @@ def test_a_follow_up_carries_only_the_clients_and_the_clinics_language():
     english = policy.for_client("en")
     assert set(english.templates) == set(english.crisis_line) == {"en"}
     assert policy.for_client("fr").language("fr") == "en", "unknown languages fall back"
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("https://10.0.0.5/book", "10.0.0.5 is a loopback or private address"),
+    ("https://169.254.169.254/latest/meta-data", "169.254.169.254 is a loopback or private"),
+    ("https://[fd00::1]/book", "fd00::1 is a loopback or private address"),
+    ("http://localhost:8030/book", "localhost is a loopback or private address"),
+    ("http://clinic.example/book", "must use https"),
+    ("file:///etc/passwd", "must be an absolute https:// URL"),
+    ("clinic.example/book", "must be an absolute https:// URL"),
+])
+def test_an_internal_or_plain_http_booking_webhook_is_refused_at_load(url, problem):
+    with pytest.raises(PolicyError) as refused:
+        PolicyBook({"default": {}, "riverside": {"reschedule": {"webhook_url": url}}})
+
+    assert str(refused.value).startswith(
+        f"policy file: riverside.reschedule.webhook_url: {problem}")
+
+
+def test_a_public_https_or_an_allowed_loopback_booking_webhook_loads():
+    book = PolicyBook({"default": {}, "riverside": {"reschedule": {
+        "webhook_url": "https://riverside.example/aftercare/booking"}}, "dev": {"reschedule": {
+        "webhook_url": "http://127.0.0.1:8030/clinics/dev/bookings",
+        "webhook_private_network": True}}})
+
+    assert book.for_clinic("dev").reschedule.webhook_private_network
+    with pytest.raises(PolicyError, match="must use https"):
+        PolicyBook({"default": {}, "lan": {"reschedule": {
+            "webhook_url": "http://10.1.2.3/book", "webhook_private_network": True}}})

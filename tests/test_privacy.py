@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowHandle
 from aftercare.codec import ENCRYPTED_ENCODING, data_converter
 from aftercare.codec_server import create_app
 from aftercare.settings import Settings
+from aftercare.store import AuditStore
 from tests.fixtures.api import serving
 from tests.fixtures.temporal import temporal_workflow_show
 from tests.followup_harness import (
@@ -69,9 +70,14 @@ async def test_raw_history_holds_no_client_or_contact_detail_in_clear(followups)
 
 
 @pytest.fixture
-async def codec_endpoint(encryption_keys) -> AsyncIterator[str]:
-    settings = Settings(encryption_keys=encryption_keys,
-                        codec_auth_tokens={"auditor-7": CODEC_TOKEN}, codec_ui_origin=UI_ORIGIN)
+def codec_settings(encryption_keys, sqlite_url) -> Settings:
+    return Settings(encryption_keys=encryption_keys, audit_database_url=sqlite_url,
+                    codec_auth_tokens={"auditor-7": CODEC_TOKEN}, codec_ui_origin=UI_ORIGIN)
+
+
+@pytest.fixture
+async def codec_endpoint(codec_settings) -> AsyncIterator[str]:
+    settings = codec_settings
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     async with serving(create_app(settings), sock):
@@ -127,6 +133,36 @@ async def test_codec_endpoint_answers_a_payload_it_cannot_open_without_its_conte
 
     assert response.status_code == 400
     assert "failed authentication" in response.json()["detail"]
+
+
+async def test_every_decode_is_in_the_access_log_with_holder_and_follow_up(
+    codec_endpoint, codec_settings
+):
+    message = {"workflow_id": "followup-clinic--42-s-1", "to": CLIENT_PHONE, "body": "Hi"}
+    event = {"event": {"clinic_id": "demo", "session_id": "s-2", "client": {"phone": "x"}}}
+    auth = {"Authorization": f"Bearer {CODEC_TOKEN}", "X-Namespace": "default"}
+    async with httpx.AsyncClient(base_url=codec_endpoint, headers=auth) as http:
+        first = (await http.post("/encode", json=payloads_of(message))).json()
+        second = (await http.post("/encode", json=payloads_of(event))).json()
+        await http.post("/decode", json=first)
+        await http.post("/decode", json={"payloads": first["payloads"] + second["payloads"]})
+        refused = await http.post("/decode", json=first,
+                                  headers={"Authorization": "Bearer not-the-token"})
+
+    store = await AuditStore.open(codec_settings.audit_database_url)
+    try:
+        records = await store.access_records()
+    finally:
+        await store.close()
+    assert refused.status_code == 403
+    assert [(r.actor, r.action, r.target) for r in records] == [
+        ("codec:auditor-7", "decode",
+         "workflow followup-clinic--42-s-1 (1 payloads, namespace default)"),
+        ("codec:auditor-7", "decode", "workflow followup-clinic--42-s-1, followup-demo-s-2 "
+                                      "(2 payloads, namespace default)"),
+    ]
+    assert all(r.at.tzinfo is not None for r in records)
+    assert CLIENT_PHONE not in str(records)
 
 
 @pytest.mark.parametrize(("origin", "allowed"), [(UI_ORIGIN, True), ("https://evil.test", False)])

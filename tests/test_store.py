@@ -1,3 +1,6 @@
+import io
+import sqlite3
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -5,12 +8,18 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from aftercare.audit_schema import inbound_webhooks
+from aftercare.codec import EncryptionCodec
+from aftercare.exports import write_jsonl
+from aftercare.inbox import CLAIM, WebhookInbox
 from aftercare.migrations import LATEST_VERSION
 from aftercare.store import AuditConflictError, AuditStore
 from aftercare.verification import first_broken_link
 from tests.fixtures.databases import tamper_with
+from tests.fixtures.sinks import AUDIT_SIGNING_KEYS
 from tests.trails import STARTED, new_workflow_id, sealed_trail
-from workflows.models import Channel, Delivery
+from workflows.fields import OPAQUE_ID_MAX_LENGTH, PROVIDER_MESSAGE_ID_MAX_LENGTH
+from workflows.models import Cancel, Channel, Delivery, followup_workflow_id
 from workflows.trail import seal
 
 
@@ -56,6 +65,28 @@ async def test_a_different_entry_under_an_existing_seq_is_refused(audit_store):
         await audit_store.append([rival])
 
     assert await audit_store.entries(workflow_id) == trail
+
+
+async def test_the_longest_values_the_models_allow_are_stored_whole(audit_store):
+    longest_id = "x" * (OPAQUE_ID_MAX_LENGTH - 10) + new_workflow_id()[-10:]
+    cancel = Cancel(staff_id="s" * OPAQUE_ID_MAX_LENGTH,
+                    reason="r" * Cancel.model_fields["reason"].metadata[-1].max_length)
+    workflow_id = followup_workflow_id(longest_id, longest_id)
+    entries = []
+    for seq, (step, fields) in enumerate([
+        ("cancelled", {"recipient": f"staff:{cancel.staff_id}", "outcome": cancel.reason}),
+        ("closed", {"outcome": f"cancelled: {cancel.reason}"}),
+        ("booking_confirmed", {"outcome": "a clinic's booking id " + "b" * 2000}),
+        ("reply_received", {"provider_message_id": "M" * PROVIDER_MESSAGE_ID_MAX_LENGTH}),
+    ], start=1):
+        entries.append(seal(workflow_id=workflow_id, seq=seq, at=STARTED,
+                            prev_hash=entries[-1].hash if entries else "0" * 64, step=step,
+                            **fields))
+
+    await audit_store.append(entries)
+
+    assert await audit_store.entries(workflow_id) == entries
+    assert len(entries[0].recipient) == 86 and len(entries[1].outcome) == 211
 
 
 async def test_an_unsealed_entry_is_refused(audit_store):
@@ -187,7 +218,7 @@ async def test_access_is_logged_in_order(audit_store):
 
 async def test_reopening_a_database_keeps_its_trail_and_schema_version(audit_database_url):
     workflow_id = new_workflow_id()
-    first = await AuditStore.open(audit_database_url)
+    first = await AuditStore.open(audit_database_url, AUDIT_SIGNING_KEYS)
     await first.append(sealed_trail(workflow_id))
     await first.close()
 
@@ -218,3 +249,59 @@ async def test_a_database_from_newer_code_is_not_opened(sqlite_url):
 
     with pytest.raises(RuntimeError, match=f"schema version {LATEST_VERSION + 1}, newer"):
         await AuditStore.open(sqlite_url)
+
+
+async def test_reads_exports_and_a_starting_worker_never_wait_for_a_writer(sqlite_url, tmp_path):
+    store = await AuditStore.open(sqlite_url)
+    workflow_id = new_workflow_id()
+    await store.append(sealed_trail(workflow_id))
+    sent = Delivery(channel=Channel.SMS, provider_message_id="SM" + "1" * 32)
+    await store.record_delivery(workflow_id, "checkin-1", sent)
+    # A backup or an auditor's long transaction holds the write lock from another process.
+    holder = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO access_log (actor, action, target, at) "
+                   "VALUES ('backup', 'copy', 'all', '2026-11-22 00:00:00')")
+    try:
+        found = await store.find_delivery(workflow_id, "checkin-1")
+        exported = io.StringIO()
+        write_jsonl(await store.entries_between(STARTED, STARTED + timedelta(days=1)), exported)
+        second_worker = await AuditStore.open(sqlite_url)
+        await second_worker.close()
+        with pytest.raises(DBAPIError, match="locked"):
+            await store.record_delivery(workflow_id, "reminder-1", sent)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        await store.close()
+
+    assert found == sent.model_copy(update={"already_sent": True})
+    assert len(exported.getvalue().splitlines()) == len(sealed_trail(workflow_id))
+
+
+async def test_the_webhook_inbox_keeps_once_hands_out_once_and_forgets_the_text(
+    audit_store, encryption_keys
+):
+    inbox = WebhookInbox(audit_store, EncryptionCodec(encryption_keys))
+    key = f"inbound:SM{uuid.uuid4().hex}"
+    request = {"kind": "inbound", "fields": {"From": "+15555550123", "Body": "CALL"}}
+
+    assert await inbox.keep(key, request, STARTED)
+    assert not await inbox.keep(key, request, STARTED), "the same MessageSid is a replay"
+    assert key not in [kept.message_key for kept in await inbox.claim_waiting(STARTED)], (
+        "claimed by the request that kept it")
+    await inbox.release(key)
+    handed_out = [kept for kept in await inbox.claim_waiting(STARTED) if kept.message_key == key]
+    again = [kept for kept in await inbox.claim_waiting(STARTED) if kept.message_key == key]
+    later = STARTED + CLAIM + timedelta(seconds=1)
+    after_claim_ran_out = [k for k in await inbox.claim_waiting(later) if k.message_key == key]
+    await inbox.delivered(key, later)
+
+    assert [kept.request for kept in handed_out] == [request]
+    assert again == [], "one handler at a time"
+    assert [kept.request for kept in after_claim_ran_out] == [request]
+    assert [k for k in await inbox.claim_waiting(later) if k.message_key == key] == []
+    async with audit_store.engine.connect() as conn:
+        row = (await conn.execute(sa.select(inbound_webhooks).where(
+            inbound_webhooks.c.message_key == key))).one()
+    assert row.sealed_request is None and row.delivered_at == later

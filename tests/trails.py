@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from workflows.models import AuditEntry
+from workflows.models import AuditEntry, followup_workflow_id
 from workflows.trail import GENESIS, seal
 
 STEPS = [
@@ -27,7 +27,7 @@ STARTED = datetime(2026, 11, 21, 14, 47, tzinfo=UTC)
 
 
 def new_workflow_id(clinic_id: str = "clinic-42") -> str:
-    return f"followup-{clinic_id}-s-{uuid.uuid4().hex[:10]}"
+    return followup_workflow_id(clinic_id, f"s-{uuid.uuid4().hex[:10]}")
 
 
 def sealed_trail(

@@ -6,12 +6,11 @@ new optional field never breaks a running workflow's signature.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -22,6 +21,12 @@ from pydantic import (
     model_validator,
 )
 
+from workflows.fields import (
+    PROVIDER_MESSAGE_ID_MAX_LENGTH,
+    OpaqueId,
+    PhoneNumber,
+    TimeZoneName,
+)
 from workflows.policy import ClinicPolicy
 
 
@@ -29,40 +34,22 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
-def _e164(value: str) -> str:
-    try:
-        number = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException as err:
-        reason = err.args[0] if err.args else err
-        raise ValueError(f"not an E.164 phone number ({reason})") from None
-    # "Possible" (right length for the country) rather than "valid": the fictional
-    # 555-01xx numbers used in examples and tests must pass; a number no carrier serves
-    # is Twilio's to refuse, which the workflow answers by falling back to email.
-    if not phonenumbers.is_possible_number(number):
-        raise ValueError("not a possible E.164 phone number for its country code")
-    formatted = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if formatted != value:
-        raise ValueError(f"must be written in E.164 form, e.g. {formatted}")
+ID_ALPHABET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _workflow_id_part(value: str) -> str:
+    if not ID_ALPHABET.fullmatch(value):
+        raise ValueError(
+            "may hold only letters, digits, '.', '_' and '-', and must start with a letter "
+            "or digit (it becomes part of the workflow id)"
+        )
     return value
 
 
-def _iana_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown IANA time zone {value!r}") from None
-    return value
-
-
-def _opaque_id(value: str) -> str:
-    if not value or any(c.isspace() for c in value) or "@" in value:
-        raise ValueError("must be an opaque identifier: no spaces, no e-mail addresses")
-    return value
-
-
-PhoneNumber = Annotated[str, AfterValidator(_e164)]
-TimeZoneName = Annotated[str, AfterValidator(_iana_zone)]
-OpaqueId = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_opaque_id)]
+# Clinic and session ids make the workflow id (see followup_workflow_id): a clinic's dashes
+# are doubled there, so the clinic id is kept short enough for the whole to fit 200 chars.
+ClinicId = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_workflow_id_part)]
+SessionId = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_workflow_id_part)]
 
 
 class RiskLevel(StrEnum):
@@ -124,8 +111,8 @@ class DepartureEvent(Model):
     """
 
     event_id: OpaqueId
-    clinic_id: OpaqueId
-    session_id: OpaqueId
+    clinic_id: ClinicId
+    session_id: SessionId
     departed_at: AwareDatetime
     risk_level: RiskLevel
     client: ClientContact
@@ -138,6 +125,29 @@ class DepartureEvent(Model):
 
 
 def followup_workflow_id(clinic_id: str, session_id: str) -> str:
+    """``followup-{clinic_id}-{session_id}`` with each ``-`` of the clinic id doubled.
+
+    Undoubled, clinic ``a`` with session ``b-c`` and clinic ``a-b`` with session ``c`` got
+    the same id, and the second clinic's client no follow-up. Doubled, the clinic part ends
+    at the first single ``-`` (a session id starts with a letter or digit), so no two
+    (clinic, session) pairs share an id. Clinics without a ``-`` keep their ids unchanged.
+    """
+    return f"followup-{clinic_id.replace('-', '--')}-{session_id}"
+
+
+_FOLLOWUP_ID = re.compile(r"followup-((?:[^-]|--)+)-(?!-).+")
+
+
+def clinic_of_followup(workflow_id: str) -> str | None:
+    """The clinic id ``followup_workflow_id`` put into ``workflow_id``, or None when it is
+    not one of those ids. For an id of the legacy form the answer may be another clinic."""
+    found = _FOLLOWUP_ID.fullmatch(workflow_id)
+    return found.group(1).replace("--", "-") if found else None
+
+
+def legacy_followup_workflow_id(clinic_id: str, session_id: str) -> str:
+    """The id follow-ups got before clinic ids' dashes were doubled: those started then keep
+    it, so a repeat of their event must find them there."""
     return f"followup-{clinic_id}-{session_id}"
 
 
@@ -152,14 +162,14 @@ class FollowUpInput(Model):
 class ClientReply(Model):
     text: str = Field(max_length=1600)
     channel: Channel | Literal["api", "link"] = "api"
-    provider_message_id: str | None = None
+    provider_message_id: str | None = Field(default=None, max_length=PROVIDER_MESSAGE_ID_MAX_LENGTH)
 
 
 class DeliveryFailure(Model):
     """A provider told us, after accepting it, that a message never arrived."""
 
-    provider_message_id: str
-    error_code: str | None = None
+    provider_message_id: str = Field(max_length=PROVIDER_MESSAGE_ID_MAX_LENGTH)
+    error_code: str | None = Field(default=None, max_length=40)
 
 
 class Acknowledge(Model):
@@ -334,5 +344,17 @@ class BookingConfirmation(Model):
     booking_id: str | None = None
 
 
+class StaffNote(Model):
+    """Free text a staff member wrote (a cancel reason, a resolution note). It may hold PHI,
+    so it stays out of the trail: the audit store keeps it sealed with the payload keys,
+    under the seq of the trail entry it belongs to, for authorised readers."""
+
+    audit_seq: int = Field(ge=1, description="The trail entry this note belongs to")
+    kind: Literal["cancel_reason", "resolution_note"]
+    staff_id: str
+    text: str = Field(min_length=1, max_length=500)
+
+
 class AuditBatch(Model):
     entries: list[AuditEntry]
+    notes: list[StaffNote] = Field(default_factory=list)

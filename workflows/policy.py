@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from enum import StrEnum
+from ipaddress import ip_address
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from workflows.fields import OpaqueId, PhoneNumber, TimeZoneName
 from workflows.templates import DEFAULT_CRISIS_WORDS, DEFAULT_TEMPLATES, MessageTemplates
 
 
@@ -128,16 +132,16 @@ class StaffRole(StrEnum):
 
 class StaffMember(PolicyModel):
     name: str
-    phone: str | None = None
+    phone: PhoneNumber | None = None
     email: EmailStr | None = None
-    channel: str = "sms"
+    channel: Literal["sms", "email"] = "sms"
     language: str = Field(default="en", description="The staff console's language: en or es")
     roles: list[StaffRole] = Field(default_factory=list)
 
 
 class Shift(PolicyModel):
     staff_id: str
-    days: list[int] = Field(
+    days: list[Annotated[int, Field(ge=0, le=6)]] = Field(
         default_factory=lambda: list(range(7)), description="0 = Monday … 6 = Sunday"
     )
     start: time = time(0, 0)
@@ -179,10 +183,36 @@ class RescheduleOptions(PolicyModel):
     booking_url: str | None = None
     offer_window: timedelta = timedelta(hours=24)
     webhook_url: str | None = None
+    webhook_private_network: bool = Field(
+        default=False,
+        description="The booking webhook may be on a loopback or private address (the dev "
+        "stack, an on-premises system); without it only public https URLs are called",
+    )
 
     @property
     def enabled(self) -> bool:
         return bool(self.slots or self.booking_url)
+
+    def webhook_url_problem(self) -> str | None:
+        """Why the service must not call ``webhook_url``, or None when it may.
+
+        The worker POSTs to this URL from inside the clinic's network position: an
+        internal address would let a policy reach services never meant to be called
+        (metadata endpoints, databases' HTTP ports). Checked when the policy file loads,
+        not on every replay of a follow-up that carries an older policy.
+        """
+        if self.webhook_url is None:
+            return None
+        url = urlsplit(self.webhook_url)
+        host = url.hostname
+        if url.scheme not in ("https", "http") or not host:
+            return "must be an absolute https:// URL"
+        if _is_internal_host(host) and not self.webhook_private_network:
+            return (f"{host} is a loopback or private address: set "
+                    "webhook_private_network: true if the clinic's system really is there")
+        if url.scheme == "http" and not _is_loopback_host(host):
+            return "must use https (plain http only for a loopback address in development)"
+        return None
 
     def slot_times(self, now: datetime, tz: str) -> list[datetime]:
         local = now.astimezone(ZoneInfo(tz))
@@ -193,10 +223,36 @@ class RescheduleOptions(PolicyModel):
         return slots
 
 
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_internal_host(host: str) -> bool:
+    """Loopback, private, link-local (cloud metadata), reserved or unspecified addresses."""
+    if _is_loopback_host(host):
+        return True
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return False  # a name: whoever owns the policy file vouches for where it points
+    return (address.is_private or address.is_link_local or address.is_reserved
+            or address.is_multicast or address.is_unspecified)
+
+
 class ClinicPolicy(PolicyModel):
     clinic_id: str
     clinic_name: str = "your care team"
-    timezone: str = "America/New_York"
+    clinic_phone: str | None = Field(
+        default=None,
+        description="The clinic's number for clients, offered when an answer could not be "
+        "passed on",
+    )
+    timezone: TimeZoneName = "America/New_York"
     checkin_delay: PerRisk = PerRisk(
         low=timedelta(hours=2), moderate=timedelta(hours=1), high=timedelta(minutes=15)
     )
@@ -232,11 +288,11 @@ class ClinicPolicy(PolicyModel):
             EscalationLevel(targets=[Target.CLINIC_LEAD]),
         ]
     )
-    staff: dict[str, StaffMember] = Field(default_factory=dict)
+    staff: dict[OpaqueId, StaffMember] = Field(default_factory=dict)
     rota: Rota = Rota()
     clinic_lead: str | None = None
     reschedule: RescheduleOptions = RescheduleOptions()
-    crisis_line: dict[str, str] = Field(
+    crisis_line: dict[str, Annotated[str, Field(min_length=1)]] = Field(
         default_factory=lambda: {
             "en": "If you are in crisis, call or text 988 (Suicide & Crisis Lifeline) any time.",
             "es": "Si estás en crisis, llama o envía un mensaje de texto al 988 en cualquier "
@@ -257,6 +313,13 @@ class ClinicPolicy(PolicyModel):
             raise ValueError(f"rota or clinic_lead names staff not in staff: {', '.join(unknown)}")
         if self.default_language not in self.templates:
             raise ValueError(f"templates has no {self.default_language!r} entry")
+        # Every client message carries the crisis line of the language it is written in.
+        without_line = sorted(set(self.templates) - set(self.crisis_line))
+        if without_line:
+            raise ValueError(
+                f"crisis_line has no entry for {', '.join(map(repr, without_line))}, "
+                "a language with templates: every client message carries the crisis line"
+            )
         return self
 
     def for_client(self, requested_language: str) -> ClinicPolicy:

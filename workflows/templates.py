@@ -2,13 +2,63 @@
 
 Bodies carry the client's first name at most: no clinical detail, no therapist name, no
 session facts. Every client message ends with the crisis line, which the workflow appends.
-Placeholders: {first_name} {clinic} {ref} {reason} {slots} {booking_url} {slot}
-{contact_name} {staff_action}.
+``PLACEHOLDERS`` lists what the workflow fills into each template; a clinic's template that
+names anything else is refused when the policy loads, not when the message is due.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from string import Formatter
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+_TO_CLIENT = frozenset({"first_name", "clinic"})
+_TO_STAFF = frozenset({"clinic", "ref"})
+
+PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "checkin": _TO_CLIENT,
+    "reminder": _TO_CLIENT,
+    "crisis_resources": _TO_CLIENT,
+    "glad_you_are_ok": _TO_CLIENT,
+    "call_requested": _TO_CLIENT,
+    "reply_received": _TO_CLIENT,
+    "opted_in": _TO_CLIENT,
+    "help": _TO_CLIENT,
+    "reschedule_offer": _TO_CLIENT | {"slots"},
+    "slot_choice": frozenset({"letter", "slot"}),
+    "book_online": frozenset({"url"}),
+    "slot_time": frozenset({"weekday", "day", "month", "time"}),
+    "booking_confirmed": _TO_CLIENT | {"slot"},
+    "staff_page": _TO_STAFF | {"reason", "staff_action"},
+    "staff_reminder": _TO_STAFF,
+    "staff_resolved": _TO_STAFF,
+    "staff_cancelled": _TO_STAFF,
+    "staff_client_replied": _TO_STAFF | {"reply"},
+    "emergency_contact_notice": frozenset({"contact_name", "first_name", "clinic"}),
+    "subject_client": _TO_CLIENT,
+    "subject_staff": _TO_STAFF,
+}
+
+# Values of the same types the workflow passes, to try a template's format specs on.
+_SAMPLE_VALUES: dict[str, object] = {"day": 23, "month": 11}
+
+
+def unknown_placeholder_problem(kind: str, text: str) -> str | None:
+    """Why the workflow could not fill ``text`` in as the ``kind`` template, or None."""
+    allowed = PLACEHOLDERS[kind]
+    try:
+        named = {field for _, field, _, _ in Formatter().parse(text) if field is not None}
+    except ValueError as err:
+        return f"not a valid template ({err})"
+    unknown = sorted(named - allowed)
+    if unknown:
+        return (f"unknown placeholder {', '.join('{' + n + '}' for n in unknown)}; "
+                f"this message can use {', '.join('{' + n + '}' for n in sorted(allowed))}")
+    try:
+        text.format(**{name: _SAMPLE_VALUES.get(name, name) for name in allowed})
+    except (ValueError, TypeError, IndexError, KeyError) as err:
+        return f"cannot be filled in ({type(err).__name__}: {err})"
+    return None
 
 
 class MessageTemplates(BaseModel):
@@ -28,7 +78,9 @@ class MessageTemplates(BaseModel):
     book_online: str
     # How a slot reads: {weekday} from weekdays (Monday first), then day, month, time.
     slot_time: str = "{weekday} {month}/{day} {time}"
-    weekdays: list[str] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    weekdays: list[str] = Field(
+        default=["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], min_length=7, max_length=7
+    )
     booking_confirmed: str
     # To staff and the emergency contact (the clinic's working language)
     staff_page: str
@@ -43,6 +95,14 @@ class MessageTemplates(BaseModel):
     emergency_contact_notice: str
     subject_client: str
     subject_staff: str
+
+    @field_validator(*PLACEHOLDERS)
+    @classmethod
+    def _fills_only_known_placeholders(cls, text: str, info: ValidationInfo) -> str:
+        problem = unknown_placeholder_problem(info.field_name, text)
+        if problem:
+            raise ValueError(problem)
+        return text
 
 
 DEFAULT_TEMPLATES: dict[str, MessageTemplates] = {

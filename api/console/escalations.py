@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
 import starter
-from aftercare.console_links import EscalationLink, read_escalation_token
-from aftercare.links import ExpiredLink, InvalidLink
+from aftercare.console_links import EscalationLink, link_expires_at, read_escalation_token
+from aftercare.links import InvalidLink
 from api.console.records import followup_input
 from api.console.security import SESSION_TTL, StaffSession, start_session
 from api.console.web import Console, ConsoleDep, to_sign_in
@@ -53,11 +53,8 @@ async def link_or_refusal(
     request: Request, console: Console, token: str
 ) -> tuple[EscalationLink, FollowUpStatus] | HTMLResponse:
     """The link and its follow-up, or the refusal page saying why it cannot be used."""
-    now = datetime.now(UTC)
     try:
-        link = read_escalation_token(console.settings.link_secret or "", token, now)
-    except ExpiredLink:
-        return console.refusal(request, "link_expired", "link_expired_text", 410)
+        link = read_escalation_token(console.settings.link_secret or "", token)
     except InvalidLink:
         return console.refusal(request, "link_invalid", "link_invalid_text", 400)
     store = await console.service.audit_store()
@@ -70,8 +67,12 @@ async def link_or_refusal(
     policy = console.service.policies.for_clinic(status.clinic_id)
     if link.staff_id not in policy.staff:
         return console.refusal(request)
-    # The link dies with its escalation: resolved, closed, or replaced by a newer one.
+    # The link dies with its escalation (resolved, closed, or replaced by a newer one), and
+    # a day after the newest page to this staff member.
     if not escalation_open(status) or status.escalation.code != link.code:
+        return console.refusal(request, "link_expired", "link_expired_text", 410)
+    expires = link_expires_at(status.trail, status.escalation.started_seq, link.staff_id)
+    if expires is not None and datetime.now(UTC) >= expires:
         return console.refusal(request, "link_expired", "link_expired_text", 410)
     return link, status
 
@@ -103,8 +104,8 @@ async def use_link(
     store = await console.service.audit_store()
     if not await store.use_link(_jti(link), link.workflow_id, "console", now):
         return console.refusal(request, "link_used", "link_used_text", 409)
-    session = StaffSession(link.staff_id, status.clinic_id,
-                           min(now + SESSION_TTL, link.expires_at), followup=link.workflow_id)
+    session = StaffSession(link.staff_id, status.clinic_id, now + SESSION_TTL,
+                           followup=link.workflow_id)
     await store.record_access(session.actor, "console_link_opened", link.workflow_id, now)
     response = RedirectResponse(f"/console/followups/{link.workflow_id}", status_code=303)
     start_session(console.signer, console.settings, response, session, now)

@@ -47,17 +47,6 @@ CODE_TEXT = {
 }
 
 
-class SignInCodesLedger:
-    """Sign-in codes belong to no follow-up and each is sent once, on request: there is no
-    retry to guard against, so nothing is looked up or recorded."""
-
-    async def find_delivery(self, workflow_id: str, message_key: str) -> Delivery | None:
-        return None
-
-    async def record_delivery(self, workflow_id: str, message_key: str, delivery: Delivery) -> None:
-        return None
-
-
 def safe_next(target: str | None) -> str:
     """Only a console path: never an open redirect."""
     if target and target.startswith("/console") and "//" not in target and "\\" not in target:
@@ -126,11 +115,12 @@ async def send_code(
 
 
 async def send_by(console: Console, channel: Channel, message: OutboundMessage) -> Delivery:
-    """Through the send activities' own code, outside any workflow."""
+    """With the send activities' provider code, outside any workflow. A code belongs to no
+    follow-up and is sent once, on request, with no retry: it needs no delivery ledger."""
     settings = console.settings.model_copy(update={"twilio_status_callback": False})
     if channel is Channel.SMS:
-        return await SmsActivities(settings, SignInCodesLedger()).send_sms(message)
-    return await EmailActivities(settings, SignInCodesLedger()).send_email(message)
+        return await SmsActivities(settings, ledger=None)._send(message)
+    return await EmailActivities(settings, ledger=None)._send(message)
 
 
 @router.get("/console/sign-in/code", response_class=HTMLResponse)

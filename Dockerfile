@@ -1,0 +1,23 @@
+# One image runs every Aftercare service; the command picks which:
+#   python worker.py                  the worker
+#   python starter.py serve           the HTTP API
+#   python -m aftercare.codec_server  the codec endpoint
+#   python -m aftercare.setup         the cluster setup (search attributes, audit schema)
+#   python auditor.py ...             the auditor's CLI
+
+FROM python:3.11-slim AS dependencies
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+COPY requirements.lock /tmp/requirements.lock
+# Exactly the locked versions, each checked against its hash.
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r /tmp/requirements.lock
+
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+RUN useradd --system --uid 10001 --no-create-home --home-dir /app aftercare
+COPY --from=dependencies /opt/venv /opt/venv
+WORKDIR /app
+COPY . .
+USER aftercare
+EXPOSE 8000 8081 9464
+CMD ["python", "worker.py"]
