@@ -62,8 +62,6 @@ TEXT: dict[str, dict[str, str]] = {
         "cancel": "Cancel follow-up",
         "cancel_reason": "Why is it closed?",
         "state": "State",
-        "open": "open",
-        "closed": "closed",
         "contact_hidden": "Contact details are shown while an escalation is open.",
         "refreshes": "This page refreshes itself while the escalation is open.",
         "trail": "Audit trail",
@@ -95,7 +93,6 @@ TEXT: dict[str, dict[str, str]] = {
         "outcome_emergency_services_contacted": "Emergency services contacted",
         "outcome_could_not_reach": "Could not reach the client",
         "outcome_other": "Other",
-        "language": "Language",
     },
     "es": {
         "console": "Consola del personal de Aftercare",
@@ -153,8 +150,6 @@ TEXT: dict[str, dict[str, str]] = {
         "cancel": "Cerrar el seguimiento",
         "cancel_reason": "¿Por qué se cierra?",
         "state": "Estado",
-        "open": "abierto",
-        "closed": "cerrado",
         "contact_hidden": "Los datos de contacto se muestran mientras haya un escalamiento "
                           "abierto.",
         "refreshes": "Esta página se actualiza sola mientras el escalamiento está abierto.",
@@ -188,7 +183,6 @@ TEXT: dict[str, dict[str, str]] = {
         "outcome_emergency_services_contacted": "Se llamó a servicios de emergencia",
         "outcome_could_not_reach": "No se pudo contactar al cliente",
         "outcome_other": "Otro",
-        "language": "Idioma",
     },
 }
 
