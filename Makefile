@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: run test setup clean
+.PHONY: run test setup browser clean
 
 run: setup
 	$(BIN)/python -m devstack
 
-test: setup
+test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/run_tests.py $(PYTEST_ARGS)
 
@@ -23,6 +23,11 @@ $(STAMP): requirements-test.lock pyproject.toml
 	$(PIP) install --require-hashes --no-deps -r requirements-test.lock
 	$(PIP) install --no-deps -e .
 	touch $(STAMP)
+
+# The staff console's browser tests drive Debian's Chromium; Playwright never downloads one.
+browser:
+	test -x /usr/bin/chromium || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 clean:
 	rm -rf $(VENV) .data .test-results

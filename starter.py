@@ -55,6 +55,9 @@ from workflows.models import (
 )
 
 CONTACT_KEY = SearchAttributeKey.for_keyword_list("AftercareContactKey")
+# The staff console lists a clinic's follow-ups by it: a clinic id may contain "-", so
+# it cannot be read back from followup-{clinic_id}-{session_id} safely.
+CLINIC = SearchAttributeKey.for_keyword("AftercareClinic")
 FINGERPRINT_MEMO = "event_fingerprint"
 
 
@@ -110,9 +113,10 @@ async def start_followup(
     keys = [contact_key(settings.lookup_secret, event.client.phone)] if (
         settings.lookup_secret and event.client.phone
     ) else []
-    search_attributes = (
-        TypedSearchAttributes([SearchAttributePair(CONTACT_KEY, keys)]) if keys else None
-    )
+    pairs: list[SearchAttributePair] = [SearchAttributePair(CLINIC, event.clinic_id)]
+    if keys:
+        pairs.append(SearchAttributePair(CONTACT_KEY, keys))
+    search_attributes = TypedSearchAttributes(pairs)
     try:
         await client.start_workflow(
             DepartureFollowUp.run,

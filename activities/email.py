@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.delivery_ledger import DeliveryLedger, deliver_once
 from activities.provider_errors import provider_misconfigured
+from aftercare.console_links import with_escalation_link
 from aftercare.links import issue_link_token
 from aftercare.settings import Settings
 from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, Delivery, OutboundMessage
@@ -86,7 +87,7 @@ class EmailActivities:
     def _compose(self, message: OutboundMessage, now: datetime) -> EmailMessage:
         ttl = timedelta(hours=self.settings.link_ttl_hours)
         base_url = self.settings.public_base_url.rstrip("/")
-        lines = [message.body]
+        lines = [with_escalation_link(self.settings, message)]
         if message.links:
             lines.append("")
         for link in message.links:

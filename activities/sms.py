@@ -26,6 +26,7 @@ from twilio.rest import Client
 
 from activities.delivery_ledger import AttemptLedger, deliver_once
 from activities.provider_errors import provider_misconfigured
+from aftercare.console_links import with_escalation_link
 from aftercare.settings import (
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,
@@ -97,7 +98,7 @@ class SmsActivities:
         async def create(client: Client) -> Delivery:
             sent = await client.messages.create_async(
                 to=message.to,
-                body=message.body,
+                body=with_escalation_link(self.settings, message),
                 status_callback=self._status_callback_for(message),
                 **self._sender,
             )
@@ -122,7 +123,8 @@ class SmsActivities:
                 to=message.to, limit=_RECENT_MESSAGES_READ)
             matches = [
                 sent for sent in recent
-                if sent.body == message.body and sent.sid not in accounted_for
+                if sent.body == with_escalation_link(self.settings, message)
+                and sent.sid not in accounted_for
                 and sent.date_created is not None and sent.date_created >= since - _CLOCK_SKEW
             ]
             if not matches:

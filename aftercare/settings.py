@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         default=None, description="Serve the worker's Prometheus metrics on this port"
     )
+    console_secure_cookies: bool | None = Field(
+        default=None,
+        description="Mark staff console cookies Secure; unset: when PUBLIC_BASE_URL is https",
+    )
 
     log_level: str = "INFO"
 
@@ -138,6 +142,12 @@ class Settings(BaseSettings):
     @classmethod
     def _key_list(cls, value: object) -> dict[str, str]:
         return parse_key_list(value)
+
+    @property
+    def console_cookies_secure(self) -> bool:
+        if self.console_secure_cookies is not None:
+            return self.console_secure_cookies
+        return (self.public_base_url or "").startswith("https://")
 
     @property
     def twilio_is_real(self) -> bool:

@@ -42,6 +42,8 @@ SETUP_COMMAND = "python -m aftercare.setup"
 SEARCH_ATTRIBUTES: dict[str, IndexedValueType.ValueType] = {
     "AftercareContactKey": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
     "AftercareAckCode": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    # The staff console's board lists a clinic's follow-ups by it.
+    "AftercareClinic": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
 }
 TYPE_NAMES = {
     IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST: "KeywordList",

@@ -20,6 +20,7 @@ from aftercare.preflight import api_problems, checked_settings
 from aftercare.settings import API_REQUIRED_SETTINGS, Settings
 from aftercare.startup import connect_checked, run_service
 from api import email_links, followups, health, sms_webhooks
+from api.console import add_console
 from api.intake import Intake
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
@@ -62,6 +63,7 @@ def create_app(
     app.add_middleware(RequestMetrics)
     for router in (followups.router, sms_webhooks.router, email_links.router, health.router):
         app.include_router(router)
+    add_console(app)
     return app
 
 
@@ -70,7 +72,7 @@ class _HideLinkTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and len(record.args) >= 3:
-            path = re.sub(r"^/r/[^?]+", "/r/[token]", str(record.args[2]))
+            path = re.sub(r"^/([re])/[^?]+", r"/\1/[token]", str(record.args[2]))
             record.args = (*record.args[:2], path, *record.args[3:])
         return True
 

@@ -247,7 +247,8 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
         ip="127.0.0.1",
         data_converter=pydantic_data_converter,
         search_attributes=[SearchAttributeKey.for_keyword_list("AftercareContactKey"),
-                           SearchAttributeKey.for_keyword("AftercareAckCode")],
+                           SearchAttributeKey.for_keyword("AftercareAckCode"),
+                           SearchAttributeKey.for_keyword("AftercareClinic")],
         dev_server_log_level="error",
     )
     async with env:

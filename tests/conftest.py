@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.api",
     "tests.fixtures.followups",
+    "tests.fixtures.console",
 ]

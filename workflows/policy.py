@@ -123,11 +123,20 @@ class EscalationChain(PolicyModel):
         return level.ack_timeout or self.ack_timeout
 
 
+class StaffRole(StrEnum):
+    """What a staff member may see in the staff console beyond escalations and the board."""
+
+    LEAD = "lead"  # reads trails and exports them; the policy's clinic_lead has it too
+    AUDITOR = "auditor"  # the same, for compliance auditors
+
+
 class StaffMember(PolicyModel):
     name: str
     phone: PhoneNumber | None = None
     email: EmailStr | None = None
     channel: Literal["sms", "email"] = "sms"
+    language: str = Field(default="en", description="The staff console's language: en or es")
+    roles: list[StaffRole] = Field(default_factory=list)
 
 
 class Shift(PolicyModel):
@@ -330,6 +339,14 @@ class ClinicPolicy(PolicyModel):
 
     def crisis_line_for(self, language: str) -> str:
         return self.crisis_line.get(language) or self.crisis_line[self.default_language]
+
+    def reads_trails(self, staff_id: str) -> bool:
+        """Clinic leads and auditors read and export trails in the staff console."""
+        member = self.staff.get(staff_id)
+        if member is None:
+            return False
+        return staff_id == self.clinic_lead or bool(
+            {StaffRole.LEAD, StaffRole.AUDITOR} & set(member.roles))
 
     def staff_for(self, target: Target, at: datetime) -> str | None:
         if target is Target.CLINIC_LEAD:

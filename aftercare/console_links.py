@@ -1,0 +1,103 @@
+"""Short signed links from a staff page to its escalation in the staff console.
+
+Every page (SMS or email) to a staff member carries one: bound to that staff member,
+that follow-up and that escalation's code. The console refuses it once the escalation has
+closed or a newer one has opened, 24 hours after the newest page to that staff member,
+and after its first use.
+
+A token is ``base64url(JSON [workflow id, staff id, code, nonce]).base64url(MAC)`` with a
+128-bit HMAC-SHA256 tag: short enough for a text. It holds no PHI. It is a function of the
+message alone (the nonce derives from the follow-up and the message key), so a retried
+send writes the same text and the SMS activity can recognise a copy Twilio already took.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from aftercare.links import InvalidLink
+from aftercare.settings import Settings
+from workflows.models import AuditEntry, OutboundMessage
+
+ESCALATION_LINK_TTL = timedelta(hours=24)
+ESCALATION_LINK_PATH = "/e/"
+# Binds the tag to this use: the same secret signs email links for another purpose.
+_PURPOSE = b"aftercare-escalation-link-v1."
+_TAG_BYTES = 16
+
+
+@dataclass(frozen=True)
+class EscalationLink:
+    workflow_id: str
+    staff_id: str
+    code: str
+    nonce: str
+
+
+def issue_escalation_token(
+    secret: str, workflow_id: str, staff_id: str, code: str, message_key: str
+) -> str:
+    nonce = _b64encode(_tag(secret, f"nonce.{workflow_id}\n{message_key}")[:6])
+    claim = [workflow_id, staff_id, code, nonce]
+    payload = _b64encode(json.dumps(claim, separators=(",", ":")).encode())
+    return f"{payload}.{_b64encode(_tag(secret, payload))}"
+
+
+def read_escalation_token(secret: str, token: str) -> EscalationLink:
+    payload, dot, tag = token.partition(".")
+    if not dot or not payload or not tag:
+        raise InvalidLink("malformed escalation link")
+    if not hmac.compare_digest(_b64decode(tag), _tag(secret, payload)):
+        raise InvalidLink("escalation link signature does not match")
+    try:
+        workflow_id, staff_id, code, nonce = json.loads(_b64decode(payload))
+    except (ValueError, TypeError) as err:
+        raise InvalidLink("malformed escalation link") from err
+    return EscalationLink(workflow_id=str(workflow_id), staff_id=str(staff_id), code=str(code),
+                          nonce=str(nonce))
+
+
+def link_expires_at(trail: Sequence[AuditEntry], since_seq: int, staff_id: str) -> datetime | None:
+    """24 hours after the newest page to ``staff_id`` recorded after entry ``since_seq`` (the
+    escalation's start); None while that page is still on its way into the trail."""
+    pages = [entry.at for entry in trail
+             if entry.seq > since_seq and entry.step == "staff_page_sent"
+             and entry.recipient == f"staff:{staff_id}"]
+    return max(pages) + ESCALATION_LINK_TTL if pages else None
+
+
+def with_escalation_link(settings: Settings, message: OutboundMessage) -> str:
+    """The message's body, with the escalation page's link on its own line when the
+    message is a page (it carries an ``ack`` action naming the staff member and code)."""
+    page = next((link for link in message.links if link.action == "ack"), None)
+    if page is None or not settings.link_secret or not settings.public_base_url:
+        return message.body
+    staff_id, _, code = page.value.partition(" ")
+    if not staff_id or not code:
+        return message.body
+    token = issue_escalation_token(settings.link_secret, message.workflow_id, staff_id, code,
+                                   message.message_key)
+    return f"{message.body}\n{settings.public_base_url.rstrip('/')}{ESCALATION_LINK_PATH}{token}"
+
+
+def _tag(secret: str, payload: str) -> bytes:
+    digest = hmac.new(secret.encode(), _PURPOSE + payload.encode(), hashlib.sha256).digest()
+    return digest[:_TAG_BYTES]
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64decode(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as err:
+        raise InvalidLink("malformed escalation link") from err

@@ -1,0 +1,240 @@
+"""The on-call's escalation page: from the link in a page, or from the clinic board.
+
+``GET /e/{token}`` only shows a button (link previews and mail scanners open every link);
+the button's POST spends the link and signs the staff member in for that follow-up. The
+follow-up page shows the reason, the ref, the time since departure and what was tried;
+while an escalation is open, also the client's first name and phone (a ``tel:`` link) and,
+for a safety reason with consent on file, the emergency contact. Each such view is written
+to the access log first. Acknowledge, Resolve and Cancel call the follow-up's updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Path, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, ValidationError
+from temporalio.client import Client
+
+import starter
+from aftercare.console_links import EscalationLink, link_expires_at, read_escalation_token
+from aftercare.links import InvalidLink
+from api.console.records import followup_input
+from api.console.security import SESSION_TTL, StaffSession, start_session
+from api.console.web import Console, ConsoleDep, to_sign_in
+from workflows.models import (
+    Acknowledge,
+    ActionResult,
+    Cancel,
+    FollowUpStatus,
+    Phase,
+    ResolutionOutcome,
+    Resolve,
+)
+from workflows.outreach import Reason
+
+router = APIRouter(include_in_schema=False)
+
+Token = Annotated[str, Path(max_length=400)]
+WorkflowId = Annotated[str, Path(min_length=1, max_length=200)]
+CONTACT_VIEW = "console_view_contact"
+DONE = {"acknowledge", "resolve", "cancel"}
+
+
+def escalation_open(status: FollowUpStatus) -> bool:
+    esc = status.escalation
+    return esc is not None and esc.resolved_by is None and status.phase is not Phase.CLOSED
+
+
+async def link_or_refusal(
+    request: Request, console: Console, token: str
+) -> tuple[EscalationLink, FollowUpStatus] | HTMLResponse:
+    """The link and its follow-up, or the refusal page saying why it cannot be used."""
+    try:
+        link = read_escalation_token(console.settings.link_secret or "", token)
+    except InvalidLink:
+        return console.refusal(request, "link_invalid", "link_invalid_text", 400)
+    store = await console.service.audit_store()
+    if await store.link_used(_jti(link)):
+        return console.refusal(request, "link_used", "link_used_text", 409)
+    try:
+        status = await starter.get_status(await console.service.temporal(), link.workflow_id)
+    except starter.FollowUpNotFound:
+        return console.refusal(request, "link_expired", "link_expired_text", 410)
+    policy = console.service.policies.for_clinic(status.clinic_id)
+    if link.staff_id not in policy.staff:
+        return console.refusal(request)
+    # The link dies with its escalation (resolved, closed, or replaced by a newer one), and
+    # a day after the newest page to this staff member.
+    if not escalation_open(status) or status.escalation.code != link.code:
+        return console.refusal(request, "link_expired", "link_expired_text", 410)
+    expires = link_expires_at(status.trail, status.escalation.started_seq, link.staff_id)
+    if expires is not None and datetime.now(UTC) >= expires:
+        return console.refusal(request, "link_expired", "link_expired_text", 410)
+    return link, status
+
+
+def _jti(link: EscalationLink) -> str:
+    return f"escalation:{link.nonce}"
+
+
+@router.get("/e/{token}", response_class=HTMLResponse)
+async def open_link(token: Token, request: Request, console: ConsoleDep) -> HTMLResponse:
+    found = await link_or_refusal(request, console, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    return console.render(request, "open_link.html", {"action": f"/e/{token}"})
+
+
+@router.post("/e/{token}", response_class=HTMLResponse)
+async def use_link(
+    token: Token, request: Request, console: ConsoleDep,
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    if not console.csrf.accepts(request, csrf_token):
+        return console.form_refused(request, None)
+    found = await link_or_refusal(request, console, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    link, status = found
+    now = datetime.now(UTC)
+    store = await console.service.audit_store()
+    if not await store.use_link(_jti(link), link.workflow_id, "console", now):
+        return console.refusal(request, "link_used", "link_used_text", 409)
+    session = StaffSession(link.staff_id, status.clinic_id, now + SESSION_TTL,
+                           followup=link.workflow_id)
+    await store.record_access(session.actor, "console_link_opened", link.workflow_id, now)
+    response = RedirectResponse(f"/console/followups/{link.workflow_id}", status_code=303)
+    start_session(console.signer, console.settings, response, session, now)
+    return response
+
+
+async def visible_followup(
+    request: Request, console: Console, workflow_id: str
+) -> tuple[StaffSession, FollowUpStatus] | Response:
+    """The follow-up, when the signed-in staff member may see it; otherwise sign-in or a
+    refusal that looks the same for another clinic's follow-up and for none at all."""
+    session = console.session(request)
+    if session is None:
+        return to_sign_in(request)
+    if session.followup is not None and session.followup != workflow_id:
+        return console.refusal(request, session=session)
+    try:
+        status = await starter.get_status(await console.service.temporal(), workflow_id)
+    except starter.FollowUpNotFound:
+        return console.refusal(request, status_code=404, session=session)
+    if status.clinic_id != session.clinic_id:
+        return console.refusal(request, status_code=404, session=session)
+    return session, status
+
+
+@router.get("/console/followups/{workflow_id}", response_class=HTMLResponse)
+async def followup_page(
+    workflow_id: WorkflowId, request: Request, console: ConsoleDep, done: str | None = None,
+) -> Response:
+    found = await visible_followup(request, console, workflow_id)
+    if not isinstance(found, tuple):
+        return found
+    session, status = found
+    return await render_followup(request, console, session, status,
+                                 notice=done if done in DONE else None)
+
+
+async def render_followup(
+    request: Request, console: Console, session: StaffSession, status: FollowUpStatus,
+    notice: str | None = None, refused: str | None = None, status_code: int = 200,
+) -> HTMLResponse:
+    client = await console.service.temporal()
+    started = await followup_input(client, status.workflow_id)
+    policy = console.service.policies.for_clinic(status.clinic_id)
+    now = datetime.now(UTC)
+    showing_contact = escalation_open(status)
+    contact = emergency = None
+    if showing_contact:
+        # The access record comes first: a view that fails later is still on record.
+        store = await console.service.audit_store()
+        await store.record_access(session.actor, CONTACT_VIEW, status.workflow_id, now)
+        contact = started.event.client
+        named = started.event.emergency_contact
+        if named is not None and named.consent and status.escalation.reason in Reason.SAFETY:
+            emergency = named
+    return console.render(request, "followup.html", {
+        "status": status,
+        "esc": status.escalation,
+        "open": showing_contact,
+        "contact": contact,
+        "emergency": emergency,
+        "since_departure": since(started.event.departed_at, now),
+        "clinic_zone": policy.timezone,
+        "outcomes": list(ResolutionOutcome),
+        "may_read_trail": policy.reads_trails(session.staff_id),
+        "notice": notice,
+        "refused": refused,
+        "closed": status.phase is Phase.CLOSED,
+    }, status_code=status_code, session=session)
+
+
+def since(then: datetime, now: datetime) -> str:
+    minutes = max(0, int((now - then) / timedelta(minutes=1)))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+StaffAction = Callable[[Client, str, Any], Awaitable[ActionResult]]
+
+
+async def act(
+    request: Request, console: Console, workflow_id: str, csrf_token: str | None, action: str,
+    call: StaffAction, build: Callable[[str], BaseModel],
+) -> Response:
+    """Check the form came from this console, build the request as the signed-in staff
+    member, and call the follow-up's update; its refusal is shown on the page."""
+    found = await visible_followup(request, console, workflow_id)
+    if not isinstance(found, tuple):
+        return found
+    session, status = found
+    if not console.csrf.accepts(request, csrf_token):
+        return console.form_refused(request, session)
+    client = await console.service.temporal()
+    try:
+        await call(client, workflow_id, build(session.staff_id))
+    except (starter.ActionRefused, starter.FollowUpNotFound, ValidationError) as err:
+        reason = str(err) if not isinstance(err, ValidationError) else "invalid form"
+        return await render_followup(request, console, session, status, refused=reason,
+                                     status_code=409)
+    return RedirectResponse(f"/console/followups/{workflow_id}?done={action}", status_code=303)
+
+
+@router.post("/console/followups/{workflow_id}/acknowledge")
+async def acknowledge(
+    workflow_id: WorkflowId, request: Request, console: ConsoleDep,
+    code: Annotated[str | None, Form(max_length=20)] = None,
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    return await act(request, console, workflow_id, csrf_token, "acknowledge", starter.acknowledge,
+                     lambda staff_id: Acknowledge(staff_id=staff_id, code=code or None))
+
+
+@router.post("/console/followups/{workflow_id}/resolve")
+async def resolve(
+    workflow_id: WorkflowId, request: Request, console: ConsoleDep,
+    outcome: Annotated[str, Form(max_length=40)] = "",
+    note: Annotated[str, Form(max_length=500)] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    return await act(request, console, workflow_id, csrf_token, "resolve", starter.resolve,
+                     lambda staff_id: Resolve(staff_id=staff_id, outcome=outcome,
+                                              note=note.strip() or None))
+
+
+@router.post("/console/followups/{workflow_id}/cancel")
+async def cancel(
+    workflow_id: WorkflowId, request: Request, console: ConsoleDep,
+    reason: Annotated[str, Form(max_length=200)] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    return await act(request, console, workflow_id, csrf_token, "cancel", starter.cancel,
+                     lambda staff_id: Cancel(staff_id=staff_id, reason=reason.strip()))

@@ -1,0 +1,164 @@
+"""The on-call's escalation page, in headless Chromium: from the link in the page text to
+the client's number, Acknowledge and Resolve; and every way a link or a viewer is refused."""
+
+from __future__ import annotations
+
+import starter
+from aftercare.console_links import issue_escalation_token
+from tests.fixtures.api import steps
+from tests.fixtures.console import OTHER_ON_CALL_PHONE, ConsoleStack, screenshot
+from tests.fixtures.sinks import LINK_SECRET
+from tests.followup_harness import CLIENT_PHONE, CONTACT_PHONE, ON_CALL_PHONE
+from workflows.models import Resolve
+
+
+def shows_no_contact(html: str) -> bool:
+    return all(detail not in html for detail in ("Dana", CLIENT_PHONE, "Sam", CONTACT_PHONE,
+                                                 "tel:"))
+
+
+async def test_imminent_departure_texts_the_on_call_a_link_to_call_the_client_then_ack_and_resolve(
+    console: ConsoleStack, page
+) -> None:
+    workflow_id = await console.imminent_followup()
+    link = console.escalation_link()
+    assert "Reply ACK" in console.sms.sent_to(ON_CALL_PHONE)[-1].body
+
+    await page.goto(link)
+    await screenshot(page, "escalation-link")
+    await page.get_by_role("button", name="Open the escalation page").click()
+    await page.wait_for_url(f"**/console/followups/{workflow_id}")
+    assert await page.get_by_role("heading", name="Client: Dana").is_visible()
+    call = page.locator(f'a[href="tel:{CLIENT_PHONE}"]')
+    assert await call.is_visible()
+    # Imminent risk is a safety reason and the contact consented: they are shown too.
+    assert await page.locator(f'a[href="tel:{CONTACT_PHONE}"]').is_visible()
+    assert "imminent risk" in await page.locator(".reason").inner_text()
+    await screenshot(page, "escalation")
+
+    records = [r for r in await console.store.access_records()
+               if r.action == "console_view_contact"]
+    assert [(r.actor, r.target) for r in records][:1] == [(console.actor("t-oncall"), workflow_id)]
+
+    await page.get_by_role("button", name="Acknowledge").click()
+    await page.wait_for_url("**?done=acknowledge")
+    assert "acknowledged by t-oncall" in await page.locator(".facts").inner_text()
+    await page.get_by_label("Reached the client").check()
+    await page.get_by_label("Note").fill("called back, safe at home")
+    await page.get_by_role("button", name="Resolve", exact=True).click()
+    await page.wait_for_url("**?done=resolve")
+    await screenshot(page, "escalation-resolved")
+
+    status = await console.status(workflow_id)
+    assert status.escalation.acknowledged_by == "t-oncall"
+    assert status.escalation.resolved_by == "t-oncall"
+    assert status.escalation.outcome == "reached_client"
+    by_step = {entry.step: entry for entry in status.trail}
+    assert by_step["acknowledged"].recipient == "staff:t-oncall"
+    assert by_step["resolved"].recipient == "staff:t-oncall"
+    assert by_step["resolved"].outcome == "reached_client"
+    await console.until(
+        lambda: any("is resolved" in sms.body for sms in console.sms.sent_to(ON_CALL_PHONE)),
+        "everyone paged is told it is resolved")
+    # Once resolved the page keeps no contact detail.
+    assert shows_no_contact(await page.content())
+
+    for url in page.requested_urls:
+        assert CLIENT_PHONE not in url and CONTACT_PHONE not in url
+    for record in await console.store.access_records():
+        assert CLIENT_PHONE not in f"{record.actor} {record.action} {record.target}"
+
+
+async def test_used_expired_altered_and_closed_links_get_a_refusal_without_contact_details(
+    console: ConsoleStack,
+) -> None:
+    workflow_id = await console.imminent_followup()
+    link = console.escalation_link()
+    path = link.removeprefix(console.url)
+    code = (await console.status(workflow_id)).escalation.code
+
+    async with console.browser_client() as staff:
+        opened = await console.post_form(staff, path, {})
+        assert opened.status_code == 200 and "Dana" in opened.text
+    async with console.browser_client() as someone_else:
+        used = await someone_else.get(path)
+        assert used.status_code == 409 and "already used" in used.text
+        assert shows_no_contact(used.text)
+        reused = await someone_else.post(path, data={})
+        assert reused.status_code == 403 and shows_no_contact(reused.text)
+
+        def link_for(staff_id: str, code: str = code) -> str:
+            return "/e/" + issue_escalation_token(LINK_SECRET, workflow_id, staff_id, code,
+                                                  "99-staff_page")
+
+        fresh = link_for("t-oncall")
+        altered = link_for("t-backup").split(".")[0] + "." + fresh.split(".")[1]
+        answer = await someone_else.get(altered)
+        assert answer.status_code == 400 and shows_no_contact(answer.text)
+
+        answer = await someone_else.get(link_for("t7-oncall"))
+        assert answer.status_code == 403 and shows_no_contact(answer.text)
+
+        answer = await someone_else.get(link_for("t-oncall", "000000"))
+        assert answer.status_code == 410 and shows_no_contact(answer.text)
+
+        # Unused, but its escalation has been resolved: the link has expired with it.
+        await starter.resolve(console.client, workflow_id,
+                              Resolve(staff_id="t-oncall", outcome="could_not_reach"))
+        answer = await someone_else.get(fresh)
+        assert answer.status_code == 410 and "expired" in answer.text
+        assert shows_no_contact(answer.text)
+
+
+async def test_another_clinics_staff_see_neither_the_followup_nor_its_contact_details(
+    console: ConsoleStack, page
+) -> None:
+    workflow_id = await console.imminent_followup()
+    async with console.browser_client() as other:
+        signed_in = await console.signed_in(other, console.other_clinic, "t7-oncall",
+                                            OTHER_ON_CALL_PHONE)
+        assert signed_in.status_code == 200
+        answer = await other.get(f"/console/followups/{workflow_id}")
+        assert answer.status_code == 404 and shows_no_contact(answer.text)
+        board = await other.get("/console")
+        assert workflow_id not in board.text
+    assert not [r for r in await console.store.access_records()
+                if r.action == "console_view_contact"]
+
+    await page.goto(f"{console.url}/console/followups/{workflow_id}")
+    await page.wait_for_url("**/console/sign-in**")
+    assert shows_no_contact(await page.content())
+
+
+async def test_each_console_form_posted_without_its_csrf_token_is_refused(
+    console: ConsoleStack,
+) -> None:
+    workflow_id = await console.imminent_followup()
+    path = console.escalation_link().removeprefix(console.url)
+    async with console.browser_client() as staff:
+        await staff.get("/console/sign-in")  # holds the CSRF cookie, as a browser would
+        for form, fields in [
+            ("/console/sign-in", {"clinic": console.clinic, "staff_id": "t-oncall"}),
+            ("/console/sign-in/code", {"code": "123456"}),
+            (path, {}),
+        ]:
+            answer = await staff.post(form, data=fields)
+            assert answer.status_code == 403, form
+            assert "The form was refused" in answer.text
+        assert console.newest_code() is None
+
+        await console.post_form(staff, path, {})  # signed in from the link
+        for action, fields in [("acknowledge", {}),
+                               ("resolve", {"outcome": "reached_client"}),
+                               ("cancel", {"reason": "came back"})]:
+            answer = await staff.post(f"/console/followups/{workflow_id}/{action}", data=fields)
+            assert answer.status_code == 403, action
+            answer = await staff.post(f"/console/followups/{workflow_id}/{action}",
+                                      data={**fields, "csrf_token": "forged"})
+            assert answer.status_code == 403, action
+        answer = await staff.post("/console/sign-out", data={})
+        assert answer.status_code == 403
+
+    status = await console.status(workflow_id)
+    assert status.escalation.acknowledged_by is None
+    assert "acknowledged" not in steps(status) and "cancelled" not in steps(status)
