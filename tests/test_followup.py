@@ -473,8 +473,9 @@ async def test_crisis_words_while_the_offer_waits_for_quiet_hours_page_instead_o
 
     steps = [e.step for e in status.trail]
     assert "reschedule_offer_sent" not in steps
-    assert steps_in_order(steps, "reschedule_offer_deferred", "reply_received",
-                          "escalation_started", "crisis_resources_sent", "staff_page_sent")
+    for step in ("crisis_resources_sent", "staff_page_sent"):
+        assert steps_in_order(steps, "reschedule_offer_deferred", "reply_received",
+                              "escalation_started", step)
     assert "not alone" in followups.texts_to(CLIENT_PHONE)[-1], "quiet hours never hold it"
     await handle.execute_update(DepartureFollowUp.cancel,
                                 Cancel(staff_id="t-oncall", reason="test over"))

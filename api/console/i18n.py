@@ -194,5 +194,25 @@ def browser_language(request: Request) -> str:
     return "es" if first.startswith("es") else "en"
 
 
+# Why staff were paged, as the workflow records it (English) and as each language says it.
+REASONS: dict[str, dict[str, str]] = {
+    "es": {
+        "imminent risk": "riesgo inminente",
+        "crisis words in a reply": "palabras de crisis en una respuesta",
+        "no reply": "sin respuesta",
+        "client unreachable": "no se puede contactar al cliente",
+        "client asked for a call": "el cliente pidió una llamada",
+        "client reply needs reading": "hay que leer la respuesta del cliente",
+        "opted out at high risk": "se dio de baja con riesgo alto",
+        "clinic booking failed": "falló la reserva en la clínica",
+    },
+}
+
+
 def words(language: str) -> dict[str, str]:
     return TEXT.get(language, TEXT["en"])
+
+
+def reason_in(language: str, reason: str) -> str:
+    """An escalation's reason in the reader's language (English when it has no entry)."""
+    return REASONS.get(language, {}).get(reason, reason)

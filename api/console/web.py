@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from api.console.i18n import browser_language, words
+from api.console.i18n import browser_language, reason_in, words
 from api.console.security import (
     CSRF_COOKIE,
     SESSION_TTL,
@@ -39,6 +39,7 @@ def local_time(at: datetime, zone: str) -> str:
 
 
 templates.env.filters["local"] = local_time
+templates.env.filters["reason_in"] = lambda reason, language: reason_in(language, reason)
 
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
