@@ -80,6 +80,7 @@ async def test_call_reply_pages_on_call_for_a_call_back(followups):
     handle = await followups.start(make_event())
     await checked_in(followups, handle)
     await reply(followups, handle, "CALL")
+    await followups.until_step(handle, "call_requested_sent")  # beside the page, not before
     status = await followups.until_step(handle, "staff_page_sent")
 
     assert "call you soon" in followups.texts_to(CLIENT_PHONE)[1]
@@ -179,6 +180,7 @@ async def test_unknown_text_asks_on_call_to_read_it(followups):
     handle = await followups.start(make_event())
     await checked_in(followups, handle)
     await reply(followups, handle, "not sure how I feel tbh")
+    await followups.until_step(handle, "reply_received_sent")
     status = await followups.until_step(handle, "staff_page_sent")
 
     assert status.reply_for_review == "not sure how I feel tbh"
@@ -469,7 +471,8 @@ async def test_crisis_words_while_the_offer_waits_for_quiet_hours_page_instead_o
     await reply(followups, handle, "ok")  # e.g. by the API, before any check-in went out
     await followups.until_step(handle, "reschedule_offer_deferred")
     await reply(followups, handle, "I want to end my life")
-    status = await followups.until_step(handle, "staff_page_sent")
+    await followups.until_step(handle, "staff_page_sent")
+    status = await followups.until_step(handle, "crisis_resources_sent")
 
     steps = [e.step for e in status.trail]
     assert "reschedule_offer_sent" not in steps
