@@ -42,13 +42,15 @@ def free_port() -> int:
 
 
 def seconds_policy_file(folder: Path, webhook_url: str, offer_window: str = "PT3S",
-                        **demo: Any) -> Path:
+                        ack_timeout: str = "PT60S", **demo: Any) -> Path:
     """policies.example.yaml with the demo clinic's seconds timings, its booking webhook on
     the loopback sink, a short reschedule offer and ``demo`` overrides (e.g. a short
-    listening window)."""
+    listening window). The ack timeout is long enough for a test to acknowledge the first
+    page before the chain pages anyone again (a re-page repeats the page's text by design)."""
     book = yaml.safe_load((REPO / "policies.example.yaml").read_text())
     book["demo"]["reschedule"]["webhook_url"] = webhook_url
     book["demo"]["reschedule"]["offer_window"] = offer_window
+    book["demo"]["escalation"]["ack_timeout"] = ack_timeout
     book["demo"].update(demo)
     path = folder / "policies.yaml"
     path.write_text(yaml.safe_dump(book))
@@ -147,6 +149,10 @@ class Figures:
 
     def assert_zeros(self) -> None:
         print(self.line())
+        for name in ("failed", "silent", "duplicates", "broken_chains", "unreplayable",
+                     "late_pages"):
+            for problem in getattr(self, name):
+                print(f"  {name}: {problem}")
         assert self.failed == [], f"follow-ups failed: {self.failed}"
         assert self.silent == [], f"clients nobody paged about: {self.silent}"
         assert self.duplicates == [], f"sent twice: {self.duplicates}"

@@ -42,10 +42,16 @@ from workflows.models import Acknowledge, ClientReply, DepartureEvent, FollowUpS
 CHECKIN_DELAY = timedelta(seconds=3)
 RESPONSE_WINDOW = timedelta(seconds=15)
 TIMER_TICK = 2.0  # seconds: a timer firing, its workflow task and the send
+# A task handed to a worker that then died waits this long before another worker gets it.
+WORKFLOW_TASK_TIMEOUT = 10.0
 
 
-def demo_event() -> DepartureEvent:
-    return make_event("high").model_copy(update={"clinic_id": "demo"})
+def demo_event(number: int = 0) -> DepartureEvent:
+    """A high-risk departure at the demo clinic; each ``number`` has its own client and
+    emergency contact, so identical texts to one number can only be duplicates."""
+    event = make_event("high", phone=f"+1555555{2000 + number}")
+    contact = event.emergency_contact.model_copy(update={"phone": f"+1555555{3000 + number}"})
+    return event.model_copy(update={"clinic_id": "demo", "emergency_contact": contact})
 
 
 @pytest.fixture
