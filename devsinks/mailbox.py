@@ -2,7 +2,8 @@
 
 Recipients whose address starts with ``bounce`` are refused at RCPT with a permanent 550,
 as a mail server refuses an address that does not exist. Tests can make the next
-recipients meet a transient 451 instead, have every answer come slowly, or require a
+recipients meet a transient 451 instead, refuse an address from now on with a permanent
+5xx (``refuse_address``), have every answer come slowly, or require a
 login (``require_login``): then a sender that does not log in meets 530 and wrong
 credentials 535, as on a real relay.
 """
@@ -49,6 +50,7 @@ class Mailbox:
         self.host = "127.0.0.1"
         self.port = 0
         self._transient_refusals = 0
+        self._refused_addresses: dict[str, str] = {}
         self._login: tuple[str, str] | None = None
         self._answer_delay = 0.0
         self._server: asyncio.Server | None = None
@@ -56,6 +58,12 @@ class Mailbox:
     def defer_next(self, count: int = 1) -> None:
         """Answer the next ``count`` recipients with a transient 451 (try again later)."""
         self._transient_refusals += count
+
+    def refuse_address(self, address: str, code: int = 550,
+                       message: str = "5.1.1 Mailbox unavailable") -> None:
+        """Refuse ``address`` at RCPT with the permanent ``code`` from now on, as a mail
+        server does once a mailbox is closed or full for good."""
+        self._refused_addresses[address.lower()] = f"{code} {message}"
 
     def answer_slowly(self, seconds: float) -> None:
         """Take ``seconds`` over each RCPT and DATA answer, as an overloaded relay does."""
@@ -118,6 +126,8 @@ class Mailbox:
         if self._transient_refusals:
             self._transient_refusals -= 1
             return "451 4.3.0 Mailbox temporarily unavailable, try again later"
+        if (refusal := self._refused_addresses.get(address.lower())) is not None:
+            return refusal
         if address.lower().startswith("bounce"):
             return "550 5.1.1 No such user here"
         envelope.rcpt_tos.append(address)
