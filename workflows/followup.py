@@ -322,7 +322,7 @@ class DepartureFollowUp(Outreach):
         self.phase = Phase.OFFERING_RESCHEDULE
         due = await self.after_quiet_hours("reschedule_offer")
         await self.wait_until(due, "reschedule offer after quiet hours", self.offer_over)
-        if self.pending_reason and workflow.patched("no-reschedule-offer-once-staff-needed"):
+        if self.pending_reason and self.patched("no-reschedule-offer-once-staff-needed"):
             return  # the client wrote something staff must see first: page, don't sell
         if self.safety_patched:
             # The offer follows what the client was just told ("glad you're OK"), not before.
@@ -507,7 +507,7 @@ class DepartureFollowUp(Outreach):
         await self.record("reply_received", actor=Actor.CLIENT, channel=str(reply.channel),
                           provider_message_id=reply.provider_message_id, outcome=kind.value)
         if (self.escalation_open() and kind is not ReplyKind.CRISIS
-                and workflow.patched("tell-paged-staff-of-client-replies")):
+                and self.patched("tell-paged-staff-of-client-replies")):
             # Whoever is trying to reach the client should know they answered; the
             # escalation still waits for staff to close it.
             await self.tell_everyone_paged("staff_client_replied", reply=kind.value)
