@@ -14,6 +14,10 @@ test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/run_tests.py $(PYTEST_ARGS)
 
+# The fault suite's long mode: workers killed again and again (see README, "Fault suite").
+chaos: setup
+	$(BIN)/python scripts/run_tests.py -m long tests/test_fault_suite.py
+
 setup: $(STAMP)
 
 # Exact versions with hashes from the lock file; the project itself on top, editable.
