@@ -30,9 +30,7 @@ log = get_logger("aftercare.worker")
 
 
 @asynccontextmanager
-async def running_worker(
-    client: Client, settings: Settings, **worker_options: object
-) -> AsyncIterator[Worker]:
+async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     """A worker polling the task queue until the block ends; then it drains and stops."""
     store = await AuditStore.open(settings.audit_database_url, settings.audit_signing_keys)
     try:
@@ -53,7 +51,13 @@ async def running_worker(
             ],
             interceptors=[AftercareMetrics()],
             graceful_shutdown_timeout=timedelta(seconds=30),
-            **worker_options,  # type: ignore[arg-type]
+            # No follow-up is kept in memory between tasks: each task replays the history.
+            # A query reaching a worker that does not hold the follow-up can be handed events
+            # whose task has not run yet; Temporal's SDK applies them to answer it, on the
+            # previous task's clock. Kept, that state made the next task send commands its
+            # history cannot explain (a timer the replay never starts): the follow-up then
+            # failed every task, and nobody was paged.
+            max_cached_workflows=0,
         )
         async with worker:
             yield worker

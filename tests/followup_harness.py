@@ -179,9 +179,9 @@ class FollowUpHarness:
 @asynccontextmanager
 async def harness(
     env: WorkflowEnvironment, settings: Settings, sms: SmsOutbox, mail: Mailbox,
-    booking: BookingSink, **worker_options: Any,
+    booking: BookingSink,
 ) -> AsyncIterator[FollowUpHarness]:
-    async with running_worker(env.client, settings, **worker_options):
+    async with running_worker(env.client, settings):
         store = await AuditStore.open(settings.audit_database_url)
         try:
             yield FollowUpHarness(env, settings, sms, mail, booking, store)
