@@ -8,6 +8,12 @@ interceptor, so the protocol's code stays free of them:
   (``checkin``, ``page``, ...) and how it ended (``sent``, ``already_sent``,
   ``permanent_failure``, ``retrying``);
 - ``aftercare_fallbacks{channel}``: a message re-sent on the other channel (the one used);
+- ``aftercare_audit_writes{outcome}``: each attempt to store a batch of the trail
+  (``stored``, ``failed``: it will be retried, ``refused``: the store holds other entries
+  under those numbers);
+- ``aftercare_audit_lag_seconds``: for each batch stored, how long ago its oldest entry was
+  sealed. While the audit store is down or locked the trail falls behind, never a page:
+  ``failed`` writes climb, and once the store is back the lag shows how far behind it was;
 - ``aftercare_escalations{event}``: ``opened``, ``acknowledged``, ``resolved``, ``exhausted``
   (every level paged and nobody acknowledged), read from the steps the trail records;
 - ``aftercare_followups_open{escalated}``: follow-ups still running, counted in Temporal's
@@ -81,10 +87,10 @@ def message_kind(message: OutboundMessage) -> str:
 
 
 class AftercareMetrics(Interceptor):
-    """Counts messages in the send activities and escalation steps in the trail."""
+    """Counts messages and trail writes in the activities, escalation steps in the trail."""
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        return _CountMessages(next)
+        return _CountActivities(next)
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
@@ -92,10 +98,16 @@ class AftercareMetrics(Interceptor):
         return _CountTrailSteps
 
 
-class _CountMessages(ActivityInboundInterceptor):
+class _CountActivities(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        if activity.info().activity_type not in SEND_ACTIVITIES:
-            return await self.next.execute_activity(input)
+        kind = activity.info().activity_type
+        if kind in SEND_ACTIVITIES:
+            return await self._count_message(input)
+        if kind == AUDIT_ACTIVITY:
+            return await self._count_audit_write(input)
+        return await self.next.execute_activity(input)
+
+    async def _count_message(self, input: ExecuteActivityInput) -> Any:
         message: OutboundMessage = input.args[0]
         outcome = "retrying"
         try:
@@ -111,6 +123,29 @@ class _CountMessages(ActivityInboundInterceptor):
                 "aftercare_messages", "Messages to clients and staff, by channel, kind and outcome"
             ).add(1, {"channel": message.channel.value, "kind": message_kind(message),
                       "outcome": outcome})
+
+    async def _count_audit_write(self, input: ExecuteActivityInput) -> Any:
+        batch: AuditBatch = input.args[0]
+        meter = activity.metric_meter()
+        outcome = "failed"
+        try:
+            result = await self.next.execute_activity(input)
+            outcome = "stored"
+            # On Temporal's clock, as the entries' times are: from sealing to this attempt.
+            lag = activity.info().current_attempt_scheduled_time - batch.entries[0].at
+            meter.create_histogram_float(
+                "aftercare_audit_lag_seconds",
+                "How long ago a stored batch's oldest trail entry was sealed", "s",
+            ).record(max(0.0, lag.total_seconds()))
+            return result
+        except ApplicationError as err:
+            if err.non_retryable:
+                outcome = "refused"
+            raise
+        finally:
+            meter.create_counter(
+                "aftercare_audit_writes", "Attempts to store a batch of the trail, by outcome"
+            ).add(1, {"outcome": outcome})
 
 
 class _CountTrailSteps(WorkflowInboundInterceptor):
