@@ -29,12 +29,6 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 from temporalio.service import RPCError, RPCStatusCode
 
-from aftercare.codec import (
-    EncryptionCodec,
-    EncryptionKeyError,
-    PayloadDecryptionError,
-    data_converter,
-)
 from aftercare.exports import (
     DISCLOSURE_FORMATS,
     EXPORT_FORMATS,
@@ -51,7 +45,13 @@ from aftercare.replay import (
 )
 from aftercare.settings import Settings, get_settings
 from aftercare.store import AuditStore
-from aftercare.temporal import TemporalConfigError, TemporalUnreachable, connect
+from aftercare.temporal.codec import (
+    EncryptionCodec,
+    EncryptionKeyError,
+    PayloadDecryptionError,
+    data_converter,
+)
+from aftercare.temporal.connection import TemporalConfigError, TemporalUnreachable, connect
 from aftercare.verification import verify_chain
 from workflows.followup import DepartureFollowUp
 

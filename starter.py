@@ -35,11 +35,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from aftercare.codec import EncryptionKeyError
 from aftercare.policies import PolicyBook, PolicyError
 from aftercare.process import exit_without_finalizing
 from aftercare.settings import Settings, get_settings
-from aftercare.temporal import TemporalConfigError, TemporalUnreachable, connect
+from aftercare.temporal.codec import EncryptionKeyError
+from aftercare.temporal.connection import TemporalConfigError, TemporalUnreachable, connect
 from aftercare.validation import describe_validation_error
 from workflows.followup import DepartureFollowUp
 from workflows.models import (

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from aftercare.audit_schema import inbound_webhooks
-from aftercare.codec import EncryptionCodec
 from aftercare.store import AuditStore
+from aftercare.temporal.codec import EncryptionCodec
 
 CLAIM = timedelta(seconds=60)
 """How long a handler may take before another may try the same webhook."""

@@ -39,7 +39,7 @@ from temporalio.worker import Worker
 
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
-from aftercare.temporal import connect
+from aftercare.temporal.connection import connect
 from devsinks.booking import BookingSink
 from devsinks.mailbox import Mailbox
 from devsinks.sms_outbox import SmsOutbox

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from aftercare.codec import EncryptionCodec
+from aftercare.temporal.codec import EncryptionCodec
 from starter import ActionRefused, acknowledge, cancel
 from tests.followup_harness import (
     BACKUP_EMAIL,

@@ -9,11 +9,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from aftercare.audit_schema import inbound_webhooks
-from aftercare.codec import EncryptionCodec
 from aftercare.exports import write_jsonl
 from aftercare.inbox import CLAIM, WebhookInbox
 from aftercare.migrations import LATEST_VERSION
 from aftercare.store import AuditConflictError, AuditStore
+from aftercare.temporal.codec import EncryptionCodec
 from aftercare.verification import first_broken_link
 from tests.fixtures.databases import tamper_with
 from tests.fixtures.sinks import AUDIT_SIGNING_KEYS

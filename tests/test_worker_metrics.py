@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aftercare.metrics import report_open_followups, worker_runtime
 from aftercare.store import AuditStore
-from aftercare.temporal import connect
+from aftercare.temporal.connection import connect
 from tests.followup_harness import (
     CLIENT_EMAIL,
     CONTACT_PHONE,
