@@ -29,22 +29,8 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 from temporalio.service import RPCError, RPCStatusCode
 
-from aftercare.exports import (
-    DISCLOSURE_FORMATS,
-    EXPORT_FORMATS,
-    without_staff_text,
-    write_checkpoints,
-)
 from aftercare.process import exit_without_finalizing
-from aftercare.replay import (
-    HistoryFileError,
-    encryption_key_ids,
-    fetch_history,
-    read_history_file,
-    replay_and_compare,
-)
 from aftercare.settings import Settings, get_settings
-from aftercare.store import AuditStore
 from aftercare.temporal.codec import (
     EncryptionCodec,
     EncryptionKeyError,
@@ -52,7 +38,21 @@ from aftercare.temporal.codec import (
     data_converter,
 )
 from aftercare.temporal.connection import TemporalConfigError, TemporalUnreachable, connect
-from aftercare.verification import verify_chain
+from aftercare.trail.exports import (
+    DISCLOSURE_FORMATS,
+    EXPORT_FORMATS,
+    without_staff_text,
+    write_checkpoints,
+)
+from aftercare.trail.replay import (
+    HistoryFileError,
+    encryption_key_ids,
+    fetch_history,
+    read_history_file,
+    replay_and_compare,
+)
+from aftercare.trail.store import AuditStore
+from aftercare.trail.verification import verify_chain
 from workflows.followup import DepartureFollowUp
 
 EXIT_OK, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2

@@ -20,9 +20,9 @@ from aftercare.metrics import AftercareMetrics, report_open_followups, worker_ru
 from aftercare.preflight import checked_settings, worker_problems
 from aftercare.process import exit_without_finalizing
 from aftercare.settings import Settings
-from aftercare.store import AuditStore
 from aftercare.temporal.codec import EncryptionCodec
 from aftercare.temporal.startup import connect_checked, run_service
+from aftercare.trail.store import AuditStore
 from workflows.followup import DepartureFollowUp
 from workflows.sandbox import workflow_runner
 

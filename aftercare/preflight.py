@@ -26,8 +26,8 @@ from aftercare.settings import (
     Settings,
     get_settings,
 )
-from aftercare.store import AuditStore
 from aftercare.temporal.codec import EncryptionCodec, EncryptionKeyError
+from aftercare.trail.store import AuditStore
 
 EXIT_CODE = 2
 STORE_CHECK_SECONDS = 15.0

@@ -20,7 +20,6 @@ from temporalio.service import RPCError
 
 from aftercare.process import exit_without_finalizing
 from aftercare.settings import Settings, get_settings
-from aftercare.store import AuditStore
 from aftercare.temporal.connection import (
     TemporalConfigError,
     TemporalUnreachable,
@@ -32,6 +31,7 @@ from aftercare.temporal.search_attributes import (
     SearchAttributeMismatch,
     register_search_attributes,
 )
+from aftercare.trail.store import AuditStore
 from aftercare.validation import describe_validation_error
 
 

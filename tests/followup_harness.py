@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
-from aftercare.store import AuditStore
+from aftercare.trail.store import AuditStore
 from devsinks.booking import BookingSink
 from devsinks.mailbox import Mailbox
 from devsinks.sms_outbox import SmsOutbox

@@ -15,10 +15,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from aftercare.audit_schema import inbound_webhooks
 from aftercare.policies import PolicyBook
 from aftercare.settings import API_REQUIRED_SETTINGS, DEV_TWILIO_AUTH_TOKEN, MissingSettingError
-from aftercare.store import AuditStore
+from aftercare.trail.schema import inbound_webhooks
+from aftercare.trail.store import AuditStore
 from api.app import create_app
 from api.sms_webhooks import twilio_signature
 from starter import contact_key

@@ -18,7 +18,7 @@ from temporalio.client import WorkflowHandle
 
 from activities.delivery_ledger import CRASH_EXIT_CODE
 from aftercare.policies import PolicyBook
-from aftercare.store import AuditStore
+from aftercare.trail.store import AuditStore
 from starter import start_followup
 from tests.fault_stack import (
     ON_CALL_PHONE,

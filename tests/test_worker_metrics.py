@@ -11,8 +11,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from aftercare.metrics import report_open_followups, worker_runtime
-from aftercare.store import AuditStore
 from aftercare.temporal.connection import connect
+from aftercare.trail.store import AuditStore
 from tests.followup_harness import (
     CLIENT_EMAIL,
     CONTACT_PHONE,

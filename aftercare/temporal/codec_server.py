@@ -34,8 +34,8 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from aftercare.logs import configure_logging, get_logger
 from aftercare.settings import Settings, get_settings
-from aftercare.store import AuditStore
 from aftercare.temporal.codec import EncryptionCodec, EncryptionKeyError, PayloadDecryptionError
+from aftercare.trail.store import AuditStore
 from workflows.models import followup_workflow_id
 
 Transform = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]

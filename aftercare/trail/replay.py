@@ -29,7 +29,7 @@ from temporalio.worker import (
 )
 
 from aftercare.temporal.codec import KEY_ID_METADATA
-from aftercare.verification import first_broken_link
+from aftercare.trail.verification import first_broken_link
 from workflows.models import AuditEntry, FollowUpOutcome
 from workflows.sandbox import workflow_runner
 
