@@ -26,7 +26,7 @@ from twilio.rest import Client
 
 from activities.delivery_ledger import AttemptLedger, deliver_once
 from activities.provider_errors import provider_misconfigured
-from aftercare.console_links import with_escalation_link
+from aftercare.links.escalation import with_escalation_link
 from aftercare.settings import (
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import HTMLResponse
 
 import starter
-from aftercare.links import ExpiredLink, InvalidLink, LinkClaim, read_link_token
+from aftercare.links.one_click import ExpiredLink, InvalidLink, LinkClaim, read_link_token
 from aftercare.logs import get_logger
 from api.intake import Intake, intake
 from api.metrics import intake_events

@@ -4,7 +4,7 @@ the client's number, Acknowledge and Resolve; and every way a link or a viewer i
 from __future__ import annotations
 
 import starter
-from aftercare.console_links import issue_escalation_token
+from aftercare.links.escalation import issue_escalation_token
 from tests.fixtures.api import steps
 from tests.fixtures.console import OTHER_ON_CALL_PHONE, ConsoleStack, screenshot
 from tests.fixtures.sinks import LINK_SECRET

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
 import starter
-from aftercare.console_links import EscalationLink, link_expires_at, read_escalation_token
-from aftercare.links import InvalidLink
+from aftercare.links.escalation import EscalationLink, link_expires_at, read_escalation_token
+from aftercare.links.one_click import InvalidLink
 from api.console.records import followup_input
 from api.console.security import SESSION_TTL, StaffSession, start_session
 from api.console.web import Console, ConsoleDep, to_sign_in
