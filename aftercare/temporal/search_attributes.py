@@ -11,16 +11,23 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
 SETUP_COMMAND = "python -m aftercare.setup"
 
+# A keyed hash of the client's phone number: finds the follow-up a text is from.
+CONTACT_KEY = SearchAttributeKey.for_keyword_list("AftercareContactKey")
+# The staff console lists a clinic's follow-ups by it: a clinic id may contain "-", so
+# it cannot be read back from followup-{clinic_id}-{session_id} safely.
+CLINIC = SearchAttributeKey.for_keyword("AftercareClinic")
+
 # Stored in clear by Temporal: they hold a keyed hash and a page's code, never PHI.
 SEARCH_ATTRIBUTES: dict[str, IndexedValueType.ValueType] = {
-    "AftercareContactKey": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+    CONTACT_KEY.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+    # The escalation's code that staff pages carry: set by workflows.followup (ACK_CODE).
     "AftercareAckCode": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    # The staff console's board lists a clinic's follow-ups by it.
-    "AftercareClinic": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    CLINIC.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
 }
 TYPE_NAMES = {
     IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST: "KeywordList",
