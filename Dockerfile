@@ -1,9 +1,9 @@
 # One image runs every Aftercare service; the command picks which:
-#   python worker.py                  the worker
-#   python starter.py serve           the HTTP API
-#   python -m aftercare.codec_server  the codec endpoint
-#   python -m aftercare.setup         the cluster setup (search attributes, audit schema)
-#   python auditor.py ...             the auditor's CLI
+#   python worker.py                           the worker
+#   python starter.py serve                    the HTTP API
+#   python -m aftercare.temporal.codec_server  the codec endpoint
+#   python -m aftercare.setup                  the cluster setup (search attributes, audit schema)
+#   python auditor.py ...                      the auditor's CLI
 
 FROM python:3.11-slim AS dependencies
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1

@@ -29,30 +29,30 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 from temporalio.service import RPCError, RPCStatusCode
 
-from aftercare.codec import (
+from aftercare.process import exit_without_finalizing
+from aftercare.settings import Settings, get_settings
+from aftercare.temporal.codec import (
     EncryptionCodec,
     EncryptionKeyError,
     PayloadDecryptionError,
     data_converter,
 )
-from aftercare.exports import (
+from aftercare.temporal.connection import TemporalConfigError, TemporalUnreachable, connect
+from aftercare.trail.exports import (
     DISCLOSURE_FORMATS,
     EXPORT_FORMATS,
     without_staff_text,
     write_checkpoints,
 )
-from aftercare.process import exit_without_finalizing
-from aftercare.replay import (
+from aftercare.trail.replay import (
     HistoryFileError,
     encryption_key_ids,
     fetch_history,
     read_history_file,
     replay_and_compare,
 )
-from aftercare.settings import Settings, get_settings
-from aftercare.store import AuditStore
-from aftercare.temporal import TemporalConfigError, TemporalUnreachable, connect
-from aftercare.verification import verify_chain
+from aftercare.trail.store import AuditStore
+from aftercare.trail.verification import verify_chain
 from workflows.followup import DepartureFollowUp
 
 EXIT_OK, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2

@@ -36,8 +36,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from aftercare.settings import DEV_ENV_FILE, DEV_TWILIO_AUTH_TOKEN, Settings
-from aftercare.setup import SEARCH_ATTRIBUTES, TYPE_NAMES
-from aftercare.temporal import TemporalConfigError, temporal_target
+from aftercare.temporal.connection import TemporalConfigError, temporal_target
+from aftercare.temporal.search_attributes import SEARCH_ATTRIBUTES, TYPE_NAMES
 from aftercare.validation import describe_validation_error
 
 START_TIMEOUT_SECONDS = 60.0
@@ -227,7 +227,7 @@ def start_parts(stack: Stack, plan: Plan) -> None:
     stack.start("dev sinks", sinks_command, sinks_ports)
     stack.run_to_completion("cluster setup", [python, "-m", "aftercare.setup"])
     stack.start("worker", [python, "worker.py"], [])
-    stack.start("codec endpoint", [python, "-m", "aftercare.codec_server"],
+    stack.start("codec endpoint", [python, "-m", "aftercare.temporal.codec_server"],
                 [plan.address("AFTERCARE_CODEC_SERVER_HOST", "AFTERCARE_CODEC_SERVER_PORT")])
     stack.start("HTTP API", [python, "starter.py", "serve"],
                 [plan.address("AFTERCARE_API_HOST", "AFTERCARE_API_PORT")])

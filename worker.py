@@ -15,14 +15,14 @@ from activities.audit import AuditActivities
 from activities.booking import BookingActivities
 from activities.email import EmailActivities
 from activities.sms import SmsActivities
-from aftercare.codec import EncryptionCodec
 from aftercare.logs import configure_logging, get_logger
 from aftercare.metrics import AftercareMetrics, report_open_followups, worker_runtime
 from aftercare.preflight import checked_settings, worker_problems
 from aftercare.process import exit_without_finalizing
 from aftercare.settings import Settings
-from aftercare.startup import connect_checked, run_service
-from aftercare.store import AuditStore
+from aftercare.temporal.codec import EncryptionCodec
+from aftercare.temporal.startup import connect_checked, run_service
+from aftercare.trail.store import AuditStore
 from workflows.followup import DepartureFollowUp
 from workflows.sandbox import workflow_runner
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from aftercare.codec import EncryptionCodec
-from aftercare.store import AuditConflictError, AuditStore
+from aftercare.temporal.codec import EncryptionCodec
+from aftercare.trail.store import AuditConflictError, AuditStore
 from workflows.models import AuditBatch
 
 AUDIT_CONFLICT = "AuditConflict"

@@ -23,8 +23,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.delivery_ledger import DeliveryLedger, deliver_once
 from activities.provider_errors import provider_misconfigured
-from aftercare.console_links import with_escalation_link
-from aftercare.links import issue_link_token
+from aftercare.links.escalation import with_escalation_link
+from aftercare.links.one_click import issue_link_token
 from aftercare.settings import Settings
 from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, Delivery, OutboundMessage
 

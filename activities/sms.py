@@ -26,7 +26,7 @@ from twilio.rest import Client
 
 from activities.delivery_ledger import AttemptLedger, deliver_once
 from activities.provider_errors import provider_misconfigured
-from aftercare.console_links import with_escalation_link
+from aftercare.links.escalation import with_escalation_link
 from aftercare.settings import (
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,
@@ -53,8 +53,8 @@ CONFIGURATION_TWILIO_CODES = frozenset(
 )
 
 # One attempt may wait for the ledger twice (the attempt before, the delivery after: up to
-# aftercare.store.DATABASE_WAIT_SECONDS each) and make two requests (the Messages list, the
-# send): 2 x 5 s + 2 x 7 s stays inside the activity's 30 s start-to-close timeout, so an
+# aftercare.trail.store.DATABASE_WAIT_SECONDS each) and make two requests (the Messages list,
+# the send): 2 x 5 s + 2 x 7 s stays inside the activity's 30 s start-to-close timeout, so an
 # attempt never outlives Temporal's patience and races its own retry.
 _REQUEST_TIMEOUT_SECONDS = 7.0
 # Twilio's clock and ours may differ a little; a message created this long before our first

@@ -18,7 +18,6 @@ from sqlalchemy.engine import make_url
 
 from activities.email import EmailActivities
 from activities.sms import SmsActivities
-from aftercare.codec import EncryptionCodec, EncryptionKeyError
 from aftercare.policies import PolicyBook, PolicyError
 from aftercare.settings import (
     API_REQUIRED_SETTINGS,
@@ -27,7 +26,8 @@ from aftercare.settings import (
     Settings,
     get_settings,
 )
-from aftercare.store import AuditStore
+from aftercare.temporal.codec import EncryptionCodec, EncryptionKeyError
+from aftercare.trail.store import AuditStore
 
 EXIT_CODE = 2
 STORE_CHECK_SECONDS = 15.0

@@ -16,97 +16,23 @@ from typing import TextIO
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import (
-    AddSearchAttributesRequest,
-    ListSearchAttributesRequest,
-)
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from aftercare.process import exit_without_finalizing
 from aftercare.settings import Settings, get_settings
-from aftercare.store import AuditStore
-from aftercare.temporal import (
+from aftercare.temporal.connection import (
     TemporalConfigError,
     TemporalUnreachable,
     connect,
     first_line,
     temporal_target,
 )
+from aftercare.temporal.search_attributes import (
+    SearchAttributeMismatch,
+    register_search_attributes,
+)
+from aftercare.trail.store import AuditStore
 from aftercare.validation import describe_validation_error
-
-SETUP_COMMAND = "python -m aftercare.setup"
-
-# Stored in clear by Temporal: they hold a keyed hash and a page's code, never PHI.
-SEARCH_ATTRIBUTES: dict[str, IndexedValueType.ValueType] = {
-    "AftercareContactKey": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
-    "AftercareAckCode": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    # The staff console's board lists a clinic's follow-ups by it.
-    "AftercareClinic": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-}
-TYPE_NAMES = {
-    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST: "KeywordList",
-    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
-}
-REFUSALS = (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNAUTHENTICATED,
-            RPCStatusCode.UNIMPLEMENTED)
-
-
-class SearchAttributeMismatch(RuntimeError):
-    """A search attribute exists under our name with another type: only an admin can fix it."""
-
-
-async def missing_search_attributes(client: Client, namespace: str) -> list[str]:
-    """The search attributes Aftercare needs that the namespace lacks, in a stable order."""
-    listed = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace)
-    )
-    existing = dict(listed.custom_attributes)
-    for name, wanted in SEARCH_ATTRIBUTES.items():
-        if name in existing and existing[name] != wanted:
-            raise SearchAttributeMismatch(
-                f"search attribute {name} exists on namespace {namespace} as "
-                f"{IndexedValueType.Name(existing[name])}, not {TYPE_NAMES[wanted]}: an "
-                "administrator must remove it before the setup can add it"
-            )
-    return [name for name in SEARCH_ATTRIBUTES if name not in existing]
-
-
-def admin_instructions(namespace: str, names: list[str]) -> str:
-    pairs = [(name, TYPE_NAMES[SEARCH_ATTRIBUTES[name]]) for name in names]
-    cli = " ".join(f"--name {name} --type {kind}" for name, kind in pairs)
-    cloud = " ".join(f'--search-attribute "{name}={kind}"' for name, kind in pairs)
-    return (
-        f"An administrator of namespace {namespace} must add the search attributes "
-        f"{', '.join(names)}:\n"
-        f"  self-hosted:    temporal operator search-attribute create --namespace {namespace} "
-        f"{cli}\n"
-        f"  Temporal Cloud: tcld namespace search-attributes add --namespace {namespace} {cloud}\n"
-        "                  (or in the Cloud UI: Namespaces → the namespace → Search Attributes)\n"
-        f"then run {SETUP_COMMAND} again."
-    )
-
-
-async def register_search_attributes(client: Client, namespace: str, out: TextIO) -> bool:
-    """Add the missing search attributes; False where this identity may not."""
-    missing = await missing_search_attributes(client, namespace)
-    if not missing:
-        out.write(f"search attributes: already on namespace {namespace}\n")
-        return True
-    try:
-        await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-            namespace=namespace,
-            search_attributes={name: SEARCH_ATTRIBUTES[name] for name in missing},
-        ))
-    except RPCError as err:
-        if err.status not in REFUSALS:
-            raise
-        out.write(f"search attributes: not permitted ({err.message})\n")
-        out.write(admin_instructions(namespace, missing) + "\n")
-        return False
-    out.write(f"search attributes: added {', '.join(missing)} on namespace {namespace}\n")
-    return True
 
 
 async def migrate_audit_store(settings: Settings, out: TextIO) -> None:

@@ -18,7 +18,7 @@ from aftercare.logs import configure_logging
 from aftercare.policies import PolicyBook
 from aftercare.preflight import api_problems, checked_settings
 from aftercare.settings import API_REQUIRED_SETTINGS, Settings
-from aftercare.startup import connect_checked, run_service
+from aftercare.temporal.startup import connect_checked, run_service
 from api import email_links, followups, health, sms_webhooks
 from api.console import add_console
 from api.intake import Intake

@@ -16,8 +16,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import HTMLResponse
 
-import starter
-from aftercare.links import ExpiredLink, InvalidLink, LinkClaim, read_link_token
+from aftercare.followups import actions
+from aftercare.followups.errors import ActionRefused, FollowUpNotFound
+from aftercare.links.one_click import ExpiredLink, InvalidLink, LinkClaim, read_link_token
 from aftercare.logs import get_logger
 from api.intake import Intake, intake
 from api.metrics import intake_events
@@ -109,16 +110,16 @@ async def use_link(token: Token, service: Service) -> HTMLResponse:
     try:
         if claim.action == "ack":
             staff_id, _, code = claim.value.partition(" ")
-            result = await starter.acknowledge(
+            result = await actions.acknowledge(
                 client, claim.workflow_id, Acknowledge(staff_id=staff_id, code=code or None))
             done = result.message
         else:
-            await starter.send_reply(
+            await actions.send_reply(
                 client, claim.workflow_id, ClientReply(text=claim.value, channel="link"))
             done = "Thank you. Your care team has your answer."
-    except starter.ActionRefused as err:
+    except ActionRefused as err:
         return page("Nothing was changed", str(err), 409)
-    except starter.FollowUpNotFound:
+    except FollowUpNotFound:
         return page("This follow-up has closed", "Nothing more is needed from you.", 410)
     except Exception as err:  # noqa: BLE001 - whatever failed, the answer did not arrive
         # A "Please call me" must not vanish behind "your answer was received": the link

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
-import starter
+from aftercare.followups import actions
+from aftercare.followups.errors import ActionRefused, FollowUpNotFound, SessionConflict
+from aftercare.followups.start import start_followup
 from api.auth import CallingClinic
 from api.intake import Intake, intake
 from api.metrics import intake_events
@@ -67,8 +69,8 @@ async def receive_departure(
         raise HTTPException(403, f"clinic_id: this API key is not for clinic {event.clinic_id!r}")
     client = await service.temporal()
     try:
-        started = await starter.start_followup(client, service.settings, service.policies, event)
-    except starter.SessionConflict as err:
+        started = await start_followup(client, service.settings, service.policies, event)
+    except SessionConflict as err:
         intake_events.labels("departure", "conflict").inc()
         raise HTTPException(409, f"session_id: {err}") from None
     intake_events.labels("departure", "started" if started.created else "repeat").inc()
@@ -105,8 +107,8 @@ async def owned_followup(client: Client, clinic_id: str, workflow_id: str) -> Fo
     if not workflow_id.startswith(prefixes):
         raise missing
     try:
-        status = await starter.get_status(client, workflow_id)
-    except starter.FollowUpNotFound:
+        status = await actions.get_status(client, workflow_id)
+    except FollowUpNotFound:
         raise missing from None
     if status.clinic_id != clinic_id:
         raise missing
@@ -124,9 +126,9 @@ async def act_on_followup(
     await owned_followup(client, clinic_id, workflow_id)
     try:
         return await action(client, workflow_id, arg)
-    except starter.ActionRefused as err:
+    except ActionRefused as err:
         raise HTTPException(409, str(err)) from None
-    except starter.FollowUpNotFound:
+    except FollowUpNotFound:
         raise HTTPException(409, "this follow-up is closed") from None
 
 
@@ -140,7 +142,7 @@ async def acknowledge_escalation(
     workflow_id: WorkflowId, ack: Acknowledge, clinic_id: CallingClinic, service: Service
 ) -> ActionResult:
     """A staff member takes the escalation: the chain stops paging the next level."""
-    return await act_on_followup(service, clinic_id, workflow_id, starter.acknowledge, ack)
+    return await act_on_followup(service, clinic_id, workflow_id, actions.acknowledge, ack)
 
 
 @router.post(
@@ -150,7 +152,7 @@ async def resolve_followup(
     workflow_id: WorkflowId, resolution: Resolve, clinic_id: CallingClinic, service: Service
 ) -> ActionResult:
     """Record what happened (reached the client, emergency services, ...)."""
-    return await act_on_followup(service, clinic_id, workflow_id, starter.resolve, resolution)
+    return await act_on_followup(service, clinic_id, workflow_id, actions.resolve, resolution)
 
 
 @router.post(
@@ -160,7 +162,7 @@ async def cancel_followup(
     workflow_id: WorkflowId, cancellation: Cancel, clinic_id: CallingClinic, service: Service
 ) -> ActionResult:
     """Close the follow-up now, e.g. the client came back to the clinic."""
-    return await act_on_followup(service, clinic_id, workflow_id, starter.cancel, cancellation)
+    return await act_on_followup(service, clinic_id, workflow_id, actions.cancel, cancellation)
 
 
 @router.post(
@@ -174,6 +176,6 @@ async def reply_for_client(
 ) -> ReplyAccepted:
     """A client's reply that reached the clinic another way, acted on as if texted."""
     await act_on_followup(
-        service, clinic_id, workflow_id, starter.send_reply, ClientReply(text=reply.text)
+        service, clinic_id, workflow_id, actions.send_reply, ClientReply(text=reply.text)
     )
     return ReplyAccepted(workflow_id=workflow_id, message="reply passed to the follow-up")

@@ -11,12 +11,12 @@ import asyncio
 from fastapi import Request
 from temporalio.client import Client
 
-from aftercare.codec import EncryptionCodec
-from aftercare.inbox import WebhookInbox
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
-from aftercare.store import AuditStore
-from aftercare.temporal import TemporalTarget, connect, temporal_target
+from aftercare.temporal.codec import EncryptionCodec
+from aftercare.temporal.connection import TemporalTarget, connect, temporal_target
+from aftercare.trail.inbox import WebhookInbox
+from aftercare.trail.store import AuditStore
 from api.problems import TemporalUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 5.0

@@ -20,11 +20,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-import starter
+from aftercare.followups import actions
+from aftercare.followups.errors import ActionRefused, FollowUpNotFound
+from aftercare.followups.lookup import open_escalations_with_code, open_followup_of_sender
 from aftercare.logs import get_logger
 from aftercare.settings import Settings
 from api.intake import Intake, intake
-from api.lookup import open_escalations_with_code, open_followup_of_sender
 from api.metrics import inbound_waiting, intake_events
 from api.problems import problems
 from workflows.followup import DepartureFollowUp
@@ -226,8 +227,8 @@ async def pass_on_client_text(
     if workflow_id is not None:
         reply = ClientReply(text=body[:1600], channel=Channel.SMS, provider_message_id=message_sid)
         try:
-            await starter.send_reply(client, workflow_id, reply)
-        except starter.FollowUpNotFound:
+            await actions.send_reply(client, workflow_id, reply)
+        except FollowUpNotFound:
             pass
         else:
             intake_events.labels("inbound", "client reply").inc()
@@ -244,26 +245,26 @@ async def act_for_staff(
     service: Intake, client: Client, sender: str, verb: str, code: str, rest: str
 ) -> str:
     for workflow_id in await open_escalations_with_code(client, code):
-        status = await starter.get_status(client, workflow_id)
+        status = await actions.get_status(client, workflow_id)
         staff_id = staff_with_phone(service.policies.for_clinic(status.clinic_id), sender)
         if staff_id is None:
             continue
         try:
             if verb.lower() == "ack":
-                result = await starter.acknowledge(
+                result = await actions.acknowledge(
                     client, workflow_id, Acknowledge(staff_id=staff_id, code=code))
                 return (f"Ref {code}: {result.message}. When done, reply RESOLVED {code} "
                         f"and one of {OUTCOMES}.")
             outcome, _, note = rest.partition(" ")
             resolution = Resolve(staff_id=staff_id, outcome=outcome.lower().replace("-", "_"),
                                  note=note.strip() or None)
-            result = await starter.resolve(client, workflow_id, resolution)
+            result = await actions.resolve(client, workflow_id, resolution)
             return f"Ref {code}: {result.message}."
         except ValidationError:
             return f"Ref {code}: reply RESOLVED {code} and one of {OUTCOMES}."
-        except starter.ActionRefused as err:
+        except ActionRefused as err:
             return f"Ref {code}: {err}."
-        except starter.FollowUpNotFound:
+        except FollowUpNotFound:
             return f"Ref {code} is closed."
     return f"No open escalation has ref {code} for this number."
 

@@ -37,13 +37,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from aftercare.followups.start import start_followup
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
-from aftercare.temporal import connect
+from aftercare.temporal.connection import connect
 from devsinks.booking import BookingSink
 from devsinks.mailbox import Mailbox
 from devsinks.sms_outbox import SmsOutbox
-from starter import start_followup
 from worker import running_worker
 from workflows.followup import DepartureFollowUp
 from workflows.models import ClientContact, ClientReply, DepartureEvent

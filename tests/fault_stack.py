@@ -20,10 +20,10 @@ from typing import Any
 import yaml
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
-from aftercare.codec import data_converter
-from aftercare.replay import replay_and_compare
 from aftercare.settings import Settings
-from aftercare.store import AuditStore
+from aftercare.temporal.codec import data_converter
+from aftercare.trail.replay import replay_and_compare
+from aftercare.trail.store import AuditStore
 from devsinks.mailbox import Mailbox
 from devsinks.sms_outbox import SmsOutbox
 from tests.fixtures.temporal import temporal_cli

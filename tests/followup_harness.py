@@ -18,13 +18,13 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from aftercare.followups.start import start_followup
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
-from aftercare.store import AuditStore
+from aftercare.trail.store import AuditStore
 from devsinks.booking import BookingSink
 from devsinks.mailbox import Mailbox
 from devsinks.sms_outbox import SmsOutbox
-from starter import start_followup
 from worker import running_worker
 from workflows.followup import DepartureFollowUp
 from workflows.models import (

@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-import starter
+from aftercare.followups.start import FINGERPRINT_MEMO, event_fingerprint
 from tests.fixtures.api import CLINIC_KEY, METRICS_TOKEN, OTHER_CLINIC_KEY, bearer, steps
 from tests.followup_harness import CLIENT_PHONE, ON_CALL_PHONE
 from workflows.followup import DepartureFollowUp
@@ -266,7 +266,7 @@ async def test_a_repeat_finds_a_follow_up_started_under_the_old_id(api):
     await api.client.start_workflow(
         DepartureFollowUp.run, FollowUpInput(event=parsed, policy=policy), id=legacy_id,
         task_queue=api.settings.task_queue,
-        memo={starter.FINGERPRINT_MEMO: starter.event_fingerprint(parsed)})
+        memo={FINGERPRINT_MEMO: event_fingerprint(parsed)})
 
     repeat = await api.send_departure(event)
     status = await api.http.get(f"/v1/followups/{legacy_id}", headers=bearer(CLINIC_KEY))

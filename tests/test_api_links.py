@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from aftercare.links import issue_link_token
+from aftercare.links.one_click import issue_link_token
 from aftercare.policies import PolicyBook
 from api.app import create_app
 from tests.fixtures.api import IMMEDIATE, steps

@@ -15,13 +15,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from aftercare.audit_schema import inbound_webhooks
+from aftercare.followups.lookup import contact_key
 from aftercare.policies import PolicyBook
 from aftercare.settings import API_REQUIRED_SETTINGS, DEV_TWILIO_AUTH_TOKEN, MissingSettingError
-from aftercare.store import AuditStore
+from aftercare.trail.schema import inbound_webhooks
+from aftercare.trail.store import AuditStore
 from api.app import create_app
 from api.sms_webhooks import twilio_signature
-from starter import contact_key
 from tests.fixtures.api import serving, steps
 from tests.fixtures.relay import TcpRelay
 from tests.followup_harness import CLIENT_EMAIL, CLIENT_PHONE, ON_CALL_PHONE

@@ -8,8 +8,8 @@ from temporalio.testing import ActivityEnvironment
 
 import auditor
 from activities.audit import AUDIT_CONFLICT, AuditActivities
-from aftercare.codec import EncryptionCodec
 from aftercare.settings import Settings
+from aftercare.temporal.codec import EncryptionCodec
 from tests.trails import new_workflow_id, sealed_trail
 from workflows.models import AuditBatch, StaffNote
 from workflows.trail import seal

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from aftercare.codec import data_converter
 from aftercare.settings import Settings
-from aftercare.setup import admin_instructions
-from aftercare.startup import unknown_to_visibility
+from aftercare.temporal.codec import data_converter
+from aftercare.temporal.search_attributes import admin_instructions
+from aftercare.temporal.startup import unknown_to_visibility
 from tests.fixtures.followups import closed_followup, worker_environment
 from tests.fixtures.temporal import temporal_cli
 from tests.followup_harness import harness

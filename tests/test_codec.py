@@ -6,7 +6,8 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
-from aftercare.codec import (
+from aftercare.settings import Settings
+from aftercare.temporal.codec import (
     ENCRYPTED_ENCODING,
     KEY_ID_METADATA,
     EncryptionCodec,
@@ -14,7 +15,6 @@ from aftercare.codec import (
     PayloadDecryptionError,
     data_converter,
 )
-from aftercare.settings import Settings
 
 PHONE = "+15555550123"
 

@@ -3,8 +3,8 @@ the client's number, Acknowledge and Resolve; and every way a link or a viewer i
 
 from __future__ import annotations
 
-import starter
-from aftercare.console_links import issue_escalation_token
+from aftercare.followups import actions
+from aftercare.links.escalation import issue_escalation_token
 from tests.fixtures.api import steps
 from tests.fixtures.console import OTHER_ON_CALL_PHONE, ConsoleStack, screenshot
 from tests.fixtures.sinks import LINK_SECRET
@@ -103,7 +103,7 @@ async def test_used_expired_altered_and_closed_links_get_a_refusal_without_conta
         assert answer.status_code == 410 and shows_no_contact(answer.text)
 
         # Unused, but its escalation has been resolved: the link has expired with it.
-        await starter.resolve(console.client, workflow_id,
+        await actions.resolve(console.client, workflow_id,
                               Resolve(staff_id="t-oncall", outcome="could_not_reach"))
         answer = await someone_else.get(fresh)
         assert answer.status_code == 410 and "expired" in answer.text

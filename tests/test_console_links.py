@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from activities.email import EmailActivities
-from aftercare.console_links import (
+from aftercare.links.escalation import (
     issue_escalation_token,
     link_expires_at,
     read_escalation_token,
     with_escalation_link,
 )
-from aftercare.links import InvalidLink
+from aftercare.links.one_click import InvalidLink
 from aftercare.settings import Settings
 from tests.fixtures.console import ConsoleStack
 from tests.followup_harness import BACKUP_EMAIL

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import starter
+from aftercare.followups.start import start_followup
 from tests.fixtures.api import OTHER_CLINIC_KEY
 from tests.fixtures.console import (
     OTHER_ON_CALL_PHONE,
@@ -114,7 +114,7 @@ async def test_the_board_lists_a_followup_whose_worker_does_not_answer(
 ) -> None:
     event = DepartureEvent.model_validate(console.departure("high"))
     nobody_polls = console.settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4()}"})
-    started = await starter.start_followup(
+    started = await start_followup(
         console.client, nobody_polls, console_policies(console.clinic, console.other_clinic),
         event)
     await console.until_visible(f"WorkflowId = '{started.workflow_id}'")

@@ -7,7 +7,7 @@ import csv
 import io
 import json
 
-import starter
+from aftercare.followups import actions
 from tests.fixtures.console import ConsoleStack, screenshot
 from tests.followup_harness import CLIENT_PHONE, LEAD_EMAIL, ON_CALL_PHONE
 from workflows.models import Acknowledge, Cancel, Resolve
@@ -24,11 +24,11 @@ async def test_clinic_lead_reads_the_verified_trail_and_exports_it_each_use_logg
     console: ConsoleStack, page
 ) -> None:
     closed = await console.imminent_followup()
-    await starter.acknowledge(console.client, closed, Acknowledge(staff_id="t-oncall"))
-    await starter.resolve(console.client, closed, Resolve(staff_id="t-oncall",
+    await actions.acknowledge(console.client, closed, Acknowledge(staff_id="t-oncall"))
+    await actions.resolve(console.client, closed, Resolve(staff_id="t-oncall",
                                                           outcome="reached_client"))
     # A resolved follow-up goes on to offer a slot and listen: staff close it here.
-    await starter.cancel(console.client, closed, Cancel(staff_id="t-oncall",
+    await actions.cancel(console.client, closed, Cancel(staff_id="t-oncall",
                                                         reason="rebooked by phone"))
 
     async def closed_visibly() -> bool:

@@ -10,7 +10,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.email import MAIL_SERVER_UNAVAILABLE, EmailActivities
 from activities.provider_errors import CONFIGURATION_ERRORS_METRIC, PROVIDER_MISCONFIGURED
-from aftercare.links import read_link_token
+from aftercare.links.one_click import read_link_token
 from aftercare.settings import Settings
 from tests.fixtures.sinks import LINK_SECRET, PUBLIC_BASE_URL
 from tests.metered import MeteredActivityEnvironment

@@ -17,9 +17,9 @@ import pytest
 from temporalio.client import WorkflowHandle
 
 from activities.delivery_ledger import CRASH_EXIT_CODE
+from aftercare.followups.start import start_followup
 from aftercare.policies import PolicyBook
-from aftercare.store import AuditStore
-from starter import start_followup
+from aftercare.trail.store import AuditStore
 from tests.fault_stack import (
     ON_CALL_PHONE,
     DevServer,

@@ -11,8 +11,9 @@ from datetime import timedelta
 
 import pytest
 
-from aftercare.codec import EncryptionCodec
-from starter import ActionRefused, acknowledge, cancel
+from aftercare.followups.actions import acknowledge, cancel
+from aftercare.followups.errors import ActionRefused
+from aftercare.temporal.codec import EncryptionCodec
 from tests.followup_harness import (
     BACKUP_EMAIL,
     CLIENT_EMAIL,

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aftercare.links import ExpiredLink, InvalidLink, issue_link_token, read_link_token
+from aftercare.links.one_click import ExpiredLink, InvalidLink, issue_link_token, read_link_token
 
 SECRET = "link-secret-for-tests"
 NOW = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)

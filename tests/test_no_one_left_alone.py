@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from starter import ActionRefused, acknowledge
+from aftercare.followups.actions import acknowledge
+from aftercare.followups.errors import ActionRefused
 from tests.followup_harness import (
     BACKUP_EMAIL,
     CLIENT_PHONE,

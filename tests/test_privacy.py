@@ -13,10 +13,10 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from aftercare.codec import ENCRYPTED_ENCODING, data_converter
-from aftercare.codec_server import create_app
 from aftercare.settings import Settings
-from aftercare.store import AuditStore
+from aftercare.temporal.codec import ENCRYPTED_ENCODING, data_converter
+from aftercare.temporal.codec_server import create_app
+from aftercare.trail.store import AuditStore
 from tests.fixtures.api import serving
 from tests.fixtures.temporal import temporal_workflow_show
 from tests.followup_harness import (

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from aftercare.codec import data_converter
-from aftercare.replay import read_history_file, replay_and_compare
 from aftercare.settings import Settings, parse_key_list
+from aftercare.temporal.codec import data_converter
+from aftercare.trail.replay import read_history_file, replay_and_compare
 from tests.fixtures.temporal import TEST_ONLY_KEY
 from workflows.followup import DepartureFollowUp
 from workflows.models import FollowUpInput, FollowUpOutcome, legacy_followup_workflow_id

@@ -8,13 +8,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from aftercare.audit_schema import inbound_webhooks
-from aftercare.codec import EncryptionCodec
-from aftercare.exports import write_jsonl
-from aftercare.inbox import CLAIM, WebhookInbox
-from aftercare.migrations import LATEST_VERSION
-from aftercare.store import AuditConflictError, AuditStore
-from aftercare.verification import first_broken_link
+from aftercare.temporal.codec import EncryptionCodec
+from aftercare.trail.exports import write_jsonl
+from aftercare.trail.inbox import CLAIM, WebhookInbox
+from aftercare.trail.migrations import LATEST_VERSION
+from aftercare.trail.schema import inbound_webhooks
+from aftercare.trail.store import AuditConflictError, AuditStore
+from aftercare.trail.verification import first_broken_link
 from tests.fixtures.databases import tamper_with
 from tests.fixtures.sinks import AUDIT_SIGNING_KEYS
 from tests.trails import STARTED, new_workflow_id, sealed_trail

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import auditor
-from aftercare.audit_schema import audit_entries
 from aftercare.settings import Settings
+from aftercare.trail.schema import audit_entries
 from tests.fixtures.databases import tamper_with
 from tests.fixtures.followups import closed_followup
 from tests.fixtures.sinks import AUDIT_SIGNING_KEYS

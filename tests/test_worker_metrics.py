@@ -17,8 +17,8 @@ from prometheus_client.samples import Sample
 from sqlalchemy.engine import make_url
 
 from aftercare.metrics import report_open_followups, worker_runtime
-from aftercare.store import AuditStore
-from aftercare.temporal import connect
+from aftercare.temporal.connection import connect
+from aftercare.trail.store import AuditStore
 from tests.followup_harness import (
     CLIENT_EMAIL,
     CONTACT_PHONE,

@@ -1,6 +1,6 @@
 """Field types the shared models validate alike, in departure events and clinic policies:
 opaque identifiers, phone numbers in E.164 form and IANA time zones. The audit store's
-columns are sized from the same bounds (aftercare/audit_schema.py)."""
+columns are sized from the same bounds (aftercare/trail/schema.py)."""
 
 from __future__ import annotations
 

@@ -19,9 +19,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
-import starter
-from aftercare.console_links import EscalationLink, link_expires_at, read_escalation_token
-from aftercare.links import InvalidLink
+from aftercare.followups import actions
+from aftercare.followups.errors import ActionRefused, FollowUpNotFound
+from aftercare.links.escalation import EscalationLink, link_expires_at, read_escalation_token
+from aftercare.links.one_click import InvalidLink
 from api.console.records import followup_input
 from api.console.security import SESSION_TTL, StaffSession, start_session
 from api.console.web import Console, ConsoleDep, to_sign_in
@@ -61,8 +62,8 @@ async def link_or_refusal(
     if await store.link_used(_jti(link)):
         return console.refusal(request, "link_used", "link_used_text", 409)
     try:
-        status = await starter.get_status(await console.service.temporal(), link.workflow_id)
-    except starter.FollowUpNotFound:
+        status = await actions.get_status(await console.service.temporal(), link.workflow_id)
+    except FollowUpNotFound:
         return console.refusal(request, "link_expired", "link_expired_text", 410)
     policy = console.service.policies.for_clinic(status.clinic_id)
     if link.staff_id not in policy.staff:
@@ -123,8 +124,8 @@ async def visible_followup(
     if session.followup is not None and session.followup != workflow_id:
         return console.refusal(request, session=session)
     try:
-        status = await starter.get_status(await console.service.temporal(), workflow_id)
-    except starter.FollowUpNotFound:
+        status = await actions.get_status(await console.service.temporal(), workflow_id)
+    except FollowUpNotFound:
         return console.refusal(request, status_code=404, session=session)
     if status.clinic_id != session.clinic_id:
         return console.refusal(request, status_code=404, session=session)
@@ -201,7 +202,7 @@ async def act(
     client = await console.service.temporal()
     try:
         await call(client, workflow_id, build(session.staff_id))
-    except (starter.ActionRefused, starter.FollowUpNotFound, ValidationError) as err:
+    except (ActionRefused, FollowUpNotFound, ValidationError) as err:
         reason = str(err) if not isinstance(err, ValidationError) else "invalid form"
         return await render_followup(request, console, session, status, refused=reason,
                                      status_code=409)
@@ -214,7 +215,7 @@ async def acknowledge(
     code: Annotated[str | None, Form(max_length=20)] = None,
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
-    return await act(request, console, workflow_id, csrf_token, "acknowledge", starter.acknowledge,
+    return await act(request, console, workflow_id, csrf_token, "acknowledge", actions.acknowledge,
                      lambda staff_id: Acknowledge(staff_id=staff_id, code=code or None))
 
 
@@ -225,7 +226,7 @@ async def resolve(
     note: Annotated[str, Form(max_length=500)] = "",
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
-    return await act(request, console, workflow_id, csrf_token, "resolve", starter.resolve,
+    return await act(request, console, workflow_id, csrf_token, "resolve", actions.resolve,
                      lambda staff_id: Resolve(staff_id=staff_id, outcome=outcome,
                                               note=note.strip() or None))
 
@@ -236,5 +237,5 @@ async def cancel(
     reason: Annotated[str, Form(max_length=200)] = "",
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
-    return await act(request, console, workflow_id, csrf_token, "cancel", starter.cancel,
+    return await act(request, console, workflow_id, csrf_token, "cancel", actions.cancel,
                      lambda staff_id: Cancel(staff_id=staff_id, reason=reason.strip()))

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
-import starter
+from aftercare.followups import actions
+from aftercare.followups.errors import FollowUpNotFound
 from workflows.models import FollowUpInput, FollowUpStatus, RiskLevel
 
 BOARD_LIMIT = 200
@@ -37,7 +38,7 @@ async def followup_input(client: Client, workflow_id: str) -> FollowUpInput:
         payloads = event.workflow_execution_started_event_attributes.input.payloads
         (started,) = await client.data_converter.decode(payloads, [FollowUpInput])
         return started
-    raise starter.FollowUpNotFound(f"no follow-up with id {workflow_id}")
+    raise FollowUpNotFound(f"no follow-up with id {workflow_id}")
 
 
 def _clinic_filter(clinic_id: str) -> str:
@@ -53,7 +54,7 @@ async def open_followups(client: Client, clinic_id: str) -> tuple[list[FollowUpS
     query = f"{_clinic_filter(clinic_id)} AND ExecutionStatus = 'Running'"
     ids = [wf.id async for wf in client.list_workflows(query, limit=BOARD_LIMIT)]
     found = await asyncio.gather(
-        *(asyncio.wait_for(starter.get_status(client, i), STATUS_TIMEOUT_SECONDS) for i in ids),
+        *(asyncio.wait_for(actions.get_status(client, i), STATUS_TIMEOUT_SECONDS) for i in ids),
         return_exceptions=True)
     statuses = [s for s in found if isinstance(s, FollowUpStatus) and s.clinic_id == clinic_id]
     unanswered = [i for i, s in zip(ids, found, strict=True) if isinstance(s, BaseException)]

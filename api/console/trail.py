@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
-from aftercare.exports import EXPORT_FORMATS
-from aftercare.verification import first_broken_link
+from aftercare.trail.exports import EXPORT_FORMATS
+from aftercare.trail.verification import first_broken_link
 from api.console.escalations import visible_followup
 from api.console.security import StaffSession
 from api.console.web import Console, ConsoleDep

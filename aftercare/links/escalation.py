@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aftercare.links import InvalidLink
+from aftercare.links.one_click import InvalidLink
 from aftercare.settings import Settings
 from workflows.models import AuditEntry, OutboundMessage
 

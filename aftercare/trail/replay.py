@@ -28,8 +28,8 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-from aftercare.codec import KEY_ID_METADATA
-from aftercare.verification import first_broken_link
+from aftercare.temporal.codec import KEY_ID_METADATA
+from aftercare.trail.verification import first_broken_link
 from workflows.models import AuditEntry, FollowUpOutcome
 from workflows.sandbox import workflow_runner
 

@@ -1,7 +1,7 @@
 """The codec endpoint: lets authorised staff read encrypted payloads in the Temporal Web UI
 and CLI (``--codec-endpoint``), in Temporal's remote codec JSON format.
 
-    python -m aftercare.codec_server
+    python -m aftercare.temporal.codec_server
 
 Unlike the public sample's open codec server, every call must carry a bearer token from
 ``AFTERCARE_CODEC_AUTH_TOKENS``: whoever can call /decode can read client details. CORS lets
@@ -14,7 +14,7 @@ the namespace and the time. No record, no answer.
 
 Unencrypted payloads pass through here untouched: the UI and the CLI send search
 attributes too, which Temporal must read in clear (they never hold PHI). The worker's and
-starter's codec, by contrast, refuses them (``aftercare.codec``).
+starter's codec, by contrast, refuses them (``aftercare.temporal.codec``).
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from aftercare.codec import EncryptionCodec, EncryptionKeyError, PayloadDecryptionError
 from aftercare.logs import configure_logging, get_logger
 from aftercare.settings import Settings, get_settings
-from aftercare.store import AuditStore
+from aftercare.temporal.codec import EncryptionCodec, EncryptionKeyError, PayloadDecryptionError
+from aftercare.trail.store import AuditStore
 from workflows.models import followup_workflow_id
 
 Transform = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]

@@ -21,9 +21,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from aftercare.audit_schema import inbound_webhooks
-from aftercare.codec import EncryptionCodec
-from aftercare.store import AuditStore
+from aftercare.temporal.codec import EncryptionCodec
+from aftercare.trail.schema import inbound_webhooks
+from aftercare.trail.store import AuditStore
 
 CLAIM = timedelta(seconds=60)
 """How long a handler may take before another may try the same webhook."""

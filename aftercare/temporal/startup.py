@@ -16,16 +16,21 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from aftercare.codec import EncryptionKeyError
 from aftercare.settings import Settings
-from aftercare.setup import (
+from aftercare.temporal.codec import EncryptionKeyError
+from aftercare.temporal.connection import (
+    TemporalConfigError,
+    TemporalUnreachable,
+    connect,
+    temporal_target,
+)
+from aftercare.temporal.search_attributes import (
     REFUSALS,
     SEARCH_ATTRIBUTES,
     SETUP_COMMAND,
     SearchAttributeMismatch,
     missing_search_attributes,
 )
-from aftercare.temporal import TemporalConfigError, TemporalUnreachable, connect, temporal_target
 from aftercare.validation import describe_validation_error
 
 

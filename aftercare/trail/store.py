@@ -28,7 +28,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from aftercare.audit_schema import (
+from aftercare.logs import get_logger
+from aftercare.trail.checkpoints import CLOSE_STEP, Checkpoint, checkpoint_signature
+from aftercare.trail.migrations import migrate
+from aftercare.trail.schema import (
     READS_ONLY,
     access_log,
     audit_checkpoints,
@@ -38,9 +41,6 @@ from aftercare.audit_schema import (
     staff_notes,
     used_links,
 )
-from aftercare.checkpoints import CLOSE_STEP, Checkpoint, checkpoint_signature
-from aftercare.logs import get_logger
-from aftercare.migrations import migrate
 from workflows.models import AuditEntry, Delivery, StaffNote, followup_workflow_id
 from workflows.trail import entry_digest
 
@@ -114,7 +114,7 @@ class AuditStore:
 
     @property
     def engine(self) -> AsyncEngine:
-        """For the stores that share this database (``aftercare.inbox``)."""
+        """For the stores that share this database (``aftercare.trail.inbox``)."""
         return self._engine
 
     # --- the trail ------------------------------------------------------------------

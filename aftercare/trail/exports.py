@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from aftercare.checkpoints import Checkpoint
-from aftercare.store import Disclosure
+from aftercare.trail.checkpoints import Checkpoint
+from aftercare.trail.store import Disclosure
 from workflows.models import Actor, AuditEntry
 
 CSV_COLUMNS = list(AuditEntry.model_fields)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aftercare.checkpoints import CLOSE_STEP, Checkpoint, signature_holds
+from aftercare.trail.checkpoints import CLOSE_STEP, Checkpoint, signature_holds
 from workflows.models import AuditEntry
 from workflows.trail import GENESIS, first_break
 

@@ -3,12 +3,20 @@ in a staff page. Both are search attributes, so no phone number is stored in Tem
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from temporalio.client import Client
 
-from starter import CONTACT_KEY, contact_key
+from aftercare.temporal.search_attributes import CONTACT_KEY
 from workflows.followup import ACK_CODE
 
 _OPEN = "ExecutionStatus = 'Running'"
+
+
+def contact_key(secret: str, phone: str) -> str:
+    """A keyed hash of a phone number: finds a follow-up by sender without storing the number."""
+    return hmac.new(secret.encode(), phone.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 async def open_followups_newest_first(client: Client, query: str) -> list[str]:

@@ -7,7 +7,7 @@ the same guarantees (each step applied once, in order, recorded with when) witho
 alembic environment, a config file and a second place the tables are described.
 
 Rules for a new migration: append it, never edit a released one. Migration 1 builds the
-tables from ``audit_schema``; once a later migration alters a table, copy that table's
+tables from ``schema``; once a later migration alters a table, copy that table's
 version-1 shape into migration 1 first, so a fresh database still replays history.
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aftercare.audit_schema import (
+from aftercare.trail.schema import (
     APPEND_ONLY_TABLES,
     READS_ONLY,
     RECIPIENT_MAX_LENGTH,

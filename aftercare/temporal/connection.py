@@ -19,8 +19,8 @@ from temporalio.client import Client
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
 
-from aftercare.codec import data_converter
 from aftercare.settings import Settings
+from aftercare.temporal.codec import data_converter
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 DEFAULT_ADDRESS_SETTING = "TEMPORAL_ADDRESS (unset: the default)"

@@ -116,7 +116,7 @@ used_links = sa.Table(
     sa.Column("used_at", UtcDateTime, nullable=False),
 )
 
-# Signed heads of each follow-up's chain (aftercare.checkpoints), one per appended batch:
+# Signed heads of each follow-up's chain (aftercare.trail.checkpoints), one per appended batch:
 # apart from the entries, so deleting or re-sealing entries shows.
 audit_checkpoints = sa.Table(
     "audit_checkpoints",

@@ -1,0 +1,80 @@
+"""Acting on a follow-up that exists: read its state, pass it a client's reply, and the
+staff's actions on it (acknowledge, resolve, cancel), which its update validators may refuse.
+
+Each names what went wrong with the errors in ``aftercare.followups.errors``: a follow-up
+that is not there, or closed, or that refused the action.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from aftercare.followups.errors import ActionRefused, FollowUpNotFound
+from workflows.followup import DepartureFollowUp
+from workflows.models import (
+    Acknowledge,
+    ActionResult,
+    Cancel,
+    ClientReply,
+    FollowUpStatus,
+    Resolve,
+)
+
+
+def followup(client: Client, workflow_id: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle_for(DepartureFollowUp.run, workflow_id)
+
+
+async def get_status(client: Client, workflow_id: str) -> FollowUpStatus:
+    try:
+        return await followup(client, workflow_id).query(DepartureFollowUp.status)
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise FollowUpNotFound(f"no follow-up with id {workflow_id}") from None
+        raise
+
+
+async def send_reply(client: Client, workflow_id: str, reply: ClientReply) -> None:
+    try:
+        await followup(client, workflow_id).signal(DepartureFollowUp.client_reply, reply)
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise FollowUpNotFound(f"no open follow-up with id {workflow_id}") from None
+        raise
+
+
+async def _staff_action(client: Client, workflow_id: str, update: Any, arg: Any) -> ActionResult:
+    try:
+        return await followup(client, workflow_id).execute_update(update, arg)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        raise ActionRefused(getattr(cause, "message", None) or str(cause)) from None
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            await _refuse_if_closed(client, workflow_id)
+            raise FollowUpNotFound(f"no follow-up with id {workflow_id}") from None
+        raise
+
+
+async def _refuse_if_closed(client: Client, workflow_id: str) -> None:
+    """A closed follow-up answers "closed" to staff, not "not found"."""
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return
+    raise ActionRefused("this follow-up is closed")
+
+
+async def acknowledge(client: Client, workflow_id: str, ack: Acknowledge) -> ActionResult:
+    return await _staff_action(client, workflow_id, DepartureFollowUp.acknowledge, ack)
+
+
+async def resolve(client: Client, workflow_id: str, resolution: Resolve) -> ActionResult:
+    return await _staff_action(client, workflow_id, DepartureFollowUp.resolve, resolution)
+
+
+async def cancel(client: Client, workflow_id: str, cancellation: Cancel) -> ActionResult:
+    return await _staff_action(client, workflow_id, DepartureFollowUp.cancel, cancellation)

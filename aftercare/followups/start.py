@@ -1,0 +1,106 @@
+"""Starting a session's follow-up from its departure event, once: a repeat of the same event
+finds the follow-up it started, a different event for the same session is refused.
+
+An invalid event starts nothing: it is validated before Temporal hears of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from aftercare.followups.errors import InvalidInput, SessionConflict
+from aftercare.followups.lookup import contact_key
+from aftercare.policies import PolicyBook
+from aftercare.settings import Settings
+from aftercare.temporal.search_attributes import CLINIC, CONTACT_KEY
+from aftercare.validation import describe_validation_error
+from workflows.followup import DepartureFollowUp
+from workflows.models import DepartureEvent, FollowUpInput, legacy_followup_workflow_id
+
+FINGERPRINT_MEMO = "event_fingerprint"
+
+
+@dataclass(frozen=True)
+class Started:
+    workflow_id: str
+    created: bool
+
+
+def parse_event(raw: bytes | str | dict[str, Any]) -> DepartureEvent:
+    try:
+        if isinstance(raw, dict):
+            return DepartureEvent.model_validate(raw)
+        return DepartureEvent.model_validate_json(raw)
+    except ValidationError as err:
+        raise InvalidInput(describe_validation_error(err)) from None
+
+
+def event_fingerprint(event: DepartureEvent) -> str:
+    canonical = json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def start_followup(
+    client: Client, settings: Settings, policies: PolicyBook, event: DepartureEvent
+) -> Started:
+    """Start the session's follow-up, or find the one a repeat of this event started."""
+    fingerprint = event_fingerprint(event)
+    legacy_id = legacy_followup_workflow_id(event.clinic_id, event.session_id)
+    if legacy_id != event.workflow_id and await _started_as(client, legacy_id, fingerprint):
+        return Started(legacy_id, created=False)
+    keys = [contact_key(settings.lookup_secret, event.client.phone)] if (
+        settings.lookup_secret and event.client.phone
+    ) else []
+    pairs: list[SearchAttributePair] = [SearchAttributePair(CLINIC, event.clinic_id)]
+    if keys:
+        pairs.append(SearchAttributePair(CONTACT_KEY, keys))
+    search_attributes = TypedSearchAttributes(pairs)
+    try:
+        await client.start_workflow(
+            DepartureFollowUp.run,
+            FollowUpInput(
+                event=event,
+                policy=policies.for_clinic(event.clinic_id).for_client(event.client.language),
+            ),
+            id=event.workflow_id,
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            memo={FINGERPRINT_MEMO: fingerprint},
+            search_attributes=search_attributes,
+        )
+    except WorkflowAlreadyStartedError:
+        described = await client.get_workflow_handle(event.workflow_id).describe()
+        if await described.memo_value(FINGERPRINT_MEMO, default=None) != fingerprint:
+            raise SessionConflict(
+                f"a follow-up for session {event.session_id} already exists with different "
+                "event content"
+            ) from None
+        return Started(event.workflow_id, created=False)
+    return Started(event.workflow_id, created=True)
+
+
+async def _started_as(client: Client, workflow_id: str, fingerprint: str) -> bool:
+    """Whether this very event started the follow-up ``workflow_id``. Under a legacy id,
+    another clinic's follow-up may answer: only the same event's fingerprint counts."""
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return await described.memo_value(FINGERPRINT_MEMO, default=None) == fingerprint
