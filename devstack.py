@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from aftercare.settings import DEV_ENV_FILE, DEV_TWILIO_AUTH_TOKEN, Settings
 from aftercare.temporal.connection import TemporalConfigError, temporal_target
-from aftercare.temporal.search_attributes import SEARCH_ATTRIBUTES, TYPE_NAMES
+from aftercare.temporal.search_attributes import dev_server_flags
 from aftercare.validation import describe_validation_error
 
 START_TIMEOUT_SECONDS = 60.0
@@ -208,13 +208,11 @@ def start_parts(stack: Stack, plan: Plan) -> None:
     env = plan.env
     if plan.embedded_temporal:
         port = int(plan.temporal_address.rsplit(":", 1)[1])
-        search_attributes = [arg for name, kind in SEARCH_ATTRIBUTES.items()
-                             for arg in ("--search-attribute", f"{name}={TYPE_NAMES[kind]}")]
         stack.start("Temporal dev server", [
             str(Path(python).with_name("temporal")), "server", "start-dev",
             "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(plan.temporal_ui_port),
             "--db-filename", str(plan.data_dir / "temporal.db"), "--log-level", "warn",
-            *search_attributes,
+            *dev_server_flags(),
         ], [("127.0.0.1", port), ("127.0.0.1", plan.temporal_ui_port)])
     sinks_command = [python, "-m", "devsinks", "--data-dir", str(plan.data_dir),
                      "--http-port", str(plan.outbox_port)]

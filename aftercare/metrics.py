@@ -16,8 +16,9 @@ interceptor, so the protocol's code stays free of them:
   ``failed`` writes climb, and once the store is back the lag shows how far behind it was;
 - ``aftercare_escalations{event}``: ``opened``, ``acknowledged``, ``resolved``, ``exhausted``
   (every level paged and nobody acknowledged), read from the steps the trail records;
-- ``aftercare_followups_open{escalated}``: follow-ups still running, counted in Temporal's
-  visibility store every ``OPEN_FOLLOWUPS_INTERVAL`` (each worker reports the same number).
+- ``aftercare_followups_open{phase}``: follow-ups still running, by phase (``not_recorded``
+  for those started before phases were searchable), counted in Temporal's visibility store
+  every ``OPEN_FOLLOWUPS_INTERVAL_SECONDS`` (each worker reports the same numbers).
 
 Workflow-side counters use ``workflow.metric_meter()``, which records nothing while a
 history replays, so a replayed step is not counted twice. Labels carry names from fixed
@@ -54,6 +55,7 @@ from workflows.models import (
     Channel,
     Delivery,
     OutboundMessage,
+    Phase,
 )
 
 SEND_ACTIVITIES = {"send_sms", "send_email"}
@@ -68,6 +70,7 @@ FALLBACK_STEP = "channel_fallback"
 CHANNELS = {channel.value for channel in Channel}
 OPEN_FOLLOWUPS_INTERVAL_SECONDS = 30.0
 OPEN_FOLLOWUPS_QUERY = 'WorkflowType="DepartureFollowUp" AND ExecutionStatus="Running"'
+OPEN_PHASES = [phase for phase in Phase if phase not in (Phase.RECEIVED, Phase.CLOSED)]
 # A message kind is a word from the workflow's fixed set; anything else is reported as
 # "other" rather than risk a label that carries data.
 KIND = re.compile(r"[a-z][a-z_]{0,39}")
@@ -186,18 +189,27 @@ class _CountAuditedSteps(WorkflowOutboundInterceptor):
                 self._fallbacks.add(1, {"channel": channel})
 
 
+async def open_followups_by_phase(client: Client) -> dict[str, int]:
+    """Running follow-ups by phase, from Temporal's visibility store. ``not_recorded``: those
+    started before phases were searchable, or still in their first task."""
+    running = (await client.count_workflows(OPEN_FOLLOWUPS_QUERY)).count
+    counts = {phase.value: (await client.count_workflows(
+        f'{OPEN_FOLLOWUPS_QUERY} AND AftercarePhase = "{phase.value}"')).count
+        for phase in OPEN_PHASES}
+    counts["not_recorded"] = running - sum(counts.values())
+    return counts
+
+
 async def report_open_followups(client: Client, runtime: Runtime) -> None:
     """Keep ``aftercare_followups_open`` current until cancelled."""
     gauge = runtime.metric_meter.create_gauge(
-        "aftercare_followups_open", "Follow-ups still running, with and without an escalation")
+        "aftercare_followups_open", "Follow-ups still running, by the phase they are in")
     while True:
         try:
-            running = (await client.count_workflows(OPEN_FOLLOWUPS_QUERY)).count
-            escalated = (await client.count_workflows(
-                f"{OPEN_FOLLOWUPS_QUERY} AND AftercareAckCode IS NOT NULL")).count
+            counts = await open_followups_by_phase(client)
         except (RPCError, RuntimeError):
             pass  # the SDK's own metrics show a lost connection; try again next round
         else:
-            gauge.set(escalated, {"escalated": "yes"})
-            gauge.set(running - escalated, {"escalated": "no"})
+            for phase, count in counts.items():
+                gauge.set(count, {"phase": phase})
         await asyncio.sleep(OPEN_FOLLOWUPS_INTERVAL_SECONDS)

@@ -32,7 +32,6 @@ from typing import Any, Protocol
 from bare import BareFollowUp, NoopSender
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -41,6 +40,7 @@ from aftercare.followups.start import start_followup
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
 from aftercare.temporal.connection import connect
+from aftercare.temporal.search_attributes import dev_server_flags
 from devsinks.booking import BookingSink
 from devsinks.mailbox import Mailbox
 from devsinks.sms_outbox import SmsOutbox
@@ -246,9 +246,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_cli(),
         ip="127.0.0.1",
         data_converter=pydantic_data_converter,
-        search_attributes=[SearchAttributeKey.for_keyword_list("AftercareContactKey"),
-                           SearchAttributeKey.for_keyword("AftercareAckCode"),
-                           SearchAttributeKey.for_keyword("AftercareClinic")],
+        dev_server_extra_args=dev_server_flags(),
         dev_server_log_level="error",
     )
     async with env:

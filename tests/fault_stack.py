@@ -22,6 +22,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from aftercare.settings import Settings
 from aftercare.temporal.codec import data_converter
+from aftercare.temporal.search_attributes import dev_server_flags
 from aftercare.trail.replay import replay_and_compare
 from aftercare.trail.store import AuditStore
 from devsinks.mailbox import Mailbox
@@ -90,9 +91,7 @@ class DevServer:
                 [temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1",
                  "--port", str(self.port), "--headless",
                  "--db-filename", str(self.database), "--log-level", "error",
-                 "--search-attribute", "AftercareContactKey=KeywordList",
-                 "--search-attribute", "AftercareAckCode=Keyword",
-                 "--search-attribute", "AftercareClinic=Keyword"],
+                 *dev_server_flags()],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         await self.until_ready(timeout)
 

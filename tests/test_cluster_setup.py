@@ -54,8 +54,8 @@ async def test_worker_refuses_a_namespace_without_search_attributes_until_setup_
 
     refusal = [
         "error: namespace default lacks the search attributes AftercareContactKey, "
-        "AftercareAckCode, AftercareClinic: run python -m aftercare.setup (or have an "
-        "administrator add them)"
+        "AftercareAckCode, AftercareClinic, AftercarePhase: run python -m aftercare.setup "
+        "(or have an administrator add them)"
     ]
     for service in (["worker.py"], ["starter.py", "serve"]):
         refused = run(environment, *service)
@@ -63,14 +63,14 @@ async def test_worker_refuses_a_namespace_without_search_attributes_until_setup_
         assert refused.stderr.strip().splitlines() == refusal, service
 
     # The check an identity without operator rights falls back on sees the same gap.
-    every = ["AftercareContactKey", "AftercareAckCode", "AftercareClinic"]
+    every = ["AftercareContactKey", "AftercareAckCode", "AftercareClinic", "AftercarePhase"]
     assert await unknown_to_visibility(bare_temporal.client) == every
 
     first = run(environment, "-m", "aftercare.setup")
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines() == [
-        "search attributes: added AftercareContactKey, AftercareAckCode, AftercareClinic on "
-        "namespace default",
+        "search attributes: added AftercareContactKey, AftercareAckCode, AftercareClinic, "
+        "AftercarePhase on namespace default",
         "audit store: schema up to date",
     ]
     again = run(environment, "-m", "aftercare.setup")

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from sqlalchemy.engine import make_url
 
-from aftercare.metrics import report_open_followups, worker_runtime
+from aftercare.metrics import open_followups_by_phase, report_open_followups, worker_runtime
 from aftercare.temporal.connection import connect
 from aftercare.trail.store import AuditStore
 from tests.followup_harness import (
@@ -28,7 +28,7 @@ from tests.followup_harness import (
 )
 from worker import running_worker
 from workflows.followup import DepartureFollowUp
-from workflows.models import Acknowledge, Resolve
+from workflows.models import Acknowledge, Phase, Resolve
 
 INVALID_NUMBER = "+15005550001"  # Twilio: not a valid phone number, so the client is mailed
 LOOKS_LIKE_DATA = [
@@ -96,6 +96,11 @@ async def test_metrics_endpoint_serves_sdk_and_aftercare_metrics_without_ids(
     handle = await followups.start(event)
     await followups.until_step(handle, "staff_page_sent")
     await handle.execute_update(DepartureFollowUp.acknowledge, Acknowledge(staff_id="t-oncall"))
+    await followups.until(handle, lambda s: s.phase is Phase.AWAITING_RESOLUTION,
+                          "waiting for staff to resolve")
+    by_phase = await open_followups_by_phase(followups.env.client)
+    assert by_phase["awaiting_resolution"] == 1, by_phase
+    assert sum(by_phase.values()) == 1, by_phase
     await handle.execute_update(DepartureFollowUp.resolve,
                                 Resolve(staff_id="t-oncall", outcome="reached_client"))
     await followups.finish(handle)

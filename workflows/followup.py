@@ -48,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
 
 
 ACK_CODE = SearchAttributeKey.for_keyword("AftercareAckCode")
+# Where a running follow-up stands, for operators counting open follow-ups by phase.
+PHASE = SearchAttributeKey.for_keyword("AftercarePhase")
 ACTION_REFUSED = "ActionRefused"
 T = TypeVar("T")
 SLOT_LETTERS = "ABCDE"
@@ -112,6 +114,7 @@ class DepartureFollowUp(Outreach):
         self.restart_chain = False
         self.client_sends: list[asyncio.Task] = []
         self.trail_by_activity = False
+        self.phase_searchable = False
         self.trail_stored = self.trail_refused = 0
         self.pending_notes = []
 
@@ -121,6 +124,7 @@ class DepartureFollowUp(Outreach):
     async def run(self, input: FollowUpInput) -> FollowUpOutcome:
         self.safety_patched = workflow.patched("every-reply-acted-on")
         self.trail_by_activity = workflow.patched("trail-written-from-accepted-tasks")
+        self.phase_searchable = workflow.patched("phase-in-search-attributes")
         if self.trail_by_activity:
             asyncio.create_task(self.keep_trail_written())
         if self.safety_patched:
@@ -150,7 +154,7 @@ class DepartureFollowUp(Outreach):
         """Wait the policy's delay for this risk, outside quiet hours, then ask."""
         delay = self.policy.checkin_delay.for_risk(self.event.risk_level)
         due = max(workflow.now(), self.event.departed_at + delay)
-        self.phase = Phase.WAITING_TO_CHECK_IN
+        self.enter(Phase.WAITING_TO_CHECK_IN)
         await self.record("checkin_scheduled", detail={"due": due.isoformat()})
         await self.wait_until(due, "check-in", self.stop_waiting_for_reply)
         if self.quiet_hours_protect_client() or not self.safety_patched:
@@ -175,7 +179,7 @@ class DepartureFollowUp(Outreach):
         """
         if self.stop_waiting_for_reply():
             return
-        self.phase = Phase.AWAITING_REPLY
+        self.enter(Phase.AWAITING_REPLY)
         started = workflow.now()
         window_end = self.response_window_end(started)
         plain_end = started + self.policy.response_window.for_risk(self.event.risk_level)
@@ -207,7 +211,7 @@ class DepartureFollowUp(Outreach):
     async def escalate(self, reason: str) -> None:
         """Walk the escalation chain until someone acknowledges, then wait for resolution."""
         self.pending_reason = None
-        self.phase = Phase.ESCALATING
+        self.enter(Phase.ESCALATING)
         esc = self.escalation = EscalationState(reason=reason, code=self.new_code())
         await self.record("escalation_started", outcome=reason, detail={"code": esc.code})
         esc.started_seq = len(self.trail.entries)
@@ -219,7 +223,7 @@ class DepartureFollowUp(Outreach):
             await self.page_until_acknowledged(esc)
         else:
             await self.walk_chain_once_more_at_most(esc)
-        self.phase = Phase.AWAITING_RESOLUTION
+        self.enter(Phase.AWAITING_RESOLUTION)
         chain = self.policy.escalation
         while not self.resolved():
             await self.wait_until(workflow.now() + chain.resolve_reminder, "resolution",
@@ -302,7 +306,7 @@ class DepartureFollowUp(Outreach):
     async def keep_listening(self) -> None:
         """The protocol is done, but for a while a text from the client still reaches the
         clinic: a crisis pages, anything else needing a person is paged to be read."""
-        self.phase = Phase.LISTENING
+        self.enter(Phase.LISTENING)
         until = workflow.now() + self.policy.listen_after_close
         await self.record("listening", outcome=self.closing_reason(),
                           detail={"until": until.isoformat()})
@@ -313,13 +317,13 @@ class DepartureFollowUp(Outreach):
             if not self.pending_reason:
                 return
             await self.escalate(self.pending_reason)
-            self.phase = Phase.LISTENING
+            self.enter(Phase.LISTENING)
             until = workflow.now() + self.policy.listen_after_close
 
     async def offer_reschedule(self) -> None:
         """Offer slots or a booking link; book the chosen slot and confirm it."""
         options = self.policy.reschedule
-        self.phase = Phase.OFFERING_RESCHEDULE
+        self.enter(Phase.OFFERING_RESCHEDULE)
         due = await self.after_quiet_hours("reschedule_offer")
         await self.wait_until(due, "reschedule offer after quiet hours", self.offer_over)
         if self.pending_reason and self.patched("no-reschedule-offer-once-staff-needed"):
@@ -343,7 +347,7 @@ class DepartureFollowUp(Outreach):
     async def close(self) -> FollowUpOutcome:
         if self.safety_patched:
             await self.settle()
-        self.phase = Phase.CLOSED
+        self.enter(Phase.CLOSED)
         self.next_deadline = self.next_deadline_reason = None
         self.closed_reason = self.closing_reason()
         await self.record("closed", outcome=self.closed_reason)
@@ -672,6 +676,13 @@ class DepartureFollowUp(Outreach):
         self.pages_in_flight.clear()
 
     # ------------------------------------------------------------------ mechanics
+
+    def enter(self, phase: Phase) -> None:
+        """Move to ``phase``; a running follow-up's phase is searchable (closed ones are
+        counted by their execution status instead)."""
+        if self.phase_searchable and phase is not Phase.CLOSED:
+            workflow.upsert_search_attributes([PHASE.value_set(phase.value)])
+        self.phase = phase
 
     async def wait_until(
         self, deadline: datetime | None, reason: str, done: Callable[[], bool]

@@ -28,6 +28,8 @@ SEARCH_ATTRIBUTES: dict[str, IndexedValueType.ValueType] = {
     # The escalation's code that staff pages carry: set by workflows.followup (ACK_CODE).
     "AftercareAckCode": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     CLINIC.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    # Where a running follow-up stands: set by workflows.followup (PHASE).
+    "AftercarePhase": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
 }
 TYPE_NAMES = {
     IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST: "KeywordList",
@@ -35,6 +37,12 @@ TYPE_NAMES = {
 }
 REFUSALS = (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNAUTHENTICATED,
             RPCStatusCode.UNIMPLEMENTED)
+
+
+def dev_server_flags() -> list[str]:
+    """``temporal server start-dev`` flags that register every search attribute above."""
+    return [flag for name, kind in SEARCH_ATTRIBUTES.items()
+            for flag in ("--search-attribute", f"{name}={TYPE_NAMES[kind]}")]
 
 
 class SearchAttributeMismatch(RuntimeError):
