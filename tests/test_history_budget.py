@@ -21,17 +21,19 @@ from workflows.models import ClientReply
 # Temporal needs about 45 events for that shape: started and completed (2), the check-in and
 # listening timers (4), three sends (3 each), reply waits whose timers are cancelled (2
 # each), two signals, and a workflow task per wake-up (3 events each). Aftercare adds:
-# - a marker and a search-attribute upsert per patch (2 patches: 4);
+# - a marker and a search-attribute upsert per patch (4 patches: 8);
+# - an upsert of the phase each time it changes, so operators can count open follow-ups by
+#   phase (4 here: waiting to check in, awaiting the reply, offering, listening);
 # - a fallback timer per send, cancelled once the channel accepts it (2 each: 6);
 # - its audit batches as regular activities, so that only entries of tasks the server
 #   accepted reach the store: 3 events each, and the workflow task their completion
 #   wakes when nothing else does (7 to 9 batches here, as sends and replies interleave).
-# 90 to 105, measured. 120 leaves room for a signal racing a completion, not for an audit
+# 98 to 113, measured. 120 leaves room for a signal racing a completion, not for an audit
 # write per step (27 steps) or a timer per record.
 HAPPY_PATH_EVENT_BUDGET = 120
 # Entries reach the audit store in batches, one in flight at a time: never one per step.
 AUDIT_BATCHES = 10
-PATCHES = 2
+PATCHES = 4
 # The time-skipping test server records these; a production history has none.
 TEST_SERVER_ONLY = {"WORKFLOW_EXECUTION_OPTIONS_UPDATED",
                     "WORKFLOW_EXECUTION_TIME_SKIPPING_TRANSITIONED"}

@@ -26,9 +26,11 @@ with workflow.unsafe.imports_passed_through():
         BookingConfirmation,
         BookingRequest,
         Cancel,
+        CarriedOver,
         Channel,
         ClientReply,
         DeliveryFailure,
+        EscalatedFrom,
         EscalationState,
         FollowUpInput,
         FollowUpOutcome,
@@ -53,6 +55,9 @@ PHASE = SearchAttributeKey.for_keyword("AftercarePhase")
 ACTION_REFUSED = "ActionRefused"
 T = TypeVar("T")
 SLOT_LETTERS = "ABCDE"
+# How long a follow-up whose history grew long waits for its sends and trail to settle
+# before it hands on to a new run; past that it pages on and tries at the next round.
+HAND_ON_PATIENCE = timedelta(seconds=10)
 
 
 def nobody_reachable(sends: list[asyncio.Task]) -> bool:
@@ -117,6 +122,11 @@ class DepartureFollowUp(Outreach):
         self.phase_searchable = False
         self.trail_stored = self.trail_refused = 0
         self.pending_notes = []
+        self.bounded_history = False
+        self.escalated_from: EscalatedFrom = "protocol"
+        self.carried_clock: datetime | None = None
+        if input.carried_over is not None:
+            self.take_over(input.carried_over)
 
     # ------------------------------------------------------------------ the protocol
 
@@ -125,30 +135,48 @@ class DepartureFollowUp(Outreach):
         self.safety_patched = workflow.patched("every-reply-acted-on")
         self.trail_by_activity = workflow.patched("trail-written-from-accepted-tasks")
         self.phase_searchable = workflow.patched("phase-in-search-attributes")
+        self.bounded_history = workflow.patched("continue-as-new-when-long")
         if self.trail_by_activity:
             asyncio.create_task(self.keep_trail_written())
         if self.safety_patched:
             # Replies are acted on the moment they arrive, whatever the protocol is doing.
             asyncio.create_task(self.act_on_replies_as_they_come())
-        await self.record("received", detail={"risk_level": self.event.risk_level.value})
+        carried = input.carried_over
+        if carried is None:
+            await self.record("received", detail={"risk_level": self.event.risk_level.value})
+        else:
+            await self.record("continued", outcome="in a new run: the history had grown long",
+                              detail={"entries_carried": str(len(carried.trail))})
         try:
-            if self.event.risk_level is RiskLevel.IMMINENT:
-                await self.escalate(Reason.IMMINENT_RISK)
-            else:
-                await self.check_in()
-                await self.wait_for_reply()
-                if self.pending_reason:
-                    await self.escalate(self.pending_reason)
-            if self.may_offer_reschedule():
-                await self.offer_reschedule()
-                if self.pending_reason:
-                    await self.escalate(self.pending_reason)
+            if carried is None or carried.escalated_from != "listening":
+                await self.protocol(carried)
             if self.safety_patched:
-                await self.keep_listening()
+                await self.keep_listening(
+                    resuming=carried is not None and carried.escalated_from == "listening")
         except FollowUpClosed:
             if self.escalation is not None and self.escalation.resolved_by is None:
                 await self.tell_everyone_paged("staff_cancelled")
         return await self.close()
+
+    async def protocol(self, carried: CarriedOver | None) -> None:
+        """Check in, wait for a reply, escalate if needed, then offer to reschedule. A run
+        that carries an escalation over finishes it and goes on from where it was opened."""
+        if carried is not None:
+            await self.finish_escalation()
+        elif self.event.risk_level is RiskLevel.IMMINENT:
+            await self.escalate(Reason.IMMINENT_RISK)
+        else:
+            await self.check_in()
+            await self.wait_for_reply()
+            if self.pending_reason:
+                await self.escalate(self.pending_reason)
+        if self.escalated_from == "reschedule":
+            return
+        if self.may_offer_reschedule():
+            await self.offer_reschedule()
+            if self.pending_reason:
+                self.escalated_from = "reschedule"
+                await self.escalate(self.pending_reason)
 
     async def check_in(self) -> None:
         """Wait the policy's delay for this risk, outside quiet hours, then ask."""
@@ -219,6 +247,12 @@ class DepartureFollowUp(Outreach):
         workflow.upsert_search_attributes([ACK_CODE.value_set(esc.code)])
         if reason in (Reason.IMMINENT_RISK, Reason.CRISIS_WORDS):
             await self.say_to_client("crisis_resources")
+        await self.finish_escalation()
+
+    async def finish_escalation(self) -> None:
+        """Page until someone acknowledges, then wait for the escalation to be resolved."""
+        esc = self.escalation
+        assert esc is not None
         if self.safety_patched:
             await self.page_until_acknowledged(esc)
         else:
@@ -226,7 +260,8 @@ class DepartureFollowUp(Outreach):
         self.enter(Phase.AWAITING_RESOLUTION)
         chain = self.policy.escalation
         while not self.resolved():
-            await self.wait_until(workflow.now() + chain.resolve_reminder, "resolution",
+            since = await self.hand_on_if_long()
+            await self.wait_until(since + chain.resolve_reminder, "resolution",
                                   self.resolved)
             if not self.resolved():
                 if self.safety_patched:
@@ -245,13 +280,14 @@ class DepartureFollowUp(Outreach):
         def answered_or_restarted() -> bool:
             return self.acknowledged() or self.restart_chain
 
-        esc.round = 0
         while not self.acknowledged():
             if self.restart_chain:
                 self.restart_chain, esc.round = False, 0
+            if esc.round >= rounds_before_alert:
+                since = await self.hand_on_if_long()
             esc.round += 1
             if esc.round > rounds_before_alert:
-                await self.wait_until(workflow.now() + chain.repage_every, "paging again",
+                await self.wait_until(since + chain.repage_every, "paging again",
                                       answered_or_restarted)
                 if answered_or_restarted():
                     continue
@@ -303,22 +339,38 @@ class DepartureFollowUp(Outreach):
                               outcome="every level paged; still waiting for an acknowledgement")
             await self.wait_until(None, "acknowledgement", self.acknowledged)
 
-    async def keep_listening(self) -> None:
+    async def keep_listening(self, *, resuming: bool = False) -> None:
         """The protocol is done, but for a while a text from the client still reaches the
-        clinic: a crisis pages, anything else needing a person is paged to be read."""
-        self.enter(Phase.LISTENING)
-        until = workflow.now() + self.policy.listen_after_close
-        await self.record("listening", outcome=self.closing_reason(),
-                          detail={"until": until.isoformat()})
-        while True:
-            await self.wait_until(until, "listening for the client",
-                                  lambda: bool(self.pending_reason))
-            await self.settle()
-            if not self.pending_reason:
-                return
-            await self.escalate(self.pending_reason)
+        clinic: a crisis pages, anything else needing a person is paged to be read. A run
+        that carries over an escalation opened while listening finishes it first."""
+        if resuming:
+            await self.finish_escalation()
+        else:
             self.enter(Phase.LISTENING)
             until = workflow.now() + self.policy.listen_after_close
+            await self.record("listening", outcome=self.closing_reason(),
+                              detail={"until": until.isoformat()})
+            if not await self.heard_from_client_by(until):
+                return
+            await self.escalate_while_listening()
+        while True:
+            self.enter(Phase.LISTENING)
+            if not await self.heard_from_client_by(
+                    workflow.now() + self.policy.listen_after_close):
+                return
+            await self.escalate_while_listening()
+
+    async def heard_from_client_by(self, until: datetime) -> bool:
+        """Listen until ``until``; True when the client wrote something staff must see."""
+        await self.wait_until(until, "listening for the client",
+                              lambda: bool(self.pending_reason))
+        await self.settle()
+        return bool(self.pending_reason)
+
+    async def escalate_while_listening(self) -> None:
+        assert self.pending_reason is not None
+        self.escalated_from = "listening"
+        await self.escalate(self.pending_reason)
 
     async def offer_reschedule(self) -> None:
         """Offer slots or a booking link; book the chosen slot and confirm it."""
@@ -674,6 +726,68 @@ class DepartureFollowUp(Outreach):
         for task in self.pages_in_flight:
             task.cancel()
         self.pages_in_flight.clear()
+
+    # ------------------------------------------------------------------ continue-as-new
+
+    async def hand_on_if_long(self) -> datetime:
+        """Between rounds of paging or reminders: when Temporal suggests the history has
+        grown long (an escalation paging or waiting for days, a flood of texts), hand on to a
+        new run of this follow-up, same workflow id, the trail and the escalation carried
+        over. Only once nothing is in flight, so no page, reply or trail entry is left
+        behind; if that takes more than a moment, at the next round. Returns when the wait
+        before the next round began: the new run keeps that clock."""
+        since = self.carried_clock or workflow.now()
+        self.carried_clock = None
+        if not (self.bounded_history and workflow.info().is_continue_as_new_suggested()):
+            return since
+        try:
+            await workflow.wait_condition(self.nothing_in_flight, timeout=HAND_ON_PATIENCE)
+        except TimeoutError:
+            return since
+        assert self.escalation is not None
+        workflow.continue_as_new(FollowUpInput(
+            event=self.event, policy=self.policy,
+            carried_over=CarriedOver(
+                escalated_from=self.escalated_from, phase=self.phase, clock=since,
+                escalation=self.escalation, trail=self.trail.entries,
+                trail_refused=self.trail_refused, channel=self.channel,
+                opted_out=self.opted_out, client_responded=self.client_responded,
+                client_safe=self.client_safe, unreachable=self.unreachable,
+                reply_for_review=self.reply_for_review, messages_sent=self.messages_sent,
+                sent=self.sent, last_delivery=self.last_delivery,
+                contact_noticed=sorted(self.contact_noticed),
+                chosen_slot=self.chosen_slot, declined=self.declined,
+            ),
+        ))
+
+    def nothing_in_flight(self) -> bool:
+        return (not (self.inbox or self.failed_deliveries or self.acting_on_reply
+                     or self.pending_reason or self.restart_chain)
+                and all(task.done() for task in self.in_flight)
+                and self.audit_backlog() == 0
+                and workflow.all_handlers_finished())
+
+    def take_over(self, carried: CarriedOver) -> None:
+        """Start where the previous run of this follow-up handed on."""
+        self.escalated_from = carried.escalated_from
+        self.carried_clock = carried.clock
+        self.phase = carried.phase
+        self.escalation = carried.escalation
+        self.trail = TrailBuilder(workflow.info().workflow_id, carried.trail)
+        self.trail_refused = carried.trail_refused
+        self.trail_stored = len(carried.trail) - carried.trail_refused
+        self.channel = carried.channel
+        self.opted_out = carried.opted_out
+        self.client_responded = carried.client_responded
+        self.client_safe = carried.client_safe
+        self.unreachable = carried.unreachable
+        self.reply_for_review = carried.reply_for_review
+        self.messages_sent = carried.messages_sent
+        self.sent = carried.sent
+        self.last_delivery = carried.last_delivery
+        self.contact_noticed = set(carried.contact_noticed)
+        self.chosen_slot = carried.chosen_slot
+        self.declined = carried.declined
 
     # ------------------------------------------------------------------ mechanics
 

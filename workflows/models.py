@@ -151,11 +151,6 @@ def legacy_followup_workflow_id(clinic_id: str, session_id: str) -> str:
     return f"followup-{clinic_id}-{session_id}"
 
 
-class FollowUpInput(Model):
-    event: DepartureEvent
-    policy: ClinicPolicy
-
-
 # --- what people send to a running follow-up ---------------------------------------
 
 
@@ -358,3 +353,39 @@ class StaffNote(Model):
 class AuditBatch(Model):
     entries: list[AuditEntry]
     notes: list[StaffNote] = Field(default_factory=list)
+
+
+# --- continue-as-new ---------------------------------------------------------------
+
+
+EscalatedFrom = Literal["protocol", "reschedule", "listening"]
+
+
+class CarriedOver(Model):
+    """What a follow-up hands to the next run of itself when its history grows long: an
+    escalation that pages or waits for days continues there, under the same workflow id."""
+
+    escalated_from: EscalatedFrom
+    phase: Phase
+    clock: datetime  # when the wait before the next round began
+    escalation: EscalationState
+    trail: list[AuditEntry]
+    trail_refused: int = 0
+    channel: Channel
+    opted_out: bool
+    client_responded: bool
+    client_safe: bool
+    unreachable: bool
+    reply_for_review: str | None = None
+    messages_sent: int
+    sent: dict[str, tuple[str, OutboundMessage]]
+    last_delivery: dict[str, Delivery]
+    contact_noticed: list[str]
+    chosen_slot: datetime | None = None
+    declined: bool = False
+
+
+class FollowUpInput(Model):
+    event: DepartureEvent
+    policy: ClinicPolicy
+    carried_over: CarriedOver | None = None

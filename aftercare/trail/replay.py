@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -21,19 +21,21 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import (
+    ContinueAsNewInput,
     ExecuteWorkflowInput,
     Interceptor,
     Replayer,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
 )
 
 from aftercare.temporal.codec import KEY_ID_METADATA
 from aftercare.trail.verification import first_broken_link
-from workflows.models import AuditEntry, FollowUpOutcome
+from workflows.models import AuditEntry, FollowUpInput, FollowUpOutcome
 from workflows.sandbox import workflow_runner
 
-_KEEP_OUTCOME = "aftercare_keep_replayed_outcome"
+_KEEP_TRAIL = "aftercare_keep_replayed_trail"
 
 
 class HistoryFileError(ValueError):
@@ -116,27 +118,30 @@ async def replay_and_compare(
     elif (found := first_broken_link(stored)) is not None:
         report.discrepancies.append(f"stored chain broken at entry {found[0]}: {found[1]}")
 
-    outcomes: list[FollowUpOutcome] = []
+    trails: list[list[AuditEntry]] = []
     replayer = Replayer(
         workflows=list(workflows),
         workflow_runner=workflow_runner(),
         data_converter=converter,
-        interceptors=[_OutcomeKeeper(outcomes.append)],
+        interceptors=[_OutcomeKeeper(trails.append)],
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     if result.replay_failure is not None:
         report.discrepancies.append(_describe_failure(result.replay_failure))
         return report
-    if not outcomes:
+    if not trails:
         report.discrepancies.append(
-            "the history does not end with the follow-up closing: no trail to compare"
+            "the history does not end with the follow-up closing or handing on to a new run: "
+            "no trail to compare"
         )
         return report
 
-    replayed = outcomes[0].trail
+    replayed = trails[0]
     report.replayed_entries = len(replayed)
-    if stored:
-        report.discrepancies.extend(compare_trails(replayed, stored))
+    if stored and replayed:
+        # A run that handed on to a new one holds the trail up to then; later runs store more.
+        kept = [entry for entry in stored if entry.seq <= replayed[-1].seq]
+        report.discrepancies.extend(compare_trails(replayed, kept))
     return report
 
 
@@ -177,8 +182,9 @@ def _describe_failure(failure: Exception) -> str:
 
 
 class _OutcomeKeeper(Interceptor):
-    """Hands the outcome each replayed run returns out of the sandbox, through an extern
-    function (the sandbox's sanctioned way out)."""
+    """Hands the trail each replayed run ends with (its outcome's, or the one it carries over
+    to its next run) out of the sandbox, through an extern function (the sandbox's
+    sanctioned way out)."""
 
     def __init__(self, keep: Any) -> None:
         self._keep = keep
@@ -186,12 +192,23 @@ class _OutcomeKeeper(Interceptor):
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
     ) -> type[WorkflowInboundInterceptor]:
-        input.unsafe_extern_functions[_KEEP_OUTCOME] = self._keep
-        return _ReturnedOutcome
+        input.unsafe_extern_functions[_KEEP_TRAIL] = self._keep
+        return _ReturnedTrail
 
 
-class _ReturnedOutcome(WorkflowInboundInterceptor):
+class _ReturnedTrail(WorkflowInboundInterceptor):
+    def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+        super().init(_CarriedTrail(outbound))
+
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
-        outcome = await super().execute_workflow(input)
-        workflow.extern_functions()[_KEEP_OUTCOME](outcome)
+        outcome: FollowUpOutcome = await super().execute_workflow(input)
+        workflow.extern_functions()[_KEEP_TRAIL](outcome.trail)
         return outcome
+
+
+class _CarriedTrail(WorkflowOutboundInterceptor):
+    def continue_as_new(self, input: ContinueAsNewInput) -> NoReturn:
+        carried: FollowUpInput = input.args[0]
+        if carried.carried_over is not None:
+            workflow.extern_functions()[_KEEP_TRAIL](carried.carried_over.trail)
+        super().continue_as_new(input)

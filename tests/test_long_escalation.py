@@ -1,0 +1,107 @@
+"""An escalation nobody acknowledges pages on, round after round, for as long as it takes.
+Its history must not grow past what Temporal keeps: when Temporal suggests it, the
+follow-up hands on to a new run of itself (same workflow id), and nothing is lost on the
+way: the pages go on, the page's code still finds it, the trail is whole and replays.
+
+A dev server of its own suggests continue-as-new after 150 events (Temporal's default is
+4,096), and the escalation runs at seconds timings in real time."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from aftercare.temporal.codec import data_converter
+from aftercare.temporal.search_attributes import dev_server_flags
+from aftercare.trail.replay import replay_and_compare
+from aftercare.trail.verification import first_broken_link
+from tests.fixtures.temporal import temporal_cli
+from tests.followup_harness import ON_CALL_PHONE, FollowUpHarness, harness, make_event
+from workflows.followup import DepartureFollowUp
+from workflows.models import Acknowledge, Resolve
+
+SUGGEST_CONTINUE_AS_NEW_AFTER = 150  # events
+SECONDS_ESCALATION = {
+    "ack_timeout": "PT2S",
+    "repeats": 0,
+    "repage_every": "PT2S",
+    "resolve_reminder": "PT2S",
+    "levels": [{"targets": ["on_call"]}, {"targets": ["clinic_lead"]}],
+}
+
+
+@pytest.fixture
+async def short_histories(
+    delivery_settings, sms_outbox, mailbox, booking_sink, sqlite_url, encryption_keys,
+) -> AsyncIterator[FollowUpHarness]:
+    settings = delivery_settings.model_copy(update={
+        "task_queue": f"tq-{uuid.uuid4()}",
+        "audit_database_url": sqlite_url,
+        "encryption_keys": encryption_keys,
+        "lookup_secret": "lookup-secret-for-tests",
+    })
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        ip="127.0.0.1",
+        data_converter=data_converter(settings),
+        dev_server_log_level="error",
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AFTER}",
+            *dev_server_flags(),
+        ],
+    )
+    async with env, harness(env, settings, sms_outbox, mailbox, booking_sink) as followups:
+        yield followups
+
+
+async def test_an_unacknowledged_escalation_hands_on_to_a_new_run_and_keeps_paging(
+    short_histories: FollowUpHarness,
+):
+    followups = short_histories
+    client = followups.client
+    handle = await followups.start(
+        make_event("imminent"), escalation=SECONDS_ESCALATION, listen_after_close="PT1S",
+        reschedule={"slots": [{"after": "P1D", "at": "10:00"}], "offer_window": "PT1S"})
+    first_run = (await handle.describe()).run_id
+
+    status = await followups.until(handle, lambda s: "continued" in [e.step for e in s.trail],
+                                   "the follow-up handed on to a new run", timeout=120)
+    latest = client.get_workflow_handle_for(DepartureFollowUp.run, handle.id)
+    assert (await latest.describe()).run_id != first_run
+    code = status.escalation.code
+    pages_before = len(followups.texts_to(ON_CALL_PHONE))
+
+    # The new run pages on, with the same code, and the code still finds the follow-up.
+    await followups.until(latest, lambda s: len(followups.texts_to(ON_CALL_PHONE)) > pages_before,
+                          "the on-call paged again by the new run", timeout=30)
+    assert all(code in text for text in followups.texts_to(ON_CALL_PHONE))
+    found = await client.count_workflows(
+        f'AftercareAckCode = "{code}" AND ExecutionStatus = "Running"')
+    assert found.count == 1
+
+    await latest.execute_update(DepartureFollowUp.acknowledge, Acknowledge(staff_id="t-oncall"))
+    await latest.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-oncall", outcome="reached_client"))
+    outcome = await asyncio.wait_for(latest.result(), 60)
+    assert outcome.escalation.acknowledged_by == "t-oncall"
+    assert outcome.escalation.code == code
+
+    steps = [entry.step for entry in outcome.trail]
+    assert steps[0] == "received" and steps.count("escalation_started") == 1
+    assert "continued" in steps and steps[-1] == "closed"
+    assert [entry.seq for entry in outcome.trail] == list(range(1, len(outcome.trail) + 1))
+    stored = await followups.store.entries(handle.id)
+    assert first_broken_link(stored) is None
+    assert [e.hash for e in stored] == [e.hash for e in outcome.trail], "one chain, whole"
+
+    converter = data_converter(followups.settings)
+    for run_id in (first_run, None):
+        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        assert len(history.events) < 4 * SUGGEST_CONTINUE_AS_NEW_AFTER
+        report = await replay_and_compare(history, stored, converter, [DepartureFollowUp])
+        assert report.discrepancies == [], run_id
