@@ -37,7 +37,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         sms = SmsActivities(settings, store)
         email = EmailActivities(settings, store)
         booking = BookingActivities(settings)
-        audit = AuditActivities(store, EncryptionCodec(settings.encryption_keys))
+        audit = AuditActivities(store, EncryptionCodec(settings.encryption_keys),
+                                crash_after_commit=settings.test_crash_after == "audit_commit")
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -74,8 +75,9 @@ async def main(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    open_followups = (asyncio.create_task(report_open_followups(client, runtime))
-                      if runtime is not None else None)
+    open_followups = (
+        asyncio.create_task(report_open_followups(client, runtime, settings.task_queue))
+        if runtime is not None else None)
     async with running_worker(client, settings):
         log.info("worker started", task_queue=settings.task_queue,
                  metrics_port=settings.worker_metrics_port)

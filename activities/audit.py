@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.delivery_ledger import CRASH_EXIT_CODE
 from aftercare.temporal.codec import EncryptionCodec
 from aftercare.trail.store import AuditConflictError, AuditStore
 from workflows.models import AuditBatch
@@ -16,11 +18,13 @@ AUDIT_CONFLICT = "AuditConflict"
 
 
 class AuditActivities:
-    """Run as a local activity after each step: no server round trip per audit write."""
+    """Stores the batches of the trail the workflow hands over."""
 
-    def __init__(self, store: AuditStore, codec: EncryptionCodec) -> None:
+    def __init__(self, store: AuditStore, codec: EncryptionCodec, *,
+                 crash_after_commit: bool = False) -> None:
         self._store = store
         self._codec = codec
+        self._crash_after_commit = crash_after_commit  # the fault suite's; see Settings
 
     @activity.defn
     async def append_audit_entries(self, batch: AuditBatch) -> None:
@@ -35,3 +39,5 @@ class AuditActivities:
             for note in batch.notes:
                 sealed = self._codec.seal(note.text.encode())
                 await self._store.record_note(workflow_id, note, sealed, datetime.now(UTC))
+        if self._crash_after_commit:
+            os._exit(CRASH_EXIT_CODE)

@@ -47,7 +47,7 @@ class EmailActivities:
     async def send_email(self, message: OutboundMessage) -> Delivery:
         return await deliver_once(
             self.ledger, message, lambda: self._send(message),
-            crash_after_accept=self.settings.test_crash_after_provider_accepts,
+            crash_after_accept=self.settings.test_crash_after == "provider_accepts",
         )
 
     async def _send(self, message: OutboundMessage) -> Delivery:

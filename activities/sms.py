@@ -91,7 +91,7 @@ class SmsActivities:
             self.ledger, message, lambda: self._send(message),
             find_earlier_send=lambda since, accounted_for: self._find_sent(
                 message, since, accounted_for),
-            crash_after_accept=self.settings.test_crash_after_provider_accepts,
+            crash_after_accept=self.settings.test_crash_after == "provider_accepts",
         )
 
     async def _send(self, message: OutboundMessage) -> Delivery:

@@ -16,7 +16,8 @@ interceptor, so the protocol's code stays free of them:
   ``failed`` writes climb, and once the store is back the lag shows how far behind it was;
 - ``aftercare_escalations{event}``: ``opened``, ``acknowledged``, ``resolved``, ``exhausted``
   (every level paged and nobody acknowledged), read from the steps the trail records;
-- ``aftercare_followups_open{phase}``: follow-ups still running, by phase (``not_recorded``
+- ``aftercare_followups_open{phase}``: follow-ups still running on the worker's task queue,
+  by phase (``not_recorded``
   for those started before phases were searchable), counted in Temporal's visibility store
   every ``OPEN_FOLLOWUPS_INTERVAL_SECONDS`` (each worker reports the same numbers).
 
@@ -189,24 +190,25 @@ class _CountAuditedSteps(WorkflowOutboundInterceptor):
                 self._fallbacks.add(1, {"channel": channel})
 
 
-async def open_followups_by_phase(client: Client) -> dict[str, int]:
-    """Running follow-ups by phase, from Temporal's visibility store. ``not_recorded``: those
-    started before phases were searchable, or still in their first task."""
-    running = (await client.count_workflows(OPEN_FOLLOWUPS_QUERY)).count
+async def open_followups_by_phase(client: Client, task_queue: str) -> dict[str, int]:
+    """Running follow-ups on ``task_queue`` by phase, from Temporal's visibility store.
+    ``not_recorded``: those started before phases were searchable, or in their first task."""
+    open_here = f'{OPEN_FOLLOWUPS_QUERY} AND TaskQueue = "{task_queue}"'
+    running = (await client.count_workflows(open_here)).count
     counts = {phase.value: (await client.count_workflows(
-        f'{OPEN_FOLLOWUPS_QUERY} AND AftercarePhase = "{phase.value}"')).count
+        f'{open_here} AND AftercarePhase = "{phase.value}"')).count
         for phase in OPEN_PHASES}
     counts["not_recorded"] = running - sum(counts.values())
     return counts
 
 
-async def report_open_followups(client: Client, runtime: Runtime) -> None:
+async def report_open_followups(client: Client, runtime: Runtime, task_queue: str) -> None:
     """Keep ``aftercare_followups_open`` current until cancelled."""
     gauge = runtime.metric_meter.create_gauge(
         "aftercare_followups_open", "Follow-ups still running, by the phase they are in")
     while True:
         try:
-            counts = await open_followups_by_phase(client)
+            counts = await open_followups_by_phase(client, task_queue)
         except (RPCError, RuntimeError):
             pass  # the SDK's own metrics show a lost connection; try again next round
         else:

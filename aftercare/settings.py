@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -129,10 +129,11 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    test_crash_after_provider_accepts: bool = Field(
-        default=False,
+    test_crash_after: Literal["provider_accepts", "audit_commit"] | None = Field(
+        default=None,
         description="Fault tests only: the worker process exits the moment a provider "
-        "accepts a message, before the delivery ledger records it",
+        "accepts a message, before the delivery ledger records it, or the moment a batch "
+        "of the trail is committed, before Temporal hears of it",
     )
 
     @field_validator(

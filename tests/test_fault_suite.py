@@ -211,7 +211,7 @@ async def test_workers_killed_again_and_again_fail_no_followup_and_send_nothing_
         log = tmp_path / "worker.log"
         # The first incarnation exits the moment a provider accepts its first message,
         # before the delivery ledger hears of it.
-        worker = start_worker({**env_, "AFTERCARE_TEST_CRASH_AFTER_PROVIDER_ACCEPTS": "true"}, log)
+        worker = start_worker({**env_, "AFTERCARE_TEST_CRASH_AFTER": "provider_accepts"}, log)
         client = await server.client(settings)
         book = PolicyBook.load(settings.policy_file)
         handles: list[WorkflowHandle] = []
@@ -225,6 +225,12 @@ async def test_workers_killed_again_and_again_fail_no_followup_and_send_nothing_
 
         exit_code = await asyncio.wait_for(asyncio.to_thread(worker.wait, 90), 100)
         assert exit_code == CRASH_EXIT_CODE, "the worker died right after the provider accepted"
+        kills += 1
+        # The next one exits the moment a batch of the trail is committed, before Temporal
+        # hears of it: its successor must store the same entries again, as a no-op.
+        worker = start_worker({**env_, "AFTERCARE_TEST_CRASH_AFTER": "audit_commit"}, log)
+        exit_code = await asyncio.wait_for(asyncio.to_thread(worker.wait, 60), 70)
+        assert exit_code == CRASH_EXIT_CODE, "the worker died right after an audit commit"
         kills += 1
         faults_began = time.monotonic()
         for lifetime in kills_after:

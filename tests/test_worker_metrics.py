@@ -65,7 +65,7 @@ async def metered(
     runtime = worker_runtime(settings)
     client = await connect(settings, runtime)
     store = await AuditStore.open(sqlite_url)
-    census = asyncio.create_task(report_open_followups(client, runtime))
+    census = asyncio.create_task(report_open_followups(client, runtime, settings.task_queue))
     try:
         async with running_worker(client, settings):
             yield FollowUpHarness(temporal_env, settings, sms_outbox, mailbox, booking_sink,
@@ -98,7 +98,7 @@ async def test_metrics_endpoint_serves_sdk_and_aftercare_metrics_without_ids(
     await handle.execute_update(DepartureFollowUp.acknowledge, Acknowledge(staff_id="t-oncall"))
     await followups.until(handle, lambda s: s.phase is Phase.AWAITING_RESOLUTION,
                           "waiting for staff to resolve")
-    by_phase = await open_followups_by_phase(followups.env.client)
+    by_phase = await open_followups_by_phase(followups.env.client, followups.settings.task_queue)
     assert by_phase["awaiting_resolution"] == 1, by_phase
     assert sum(by_phase.values()) == 1, by_phase
     await handle.execute_update(DepartureFollowUp.resolve,
@@ -139,7 +139,7 @@ async def test_a_locked_audit_store_shows_as_failed_trail_writes_then_as_lag(
     database = make_url(followups.settings.audit_database_url).database
     handle = await followups.start(make_event("imminent"))
     # A backup or an auditor's long transaction holds the audit store's write lock.
-    holder = sqlite3.connect(database, isolation_level=None)
+    holder = sqlite3.connect(database, isolation_level=None, timeout=30)
     holder.execute("BEGIN EXCLUSIVE")
     try:
         await followups.until_step(handle, "staff_page_sent")

@@ -65,7 +65,7 @@ async def test_a_worker_killed_after_twilio_accepted_a_text_never_sends_it_twice
     address = followups.client.service_client.config.target_host
     environment = worker_environment(followups.settings, address)
     crashing = start_worker(
-        {**environment, "AFTERCARE_TEST_CRASH_AFTER_PROVIDER_ACCEPTS": "true"})
+        {**environment, "AFTERCARE_TEST_CRASH_AFTER": "provider_accepts"})
     replacement = None
     try:
         handle = await followups.start(make_event())
