@@ -288,7 +288,8 @@ async def test_workers_killed_again_and_again_fail_no_followup_and_send_nothing_
         server.stop(signal.SIGKILL)
         await store.close()
 
-    print(f"{kills} worker kills (one right after the outbox accepted a text); a page is on "
+    print(f"{kills} worker kills (one right after the outbox accepted a text, one right after "
+          f"an audit commit); a page is on "
           f"time within {allowed:.1f} s of when it fell due")
     figures.assert_zeros()
 
