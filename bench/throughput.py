@@ -160,13 +160,16 @@ def departure(phone: str) -> DepartureEvent:
 
 
 def bench_policies(booking: BookingSink) -> PolicyBook:
-    """Check in at once, no quiet hours; the reschedule offer is made and declined."""
+    """Check in at once, no quiet hours; the reschedule offer is made and declined, and the
+    follow-up listens a second for late texts before it closes."""
     return PolicyBook({"default": {}, CLINIC: {
         "clinic_name": "Bench Clinic",
         "checkin_delay": ZERO,
         "quiet_hours": None,
+        "listen_after_close": "PT1S",
         "reschedule": {"slots": [{"after": "P1D", "at": "10:00"}], "offer_window": "PT1H",
-                       "webhook_url": booking.webhook_url(CLINIC)},
+                       "webhook_url": booking.webhook_url(CLINIC),
+                       "webhook_private_network": True},
     }})
 
 
