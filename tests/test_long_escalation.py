@@ -9,7 +9,6 @@ A dev server of its own suggests continue-as-new after 150 events (Temporal's de
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -36,14 +35,9 @@ SECONDS_ESCALATION = {
 
 @pytest.fixture
 async def short_histories(
-    delivery_settings, sms_outbox, mailbox, booking_sink, sqlite_url, encryption_keys,
+    worker_settings, sms_outbox, mailbox, booking_sink,
 ) -> AsyncIterator[FollowUpHarness]:
-    settings = delivery_settings.model_copy(update={
-        "task_queue": f"tq-{uuid.uuid4()}",
-        "audit_database_url": sqlite_url,
-        "encryption_keys": encryption_keys,
-        "lookup_secret": "lookup-secret-for-tests",
-    })
+    settings = worker_settings
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         ip="127.0.0.1",

@@ -13,8 +13,6 @@ send writes the same text and the SMS activity can recognise a copy Twilio alrea
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -22,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aftercare.links.one_click import InvalidLink
+from aftercare.links.one_click import InvalidLink, urlsafe_decode, urlsafe_encode
 from aftercare.settings import Settings
 from workflows.models import AuditEntry, OutboundMessage
 
@@ -31,6 +29,7 @@ ESCALATION_LINK_PATH = "/e/"
 # Binds the tag to this use: the same secret signs email links for another purpose.
 _PURPOSE = b"aftercare-escalation-link-v1."
 _TAG_BYTES = 16
+_MALFORMED = "malformed escalation link"
 
 
 @dataclass(frozen=True)
@@ -44,22 +43,24 @@ class EscalationLink:
 def issue_escalation_token(
     secret: str, workflow_id: str, staff_id: str, code: str, message_key: str
 ) -> str:
-    nonce = _b64encode(_tag(secret, f"nonce.{workflow_id}\n{message_key}")[:6])
+    nonce = urlsafe_encode(_tag(secret, f"nonce.{workflow_id}\n{message_key}")[:6])
     claim = [workflow_id, staff_id, code, nonce]
-    payload = _b64encode(json.dumps(claim, separators=(",", ":")).encode())
-    return f"{payload}.{_b64encode(_tag(secret, payload))}"
+    payload = urlsafe_encode(json.dumps(claim, separators=(",", ":")).encode())
+    return f"{payload}.{urlsafe_encode(_tag(secret, payload))}"
 
 
 def read_escalation_token(secret: str, token: str) -> EscalationLink:
     payload, dot, tag = token.partition(".")
     if not dot or not payload or not tag:
-        raise InvalidLink("malformed escalation link")
-    if not hmac.compare_digest(_b64decode(tag), _tag(secret, payload)):
+        raise InvalidLink(_MALFORMED)
+    if not hmac.compare_digest(urlsafe_decode(tag, malformed=_MALFORMED),
+                               _tag(secret, payload)):
         raise InvalidLink("escalation link signature does not match")
     try:
-        workflow_id, staff_id, code, nonce = json.loads(_b64decode(payload))
+        claim = urlsafe_decode(payload, malformed=_MALFORMED)
+        workflow_id, staff_id, code, nonce = json.loads(claim)
     except (ValueError, TypeError) as err:
-        raise InvalidLink("malformed escalation link") from err
+        raise InvalidLink(_MALFORMED) from err
     return EscalationLink(workflow_id=str(workflow_id), staff_id=str(staff_id), code=str(code),
                           nonce=str(nonce))
 
@@ -91,13 +92,3 @@ def _tag(secret: str, payload: str) -> bytes:
     digest = hmac.new(secret.encode(), _PURPOSE + payload.encode(), hashlib.sha256).digest()
     return digest[:_TAG_BYTES]
 
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64decode(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as err:
-        raise InvalidLink("malformed escalation link") from err

@@ -48,18 +48,18 @@ def issue_link_token(
         "exp": int((now + ttl).timestamp()),
         "jti": secrets.token_urlsafe(12),
     }
-    payload = _b64encode(json.dumps(claim, separators=(",", ":")).encode())
-    return f"{payload}.{_b64encode(_sign(secret, payload))}"
+    payload = urlsafe_encode(json.dumps(claim, separators=(",", ":")).encode())
+    return f"{payload}.{urlsafe_encode(_sign(secret, payload))}"
 
 
 def read_link_token(secret: str, token: str, now: datetime) -> LinkClaim:
     payload, dot, signature = token.partition(".")
     if not dot or not payload or not signature:
         raise InvalidLink("malformed link token")
-    if not hmac.compare_digest(_b64decode(signature), _sign(secret, payload)):
+    if not hmac.compare_digest(urlsafe_decode(signature), _sign(secret, payload)):
         raise InvalidLink("link token signature does not match")
     try:
-        claim = json.loads(_b64decode(payload))
+        claim = json.loads(urlsafe_decode(payload))
         parsed = LinkClaim(
             workflow_id=str(claim["wf"]),
             action=str(claim["act"]),
@@ -78,12 +78,13 @@ def _sign(secret: str, payload: str) -> bytes:
     return hmac.new(secret.encode(), _PURPOSE + payload.encode(), hashlib.sha256).digest()
 
 
-def _b64encode(data: bytes) -> str:
+def urlsafe_encode(data: bytes) -> str:
+    """URL-safe base64 without padding, as the links carry it."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _b64decode(text: str) -> bytes:
+def urlsafe_decode(text: str, *, malformed: str = "malformed link token") -> bytes:
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as err:
-        raise InvalidLink("malformed link token") from err
+        raise InvalidLink(malformed) from err
