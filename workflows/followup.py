@@ -260,7 +260,7 @@ class DepartureFollowUp(Outreach):
         self.enter(Phase.AWAITING_RESOLUTION)
         chain = self.policy.escalation
         while not self.resolved():
-            since = await self.hand_on_if_long()
+            since = await self.hand_on_if_long(chain.resolve_reminder)
             await self.wait_until(since + chain.resolve_reminder, "resolution",
                                   self.resolved)
             if not self.resolved():
@@ -284,7 +284,7 @@ class DepartureFollowUp(Outreach):
             if self.restart_chain:
                 self.restart_chain, esc.round = False, 0
             if esc.round >= rounds_before_alert:
-                since = await self.hand_on_if_long()
+                since = await self.hand_on_if_long(chain.repage_every)
             esc.round += 1
             if esc.round > rounds_before_alert:
                 await self.wait_until(since + chain.repage_every, "paging again",
@@ -729,20 +729,26 @@ class DepartureFollowUp(Outreach):
 
     # ------------------------------------------------------------------ continue-as-new
 
-    async def hand_on_if_long(self) -> datetime:
+    async def hand_on_if_long(self, next_round_after: timedelta) -> datetime:
         """Between rounds of paging or reminders: when Temporal suggests the history has
         grown long (an escalation paging or waiting for days, a flood of texts), hand on to a
         new run of this follow-up, same workflow id, the trail and the escalation carried
         over. Only once nothing is in flight, so no page, reply or trail entry is left
-        behind; if that takes more than a moment, at the next round. Returns when the wait
-        before the next round began: the new run keeps that clock."""
+        behind; if that takes more than a moment (never past the next round), at the next
+        round. Returns when the wait before the next round began: the new run keeps that
+        clock."""
         since = self.carried_clock or workflow.now()
         self.carried_clock = None
         if not (self.bounded_history and workflow.info().is_continue_as_new_suggested()):
             return since
         try:
-            await workflow.wait_condition(self.nothing_in_flight, timeout=HAND_ON_PATIENCE)
+            # A crisis text meanwhile must restart the chain at once, not after the patience.
+            await workflow.wait_condition(
+                lambda: self.nothing_in_flight() or self.restart_chain,
+                timeout=min(HAND_ON_PATIENCE, next_round_after))
         except TimeoutError:
+            return since
+        if not self.nothing_in_flight():
             return since
         assert self.escalation is not None
         workflow.continue_as_new(FollowUpInput(
