@@ -768,7 +768,7 @@ class DepartureFollowUp(Outreach):
 
     def nothing_in_flight(self) -> bool:
         return (not (self.inbox or self.failed_deliveries or self.acting_on_reply
-                     or self.pending_reason or self.restart_chain)
+                     or self.pending_reason or self.restart_chain or self.pending_notes)
                 and all(task.done() for task in self.in_flight)
                 and self.audit_backlog() == 0
                 and workflow.all_handlers_finished())
