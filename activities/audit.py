@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.delivery_ledger import CRASH_EXIT_CODE
 from aftercare.temporal.codec import EncryptionCodec
-from aftercare.trail.store import AuditConflictError, AuditStore
+from aftercare.trail.store import AuditConflictError, AuditStore, StoredView
 from workflows.models import AuditBatch
 
 AUDIT_CONFLICT = "AuditConflict"
@@ -29,9 +29,13 @@ class AuditActivities:
     @activity.defn
     async def append_audit_entries(self, batch: AuditBatch) -> None:
         """Idempotent: a retried batch re-appends the same entries, which is a no-op. Staff
-        notes in the batch are sealed before they are stored."""
+        notes and the client's reply for review are sealed before they are stored."""
+        view = batch.view and StoredView(
+            view=batch.view,
+            sealed_reply=batch.view.reply_for_review
+            and self._codec.seal(batch.view.reply_for_review.encode()))
         try:
-            await self._store.append(batch.entries)
+            await self._store.append(batch.entries, view)
         except AuditConflictError as err:
             raise ApplicationError(str(err), type=AUDIT_CONFLICT, non_retryable=True) from None
         if batch.notes:

@@ -135,12 +135,13 @@ class _CountActivities(ActivityInboundInterceptor):
         try:
             result = await self.next.execute_activity(input)
             outcome = "stored"
-            # On Temporal's clock, as the entries' times are: from sealing to this attempt.
-            lag = activity.info().current_attempt_scheduled_time - batch.entries[0].at
-            meter.create_histogram_float(
-                "aftercare_audit_lag_seconds",
-                "How long ago a stored batch's oldest trail entry was sealed", "s",
-            ).record(max(0.0, lag.total_seconds()))
+            if batch.entries:
+                # On Temporal's clock, as the entries' times are: from sealing to this attempt.
+                lag = activity.info().current_attempt_scheduled_time - batch.entries[0].at
+                meter.create_histogram_float(
+                    "aftercare_audit_lag_seconds",
+                    "How long ago a stored batch's oldest trail entry was sealed", "s",
+                ).record(max(0.0, lag.total_seconds()))
             return result
         except ApplicationError as err:
             if err.non_retryable:

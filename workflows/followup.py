@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         FollowUpInput,
         FollowUpOutcome,
         FollowUpStatus,
+        FollowUpView,
         LinkAction,
         OutboundMessage,
         Phase,
@@ -122,6 +123,8 @@ class DepartureFollowUp(Outreach):
         self.phase_searchable = False
         self.trail_stored = self.trail_refused = 0
         self.pending_notes = []
+        self.published_view: FollowUpView | None = None
+        self.view_revision = 0
         self.bounded_history = False
         self.escalated_from: EscalatedFrom = "protocol"
         self.carried_clock: datetime | None = None
@@ -517,24 +520,29 @@ class DepartureFollowUp(Outreach):
         if self.cancellation is not None:
             raise ValueError(f"already cancelled by {self.cancellation.staff_id}")
 
-    @workflow.query
-    def status(self) -> FollowUpStatus:
-        return FollowUpStatus(
+    def view(self) -> FollowUpView:
+        return FollowUpView(
             workflow_id=self.trail.workflow_id,
             clinic_id=self.event.clinic_id,
             risk_level=self.event.risk_level,
+            departed_at=self.event.departed_at,
             phase=self.phase,
             next_deadline=self.next_deadline,
             next_deadline_reason=self.next_deadline_reason,
             opted_out=self.opted_out,
             client_safe=self.client_safe,
             channel=self.channel,
-            escalation=self.escalation,
+            escalation=self.escalation and self.escalation.model_copy(deep=True),
             reply_for_review=self.reply_for_review,
             closed_reason=self.closed_reason,
-            audit_backlog=self.audit_backlog(),
-            trail=self.trail.entries,
+            trail_length=len(self.trail.entries),
         )
+
+    @workflow.query
+    def status(self) -> FollowUpStatus:
+        """For operators and tests: people read the view the audit store keeps."""
+        return FollowUpStatus(**self.view().model_dump(), audit_backlog=self.audit_backlog(),
+                              trail=self.trail.entries)
 
     # ------------------------------------------------------------------ replies
 
@@ -938,4 +946,4 @@ class DepartureFollowUp(Outreach):
 
     def action_result(self, message: str) -> ActionResult:
         return ActionResult(workflow_id=self.trail.workflow_id, state=self.phase.value,
-                            message=message)
+                            message=message, view=self.view())

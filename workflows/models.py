@@ -192,10 +192,6 @@ class Cancel(Model):
     reason: str = Field(min_length=1, max_length=200)
 
 
-class ActionResult(Model):
-    workflow_id: str
-    state: str
-    message: str
 
 
 # --- the audit trail ----------------------------------------------------------------
@@ -263,10 +259,15 @@ class EscalationState(Model):
     started_seq: int = 0
 
 
-class FollowUpStatus(Model):
+class FollowUpView(Model):
+    """What people read about a follow-up: the workflow keeps it current and stores it with
+    each batch of its trail, so the board, the escalation page and ``GET`` read it from the
+    audit store without running workflow code, with every worker down."""
+
     workflow_id: str
     clinic_id: str
     risk_level: RiskLevel
+    departed_at: datetime
     phase: Phase
     next_deadline: datetime | None = None
     next_deadline_reason: str | None = None
@@ -278,6 +279,23 @@ class FollowUpStatus(Model):
         default=None, description="A reply on-call staff were asked to read"
     )
     closed_reason: str | None = None
+    trail_length: int = Field(default=0, description="Entries in the trail as of this view")
+    revision: int = Field(default=0, description="Grows with every change: a store keeps the "
+                          "highest it was given, whatever order batches arrive in")
+    updated_at: datetime | None = Field(default=None, description="Workflow time of the change")
+
+
+class ActionResult(Model):
+    workflow_id: str
+    state: str
+    message: str
+    view: FollowUpView | None = Field(
+        default=None, description="The follow-up as the action left it")
+
+
+class FollowUpStatus(FollowUpView):
+    """The view with its trail: what ``GET /v1/followups/{id}`` and the status query return."""
+
     audit_backlog: int = Field(
         default=0, description="Trail entries not yet in the audit store (it is catching up)"
     )
@@ -353,6 +371,7 @@ class StaffNote(Model):
 class AuditBatch(Model):
     entries: list[AuditEntry]
     notes: list[StaffNote] = Field(default_factory=list)
+    view: FollowUpView | None = None
 
 
 # --- continue-as-new ---------------------------------------------------------------

@@ -9,7 +9,7 @@ and every step is sealed into the trail and written to the audit store at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         DeliveryFailure,
         DepartureEvent,
         EscalationState,
+        FollowUpView,
         LinkAction,
         OutboundMessage,
         PageState,
@@ -101,6 +102,10 @@ class Outreach:
     trail_refused: int
     # Staff free text (it may hold PHI) travels beside the trail, sealed by the audit store.
     pending_notes: list[StaffNote]
+    # What people read, as last handed to the audit store, and how often it changed.
+    published_view: FollowUpView | None
+    view_revision: int
+    view: Callable[[], FollowUpView]
 
     def patched(self, patch_id: str) -> bool:
         """``workflow.patched`` for the patches before "every-reply-acted-on". A follow-up
@@ -147,13 +152,15 @@ class Outreach:
         and the trail catches up when the store returns.
         """
         while True:
-            await workflow.wait_condition(self.trail.has_unwritten)
+            await workflow.wait_condition(
+                lambda: self.trail.has_unwritten() or self.view_changed())
             batch = self.trail.take_unwritten()
-            notes = [n for n in self.pending_notes if n.audit_seq <= batch[-1].seq]
+            notes = [n for n in self.pending_notes if batch and n.audit_seq <= batch[-1].seq]
             self.pending_notes = [n for n in self.pending_notes if n not in notes]
             try:
                 await workflow.execute_activity(
-                    "append_audit_entries", AuditBatch(entries=batch, notes=notes),
+                    "append_audit_entries",
+                    AuditBatch(entries=batch, notes=notes, view=self.publish_view()),
                     start_to_close_timeout=timedelta(seconds=30), retry_policy=AUDIT_RETRY,
                 )
             except ActivityError:
@@ -165,6 +172,16 @@ class Outreach:
                 self.trail_refused += len(batch)
                 continue
             self.trail_stored += len(batch)
+
+    def view_changed(self) -> bool:
+        return self.view() != self.published_view
+
+    def publish_view(self) -> FollowUpView:
+        """The view as it stands, numbered, for the audit store to keep with the batch."""
+        self.published_view = self.view()
+        self.view_revision += 1
+        return self.published_view.model_copy(update={
+            "revision": self.view_revision, "updated_at": workflow.now()})
 
     def audit_backlog(self) -> int:
         """Entries sealed but not yet in the audit store."""

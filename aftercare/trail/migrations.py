@@ -29,6 +29,7 @@ from aftercare.trail.schema import (
     access_log,
     audit_checkpoints,
     deliveries,
+    followup_views,
     inbound_webhooks,
     metadata,
     schema_version,
@@ -135,6 +136,10 @@ def _create_inbound_webhooks(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[inbound_webhooks])
 
 
+def _create_followup_views(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[followup_views])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "audit entries, deliveries and access log", _create_tables),
     Migration(2, "refuse UPDATE and DELETE on append-only tables", _refuse_updates_and_deletes),
@@ -147,6 +152,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "signed checkpoints of each chain's head, append-only",
               _create_audit_checkpoints),
     Migration(8, "staff free text, sealed, append-only", _create_staff_notes),
+    Migration(9, "what people read about each follow-up, kept with its trail",
+              _create_followup_views),
 )
 
 

@@ -157,4 +157,20 @@ inbound_webhooks = sa.Table(
     sa.Index("inbound_webhooks_waiting", "delivered_at", "received_at"),
 )
 
+# What people read about each follow-up (workflows.models.FollowUpView), written with the
+# trail's batches: the newest revision only. The client's reply for review is sealed apart.
+followup_views = sa.Table(
+    "followup_views",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("clinic_id", sa.String(OPAQUE_ID_MAX_LENGTH), nullable=False),
+    sa.Column("phase", sa.String(40), nullable=False),
+    sa.Column("is_open", sa.Boolean, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("view", sa.JSON, nullable=False),
+    sa.Column("sealed_reply", sa.LargeBinary),
+    sa.Index("followup_views_of_clinic", "clinic_id", "is_open", "updated_at"),
+)
+
 APPEND_ONLY_TABLES = ("audit_entries", "deliveries", "access_log")

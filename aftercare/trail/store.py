@@ -37,11 +37,19 @@ from aftercare.trail.schema import (
     audit_checkpoints,
     audit_entries,
     deliveries,
+    followup_views,
     send_attempts,
     staff_notes,
     used_links,
 )
-from workflows.models import AuditEntry, Delivery, StaffNote, followup_workflow_id
+from workflows.models import (
+    AuditEntry,
+    Delivery,
+    FollowUpView,
+    Phase,
+    StaffNote,
+    followup_workflow_id,
+)
 from workflows.trail import entry_digest
 
 DISCLOSURE_STEP = "emergency_contact_notified"
@@ -77,6 +85,13 @@ class SealedNote(BaseModel):
     staff_id: str
     sealed_text: bytes
     recorded_at: AwareDatetime
+
+
+class StoredView(BaseModel):
+    """A follow-up's view as last stored, its reply for review still sealed."""
+
+    view: FollowUpView
+    sealed_reply: bytes | None = None
 
 
 class AccessRecord(BaseModel):
@@ -119,10 +134,13 @@ class AuditStore:
 
     # --- the trail ------------------------------------------------------------------
 
-    async def append(self, entries: Sequence[AuditEntry]) -> None:
-        """Record sealed entries and a signed checkpoint of each chain's new head, in one
-        transaction. Re-appending an identical entry is a no-op (a retried activity); a
-        different entry under an existing (workflow_id, seq) is refused."""
+    async def append(
+        self, entries: Sequence[AuditEntry], view: StoredView | None = None
+    ) -> None:
+        """Record sealed entries and a signed checkpoint of each chain's new head, and the
+        follow-up's view with them, in one transaction. Re-appending an identical entry is a
+        no-op (a retried activity); a different entry under an existing (workflow_id, seq) is
+        refused. A view older than the one stored is ignored."""
         if not self._signing_keys:
             raise UnsignableTrailError(
                 "this audit store was opened without AFTERCARE_AUDIT_SIGNING_KEYS: it cannot "
@@ -135,13 +153,17 @@ class AuditStore:
                     "match its contents"
                 )
         try:
-            await self._append_missing(entries)
+            await self._append_missing(entries, view)
         except IntegrityError:
             # Another writer inserted some of these between our read and our insert.
-            await self._append_missing(entries)
+            await self._append_missing(entries, view)
 
-    async def _append_missing(self, entries: Sequence[AuditEntry]) -> None:
+    async def _append_missing(
+        self, entries: Sequence[AuditEntry], view: StoredView | None = None
+    ) -> None:
         async with self._engine.begin() as conn:
+            if view is not None:
+                await _keep_newest_view(conn, view)
             for entry in entries:
                 existing = await _entry_at(conn, entry.workflow_id, entry.seq)
                 if existing is None:
@@ -178,6 +200,34 @@ class AuditStore:
                  .order_by(audit_checkpoints.c.seq))
         async with self._reader.connect() as conn:
             return [Checkpoint.model_validate(row._asdict()) for row in await conn.execute(query)]
+
+    # --- what people read ------------------------------------------------------------
+
+    async def view(self, workflow_id: str) -> StoredView | None:
+        query = sa.select(followup_views).where(followup_views.c.workflow_id == workflow_id)
+        async with self._engine.execution_options(**READS_ONLY).connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _row_view(row)
+
+    async def open_views(
+        self, clinic_id: str, *, limit: int | None = None, offset: int = 0
+    ) -> list[StoredView]:
+        """The clinic's follow-ups not yet closed, oldest change first."""
+        query = (sa.select(followup_views)
+                 .where(followup_views.c.clinic_id == clinic_id, followup_views.c.is_open)
+                 .order_by(followup_views.c.updated_at, followup_views.c.workflow_id)
+                 .offset(offset).limit(limit))
+        async with self._engine.execution_options(**READS_ONLY).connect() as conn:
+            return [_row_view(row) for row in await conn.execute(query)]
+
+    async def closed_views(self, clinic_id: str, since: datetime) -> list[StoredView]:
+        """The clinic's follow-ups closed since ``since``, newest first."""
+        query = (sa.select(followup_views)
+                 .where(followup_views.c.clinic_id == clinic_id, ~followup_views.c.is_open,
+                        followup_views.c.updated_at >= since)
+                 .order_by(followup_views.c.updated_at.desc()))
+        async with self._engine.execution_options(**READS_ONLY).connect() as conn:
+            return [_row_view(row) for row in await conn.execute(query)]
 
     async def entries(self, workflow_id: str) -> list[AuditEntry]:
         """One follow-up's trail, in chain order."""
@@ -464,6 +514,33 @@ async def _delivery_of(
     return Delivery(
         channel=row.channel, provider_message_id=row.provider_message_id, already_sent=True
     )
+
+
+async def _keep_newest_view(conn: AsyncConnection, stored: StoredView) -> None:
+    view = stored.view
+    found = await conn.scalar(sa.select(followup_views.c.revision).where(
+        followup_views.c.workflow_id == view.workflow_id))
+    if found is not None and found >= view.revision:
+        return  # a retried or overtaken batch: the store already has this or a newer view
+    assert view.updated_at is not None
+    values = {
+        "clinic_id": view.clinic_id, "phase": view.phase.value,
+        "is_open": view.phase is not Phase.CLOSED, "revision": view.revision,
+        "updated_at": view.updated_at, "sealed_reply": stored.sealed_reply,
+        # The client's own words stay sealed: the readable view never holds them.
+        "view": view.model_dump(mode="json", exclude={"reply_for_review"}),
+    }
+    if found is None:
+        await conn.execute(followup_views.insert().values(workflow_id=view.workflow_id,
+                                                          **values))
+    else:
+        await conn.execute(followup_views.update()
+                           .where(followup_views.c.workflow_id == view.workflow_id)
+                           .values(**values))
+
+
+def _row_view(row: sa.Row) -> StoredView:
+    return StoredView(view=FollowUpView.model_validate(row.view), sealed_reply=row.sealed_reply)
 
 
 def _row_entry(row: sa.Row) -> AuditEntry:
