@@ -68,13 +68,14 @@ def test_an_altered_link_is_refused() -> None:
 
 def test_a_link_lasts_a_day_after_the_newest_page_to_its_staff_member() -> None:
     trail = TrailBuilder("followup-clinic-42-s-1")
-    trail.add(NOW, "escalation_started")
+    trail.add(NOW, "escalation_started", detail={"code": "111111"})
     trail.add(NOW, "staff_page_sent", recipient="staff:t-oncall")
     trail.add(NOW + timedelta(hours=3), "staff_page_sent", recipient="staff:t-backup")
     trail.add(NOW + timedelta(hours=5), "staff_page_sent", recipient="staff:t-oncall")
-    assert link_expires_at(trail.entries, 1, "t-oncall") == NOW + timedelta(hours=29)
-    assert link_expires_at(trail.entries, 1, "t-backup") == NOW + timedelta(hours=27)
-    assert link_expires_at(trail.entries, 4, "t-oncall") is None
+    trail.add(NOW + timedelta(hours=6), "escalation_started", detail={"code": "222222"})
+    assert link_expires_at(trail.entries, "111111", "t-oncall") == NOW + timedelta(hours=29)
+    assert link_expires_at(trail.entries, "111111", "t-backup") == NOW + timedelta(hours=27)
+    assert link_expires_at(trail.entries, "222222", "t-oncall") is None
 
 
 def test_an_emailed_page_carries_the_link_too() -> None:

@@ -256,7 +256,14 @@ class EscalationState(Model):
     resolved_at: datetime | None = None
     outcome: ResolutionOutcome | None = None
     exhausted: bool = False
-    started_seq: int = 0
+    contact_noticed: bool = Field(
+        default=False, description="The emergency contact was notified (or skipped for want "
+        "of consent): once per escalation")
+    client_answered: bool = Field(
+        default=False, description="The client sent a safe reply while it was open")
+    resume_at: datetime | None = Field(
+        default=None, description="When the chain's current wait ends (a level's ack "
+        "timeout or the next reminder): a new run of the follow-up goes on from there")
 
 
 class FollowUpView(Model):
@@ -377,34 +384,45 @@ class AuditBatch(Model):
 # --- continue-as-new ---------------------------------------------------------------
 
 
-EscalatedFrom = Literal["protocol", "reschedule", "listening"]
+class NextStep(StrEnum):
+    """Where the protocol goes on once an open escalation is resolved."""
+
+    CHECK_IN = "check_in"
+    OFFER = "offer"
+    LISTEN = "listen"
+
+    def after(self) -> NextStep:
+        return {NextStep.CHECK_IN: NextStep.OFFER}.get(self, NextStep.LISTEN)
+
+
+class OutboxState(Model):
+    channel: Channel
+    opted_out: bool = False
+    messages_sent: int = 0
+    sent: dict[str, tuple[str, OutboundMessage]] = Field(default_factory=dict)
 
 
 class CarriedOver(Model):
     """What a follow-up hands to the next run of itself when its history grows long: an
-    escalation that pages or waits for days continues there, under the same workflow id."""
+    escalation that pages or waits for days continues there, under the same workflow id.
+    A new follow-up starts from the defaults."""
 
-    escalated_from: EscalatedFrom
-    phase: Phase
-    clock: datetime  # when the wait before the next round began
-    escalation: EscalationState
-    trail: list[AuditEntry]
+    next_step: NextStep = NextStep.CHECK_IN
+    stage: Phase = Phase.RECEIVED
+    escalation: EscalationState | None = None
+    trail: list[AuditEntry] = Field(default_factory=list)
     trail_refused: int = 0
-    channel: Channel
-    opted_out: bool
-    client_responded: bool
-    client_safe: bool
-    unreachable: bool
+    view_revision: int = 0
+    outbox: OutboxState | None = None
+    client_safe: bool = False
+    unreachable: bool = False
     reply_for_review: str | None = None
-    messages_sent: int
-    sent: dict[str, tuple[str, OutboundMessage]]
-    last_delivery: dict[str, Delivery]
-    contact_noticed: list[str]
-    chosen_slot: datetime | None = None
-    declined: bool = False
 
 
 class FollowUpInput(Model):
     event: DepartureEvent
     policy: ClinicPolicy
     carried_over: CarriedOver | None = None
+    late_reply_to: str | None = Field(
+        default=None, description="The follow-up a text came after: this one was started "
+        "for it, and its reply arrives with the start")

@@ -113,10 +113,11 @@ class EscalationChain(PolicyModel):
     ack_timeout: timedelta = timedelta(minutes=10)
     repeats: int = Field(default=1, ge=0, le=10)
     resolve_reminder: timedelta = timedelta(hours=1)
-    repage_every: timedelta = Field(
-        default=timedelta(minutes=15),
+    repage_every: timedelta | None = Field(
+        default=None,
         description="Once every level was paged and nobody acknowledged, the chain is "
-        "paged again from level 1 this often, until someone does",
+        "paged again from level 1 after this pause; by default at once, right after the "
+        "last level's ack timeout, until someone acknowledges",
     )
 
     def ack_timeout_for(self, level: EscalationLevel) -> timedelta:

@@ -37,6 +37,9 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "emergency_contact_notice": frozenset({"contact_name", "first_name", "clinic"}),
     "subject_client": _TO_CLIENT,
     "subject_staff": _TO_STAFF,
+    "subject_staff_resolved": _TO_STAFF,
+    "subject_staff_cancelled": _TO_STAFF,
+    "subject_staff_reminder": _TO_STAFF,
 }
 
 # Values of the same types the workflow passes, to try a template's format specs on.
@@ -95,6 +98,10 @@ class MessageTemplates(BaseModel):
     emergency_contact_notice: str
     subject_client: str
     subject_staff: str
+    # Subjects that say what a message is: only a page or a reply needs the reader now.
+    subject_staff_resolved: str = "Aftercare: follow-up {ref} resolved, no action needed"
+    subject_staff_cancelled: str = "Aftercare: follow-up {ref} closed by staff, no action needed"
+    subject_staff_reminder: str = "Aftercare: follow-up {ref} acknowledged, still to resolve"
 
     @field_validator(*PLACEHOLDERS)
     @classmethod
@@ -201,6 +208,10 @@ DEFAULT_TEMPLATES: dict[str, MessageTemplates] = {
         ),
         subject_client="Un mensaje de {clinic}",
         subject_staff="Aftercare: el seguimiento {ref} necesita atención",
+        subject_staff_resolved="Aftercare: seguimiento {ref} resuelto, nada que hacer",
+        subject_staff_cancelled=(
+            "Aftercare: seguimiento {ref} cerrado por el personal, nada que hacer"),
+        subject_staff_reminder="Aftercare: seguimiento {ref} reconocido, falta resolverlo",
     ),
 }
 

@@ -1,20 +1,27 @@
 """The per-follow-up hash chain: how an audit entry is sealed and how a chain is checked.
 
 Pure functions over ``AuditEntry``: the workflow seals entries as it takes each step, the
-audit store and the auditor's ``verify`` recompute the same hashes.
+audit store and the auditor's ``verify`` recompute the same hashes. ``TrailWriter`` is the
+workflow's side: it seals steps and hands them to the audit store in batches.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workflows.models import AuditEntry
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from workflows.models import AuditBatch, AuditEntry, FollowUpView, StaffNote
 
 GENESIS = "0" * 64
+# The audit store is retried until it answers: the trail waits for it, nothing else does.
+AUDIT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 
 
 def canonical_json(fields: dict[str, Any]) -> bytes:
@@ -95,3 +102,78 @@ class TrailBuilder:
         )
         self.entries.append(entry)
         return entry
+
+
+class TrailWriter:
+    """A running follow-up's trail: each step sealed into the chain as it happens, and the
+    sealed entries written to the audit store batch after batch, with the follow-up's view.
+
+    The writer is a regular activity started from a task of its own: its command leaves only
+    with a workflow task the server accepted, so every stored entry is one the history
+    reproduces, and nothing the protocol does ever waits for it. An audit store outage
+    delays the trail (``backlog``), never a page; the trail catches up when the store is back.
+    """
+
+    def __init__(
+        self, workflow_id: str, view: Callable[[], FollowUpView],
+        carried: Sequence[AuditEntry] = (), refused: int = 0, view_revision: int = 0,
+    ) -> None:
+        self.chain = TrailBuilder(workflow_id, carried)
+        self.refused = refused
+        self.stored = len(carried) - refused
+        self.view_revision = view_revision
+        self._view = view
+        self._published: FollowUpView | None = None
+        # Staff free text (it may hold PHI) travels beside the trail, sealed by the store.
+        self._notes: list[StaffNote] = []
+
+    @property
+    def workflow_id(self) -> str:
+        return self.chain.workflow_id
+
+    @property
+    def entries(self) -> list[AuditEntry]:
+        return self.chain.entries
+
+    def record(self, step: str, **fields: object) -> AuditEntry:
+        """Seal one step; it reaches the audit store with the next batch."""
+        entry = self.chain.add(workflow.now(), step, **fields)
+        workflow.logger.info("follow-up step", extra={"step": step, "seq": entry.seq})
+        return entry
+
+    def keep_note(self, kind: str, staff_id: str, text: str) -> None:
+        """Staff free text, stored sealed under the entry just recorded, never in the trail."""
+        self._notes.append(StaffNote(audit_seq=len(self.chain.entries), kind=kind,
+                                     staff_id=staff_id, text=text))
+
+    def backlog(self) -> int:
+        """Entries sealed but not yet in the audit store, and notes waiting with them."""
+        return len(self.chain.entries) - self.stored - self.refused + len(self._notes)
+
+    def _has_news(self) -> bool:
+        return self.chain.has_unwritten() or self._view() != self._published
+
+    async def keep_written(self) -> None:
+        while True:
+            await workflow.wait_condition(self._has_news)
+            batch = self.chain.take_unwritten()
+            notes = [n for n in self._notes if batch and n.audit_seq <= batch[-1].seq]
+            self._published = self._view()
+            self.view_revision += 1
+            view = self._published.model_copy(
+                update={"revision": self.view_revision, "updated_at": workflow.now()})
+            try:
+                await workflow.execute_activity(
+                    "append_audit_entries", AuditBatch(entries=batch, notes=notes, view=view),
+                    start_to_close_timeout=timedelta(seconds=30), retry_policy=AUDIT_RETRY,
+                )
+            except ActivityError:
+                # Only a refused batch ends up here (retries have no deadline): the store
+                # holds other entries under these numbers. Operators must see it; the
+                # follow-up goes on, and verify/replay will name the difference.
+                workflow.logger.error("audit store refused a batch of this follow-up's trail",
+                                      extra={"first_seq": batch[0].seq if batch else 0})
+                self.refused += len(batch)
+            else:
+                self.stored += len(batch)
+            self._notes = [n for n in self._notes if n not in notes]

@@ -65,9 +65,11 @@ def read_escalation_token(secret: str, token: str) -> EscalationLink:
                           nonce=str(nonce))
 
 
-def link_expires_at(trail: Sequence[AuditEntry], since_seq: int, staff_id: str) -> datetime | None:
-    """24 hours after the newest page to ``staff_id`` recorded after entry ``since_seq`` (the
-    escalation's start); None while that page is still on its way into the trail."""
+def link_expires_at(trail: Sequence[AuditEntry], code: str, staff_id: str) -> datetime | None:
+    """24 hours after the newest page to ``staff_id`` since the escalation with ``code``
+    started; None while that page is still on its way into the trail."""
+    since_seq = max((entry.seq for entry in trail if entry.step == "escalation_started"
+                     and entry.detail.get("code") == code), default=0)
     pages = [entry.at for entry in trail
              if entry.seq > since_seq and entry.step == "staff_page_sent"
              and entry.recipient == f"staff:{staff_id}"]

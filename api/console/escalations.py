@@ -26,6 +26,7 @@ from aftercare.links.one_click import InvalidLink
 from api.console.records import followup_input
 from api.console.security import SESSION_TTL, StaffSession, start_session
 from api.console.web import Console, ConsoleDep, to_sign_in
+from workflows.escalation import Reason
 from workflows.models import (
     Acknowledge,
     ActionResult,
@@ -35,7 +36,6 @@ from workflows.models import (
     ResolutionOutcome,
     Resolve,
 )
-from workflows.outreach import Reason
 
 router = APIRouter(include_in_schema=False)
 
@@ -72,7 +72,7 @@ async def link_or_refusal(
     # a day after the newest page to this staff member.
     if not escalation_open(status) or status.escalation.code != link.code:
         return console.refusal(request, "link_expired", "link_expired_text", 410)
-    expires = link_expires_at(status.trail, status.escalation.started_seq, link.staff_id)
+    expires = link_expires_at(status.trail, status.escalation.code, link.staff_id)
     if expires is not None and datetime.now(UTC) >= expires:
         return console.refusal(request, "link_expired", "link_expired_text", 410)
     return link, status

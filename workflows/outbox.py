@@ -1,0 +1,327 @@
+"""Sends fired and tracked: every message goes out beside the protocol, never in its way.
+
+A send is a task: the caller gets it back and may look at it, never has to wait for it.
+Each message tries its person's first channel and, when that fails for good or is not
+accepted within the policy's ``fallback_after``, the other one too; the first acceptance
+wins and the rest are withdrawn. Each attempt has its own message key, so a retried
+activity never reaches a provider twice. A defect in our own send code is logged, counted
+and treated as a failed send: it never stalls the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    RetryState,
+    TimeoutType,
+)
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.models import (
+        PERMANENT_DELIVERY_FAILURE,
+        Channel,
+        Delivery,
+        DeliveryFailure,
+        DepartureEvent,
+        LinkAction,
+        OutboundMessage,
+        OutboxState,
+    )
+    from workflows.policy import ClinicPolicy
+    from workflows.trail import TrailWriter
+
+T = TypeVar("T")
+
+SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=[PERMANENT_DELIVERY_FAILURE],
+)
+# How long an ordinary message keeps trying before its moment has passed.
+SEND_DEADLINE = timedelta(minutes=10)
+# A page, a notice or a check-in keeps retrying through a provider outage until it is
+# delivered, withdrawn or this old; meanwhile it also goes out on the other channel.
+PERSISTENT_DEADLINE = timedelta(hours=24)
+DEFECT = "a defect in the send, treated as a failed send"
+
+CLIENT = "client"
+EMERGENCY_CONTACT = "emergency_contact"
+
+
+def staff_recipient(staff_id: str) -> str:
+    return f"staff:{staff_id}"
+
+
+class Outbox:
+    def __init__(self, event: DepartureEvent, policy: ClinicPolicy, language: str,
+                 trail: TrailWriter, carried: OutboxState | None = None) -> None:
+        self.event = event
+        self.policy = policy
+        self.language = language
+        self.trail = trail
+        state = carried or OutboxState(channel=event.client.preferred_channel)
+        # The client's working channel: the one that last accepted a message.
+        self.channel = state.channel
+        self.opted_out = state.opted_out
+        self.messages_sent = state.messages_sent
+        # What each provider message id was, so an undelivered receipt can fall back once.
+        self.sent = state.sent
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.client_tasks: list[asyncio.Task[Any]] = []
+
+    def state(self) -> OutboxState:
+        return OutboxState(channel=self.channel, opted_out=self.opted_out,
+                           messages_sent=self.messages_sent, sent=self.sent)
+
+    def idle(self) -> bool:
+        self.tasks = [task for task in self.tasks if not task.done()]
+        return not self.tasks
+
+    def client_idle(self) -> bool:
+        self.client_tasks = [task for task in self.client_tasks if not task.done()]
+        return not self.client_tasks
+
+    # ------------------------------------------------------------------ firing
+
+    def fire(self, work: Coroutine[Any, Any, T], failed: T) -> asyncio.Task[T]:
+        """Run ``work`` beside the protocol; a defect in it yields ``failed``."""
+
+        async def guarded() -> T:
+            try:
+                return await work
+            except (ActivityError, asyncio.CancelledError):
+                raise
+            except Exception:
+                workflow.logger.exception(DEFECT)
+                workflow.metric_meter().create_counter(
+                    "aftercare_send_defects", "Sends that failed by a defect in our own code"
+                ).add(1)
+                return failed
+
+        task = asyncio.create_task(guarded())
+        self.tasks.append(task)
+        return task
+
+    def to_client(self, kind: str, *, links: list[LinkAction] | None = None,
+                  lasting: timedelta = SEND_DEADLINE,
+                  on_accepted: Callable[[], None] | None = None,
+                  **fields: str) -> asyncio.Task[bool]:
+        """Message the client; the task is True once a channel accepted it (or the client
+        opted out, when nothing is sent), False when none did within ``lasting``."""
+        task = self.fire(self.message_client(kind, links or [], lasting, on_accepted,
+                                             **fields), False)
+        self.client_tasks.append(task)
+        return task
+
+    def to_staff(self, kind: str, staff_id: str, body: str, ref: str, *,
+                 links: list[LinkAction] | None = None,
+                 lasting: timedelta = SEND_DEADLINE) -> asyncio.Task[Delivery | None]:
+        return self.fire(self.message_staff(kind, staff_id, body, ref, links or [], lasting),
+                         None)
+
+    def withdraw(self, tasks: list[asyncio.Task[Any]]) -> None:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+
+    # ------------------------------------------------------------------ the people
+
+    async def message_client(self, kind: str, links: list[LinkAction], lasting: timedelta,
+                             on_accepted: Callable[[], None] | None, **extra: str) -> bool:
+        if self.opted_out:
+            self.trail.record(f"{kind}_suppressed", recipient=CLIENT, outcome="opted out")
+            return True
+        client = self.event.client
+        templates = self.policy.templates[self.language]
+        fields = {"first_name": client.first_name, "clinic": self.policy.clinic_name, **extra}
+        body = (f"{getattr(templates, kind).format(**fields)}\n"
+                f"{self.policy.crisis_line_for(self.language)}")
+        subject = templates.subject_client.format(**fields)
+        first = self.channel
+        addresses = [(channel, to) for channel in (first, first.other)
+                     if (to := client.address(channel)) is not None]
+        delivery = await self.reach(kind, CLIENT, addresses, body, subject, links,
+                                    workflow.now() + lasting)
+        if delivery is None:
+            self.trail.record("client_unreachable", recipient=CLIENT,
+                              outcome="no channel accepted the message", detail={"kind": kind})
+            return False
+        if delivery.channel is not first:
+            self.trail.record("channel_fallback", recipient=CLIENT, channel=delivery.channel,
+                              outcome=f"{first.value} failed")
+            self.channel = delivery.channel
+        if on_accepted is not None:
+            on_accepted()
+        return True
+
+    async def message_staff(self, kind: str, staff_id: str, body: str, ref: str,
+                            links: list[LinkAction], lasting: timedelta) -> Delivery | None:
+        member = self.policy.staff.get(staff_id)
+        if member is None:
+            return None
+        first = Channel(member.channel)
+        recipient = staff_recipient(staff_id)
+        addresses = [(channel, to) for channel in (first, first.other)
+                     if (to := self.address_of(recipient, channel))]
+        subject = self.staff_text(f"subject_{kind}" if kind in SUBJECTS else "subject_staff",
+                                  ref=ref)
+        return await self.reach(kind, recipient, addresses, body, subject, links,
+                                workflow.now() + lasting)
+
+    async def notify_emergency_contact(self, reason: str, ref: str) -> Delivery | None:
+        contact = self.event.emergency_contact
+        assert contact is not None
+        body = self.policy.templates[self.language].emergency_contact_notice.format(
+            contact_name=contact.name, first_name=self.event.client.first_name,
+            clinic=self.policy.clinic_name)
+        body = f"{body}\n{self.policy.crisis_line_for(self.language)}"
+        addresses = [(channel, to) for channel in (Channel.SMS, Channel.EMAIL)
+                     if (to := self.address_of(EMERGENCY_CONTACT, channel)) is not None]
+        delivery = await self.reach("emergency_contact_notice", EMERGENCY_CONTACT, addresses,
+                                    body, self.staff_text("subject_staff", ref=ref), [],
+                                    workflow.now() + PERSISTENT_DEADLINE)
+        if delivery is not None:
+            self.trail.record("emergency_contact_notified", channel=delivery.channel,
+                              recipient=EMERGENCY_CONTACT,
+                              provider_message_id=delivery.provider_message_id,
+                              outcome="disclosed",
+                              detail={"basis": "client consent", "why": reason})
+        return delivery
+
+    def address_of(self, recipient: str, channel: Channel) -> str | None:
+        """Where the client, a staff member or the emergency contact receives ``channel``."""
+        if recipient == CLIENT:
+            return self.event.client.address(channel)
+        if recipient == EMERGENCY_CONTACT:
+            contact = self.event.emergency_contact
+            return contact and (contact.phone if channel is Channel.SMS else contact.email)
+        member = self.policy.staff.get(recipient.removeprefix("staff:"))
+        return member and (member.phone if channel is Channel.SMS else member.email)
+
+    def staff_text(self, kind: str, ref: str = "", **fields: str) -> str:
+        templates = self.policy.templates[self.policy.default_language]
+        return getattr(templates, kind).format(clinic=self.policy.clinic_name, ref=ref,
+                                               **fields)
+
+    # ------------------------------------------------------------------ the channels
+
+    async def reach(
+        self, kind: str, recipient: str, addresses: list[tuple[Channel, str]], body: str,
+        subject: str | None, links: list[LinkAction], deadline: datetime,
+    ) -> Delivery | None:
+        """Send on the first address; when it fails for good, or has not been accepted
+        within ``fallback_after``, on the next one too. The first channel to accept wins and
+        the sends still trying are withdrawn. None: nobody accepted it by ``deadline``."""
+        attempts: list[asyncio.Task[Delivery | None]] = []
+
+        def accepted() -> Delivery | None:
+            return next((task.result() for task in attempts
+                         if task.done() and not task.cancelled() and task.result()), None)
+
+        try:
+            for channel, to in addresses:
+                attempts.append(asyncio.create_task(self.deliver(
+                    kind, recipient, channel, to, body, subject, links, deadline)))
+                try:
+                    await workflow.wait_condition(attempts[-1].done,
+                                                  timeout=self.policy.fallback_after)
+                except TimeoutError:
+                    continue  # not accepted yet: it keeps trying, and the next channel starts
+                if accepted() is not None:
+                    break
+            await workflow.wait_condition(
+                lambda: accepted() is not None or all(task.done() for task in attempts))
+            return accepted()
+        finally:
+            # Withdraw what is still trying, and let it say so in the trail before we go.
+            for task in attempts:
+                if not task.done():
+                    task.cancel()
+            await workflow.wait_condition(lambda: all(task.done() for task in attempts))
+
+    async def deliver(
+        self, kind: str, recipient: str, channel: Channel, to: str, body: str,
+        subject: str | None, links: list[LinkAction], deadline: datetime,
+    ) -> Delivery | None:
+        self.messages_sent += 1
+        message = OutboundMessage(
+            workflow_id=self.trail.workflow_id, message_key=f"{self.messages_sent}-{kind}",
+            channel=channel, to=to, body=body, subject=subject,
+            links=links,  # the SMS activity ignores them; kept so a fallback email has them
+        )
+        try:
+            delivery = await workflow.execute_activity(
+                f"send_{channel.value}", message, result_type=Delivery,
+                schedule_to_close_timeout=max(deadline - workflow.now(), timedelta(seconds=1)),
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=SEND_RETRY,
+            )
+        except (ActivityError, asyncio.CancelledError) as err:
+            self.trail.record(f"{kind}_failed", channel=channel, recipient=recipient,
+                              outcome=why_not_sent(err))
+            if isinstance(err, asyncio.CancelledError):
+                raise
+            return None
+        except Exception:
+            workflow.logger.exception(DEFECT)
+            self.trail.record(f"{kind}_failed", channel=channel, recipient=recipient,
+                              outcome=DEFECT)
+            return None
+        self.sent[delivery.provider_message_id] = (recipient, message)
+        self.trail.record(f"{kind}_sent", channel=channel, recipient=recipient,
+                          provider_message_id=delivery.provider_message_id, outcome="accepted")
+        return delivery
+
+    def undelivered(self, failure: DeliveryFailure) -> None:
+        """A message the provider accepted never arrived: send it on the other channel at
+        once, beside everything else, once however often the provider repeats its callback."""
+        sent = self.sent.pop(failure.provider_message_id, None)
+        if sent is None:
+            return
+        recipient, message = sent
+        kind = message.message_key.split("-", 1)[1]
+        self.trail.record(f"{kind}_undelivered", channel=message.channel, recipient=recipient,
+                          provider_message_id=failure.provider_message_id,
+                          outcome=failure.error_code or "undelivered")
+        if recipient == CLIENT and self.opted_out:
+            return
+        other = message.channel.other
+        to = self.address_of(recipient, other)
+        if to is None:
+            return
+
+        async def fall_back() -> None:
+            if await self.deliver(kind, recipient, other, to, message.body, message.subject,
+                                  message.links, workflow.now() + SEND_DEADLINE) is None:
+                return
+            self.trail.record("channel_fallback", recipient=recipient, channel=other,
+                              outcome=f"{message.channel.value} undelivered")
+            if recipient == CLIENT:
+                self.channel = other
+
+        self.fire(fall_back(), None)
+
+
+# Staff messages whose subject says what they are; any other kind needs the reader.
+SUBJECTS = {"staff_resolved", "staff_cancelled", "staff_reminder"}
+
+
+def why_not_sent(err: BaseException) -> str:
+    cause = err.cause if isinstance(err, ActivityError) else err
+    if isinstance(cause, ApplicationError) and cause.type == PERMANENT_DELIVERY_FAILURE:
+        return "permanent failure"
+    if isinstance(cause, (asyncio.CancelledError, CancelledError)):
+        return "withdrawn"
+    if isinstance(err, ActivityError) and err.retry_state is RetryState.TIMEOUT or (
+        isinstance(cause, ActivityTimeoutError) and cause.type is TimeoutType.SCHEDULE_TO_CLOSE
+    ):
+        return "not accepted before its moment passed"
+    return "gave up retrying"
