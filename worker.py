@@ -52,13 +52,6 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             ],
             interceptors=[AftercareMetrics()],
             graceful_shutdown_timeout=timedelta(seconds=30),
-            # No follow-up is kept in memory between tasks: each task replays the history.
-            # A query reaching a worker that does not hold the follow-up can be handed events
-            # whose task has not run yet; Temporal's SDK applies them to answer it, on the
-            # previous task's clock. Kept, that state made the next task send commands its
-            # history cannot explain (a timer the replay never starts): the follow-up then
-            # failed every task, and nobody was paged.
-            max_cached_workflows=0,
         )
         async with worker:
             yield worker

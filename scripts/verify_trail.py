@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 GENESIS = "0" * 64
 CLOSE_STEP = "closed"
+REOPEN_STEP = "reopened"
 CHECKPOINT_PURPOSE = "aftercare-audit-checkpoint-v1"
 
 
@@ -109,9 +110,9 @@ def verify(entries: list[dict], checkpoints: list[dict], keys: dict[str, str]) -
     if broken is not None:
         return [broken]
     findings = [f"entry {entry['seq']} follows the close at entry {previous['seq']}: a closed "
-                "chain ends there"
+                f"chain ends there, or is {REOPEN_STEP}"
                 for previous, entry in zip(entries, entries[1:], strict=False)
-                if previous["step"] == CLOSE_STEP][:1]
+                if previous["step"] == CLOSE_STEP and entry["step"] != REOPEN_STEP][:1]
     findings += checkpoint_findings(entries, checkpoints, keys)
     if findings:
         return findings

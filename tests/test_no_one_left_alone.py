@@ -122,12 +122,17 @@ async def test_an_exhausted_chain_pages_again_and_a_crisis_restarts_it_at_level_
     await followups.advance(handle, timedelta(hours=1, minutes=40))
     status = await followups.until_step(handle, "escalation_unacknowledged")
     assert status.escalation.exhausted
-    on_call_pages = len(followups.texts_to(ON_CALL_PHONE))
 
-    await followups.advance(handle, timedelta(minutes=16))
-    await followups.until_step(handle, "escalation_repaged")
-    await followups.until(handle, lambda s: len(followups.texts_to(ON_CALL_PHONE))
-                          > on_call_pages, "on-call paged again after exhaustion")
+    # As an on-call policy repeats: level 1 again right after the last level's timeout.
+    status = await followups.until(handle, lambda s: steps_in_order(
+        [e.step for e in s.trail], "escalation_unacknowledged", "escalation_repaged",
+        "staff_page_sent"), "on-call paged again after exhaustion")
+    exhausted_at = entries(status, "escalation_unacknowledged")[0].at
+    repaged = entries(status, "escalation_repaged")[0]
+    assert repaged.at == exhausted_at, "no quiet pause before the chain starts again"
+    page_again = next(e for e in status.trail if e.seq > repaged.seq
+                      and e.step == "staff_page_sent")
+    assert page_again.recipient == "staff:t-oncall" and page_again.at == exhausted_at
     on_call_pages = len(followups.texts_to(ON_CALL_PHONE))
 
     await reply(followups, handle, "cutting myself again")

@@ -76,7 +76,8 @@ class DepartureFollowUp:
         language = self.policy.language(self.client.language)
         self.language = language
         carried = input.carried_over or CarriedOver()
-        self.trail = TrailWriter(workflow.info().workflow_id, self.view, carried.trail,
+        self.trail = TrailWriter(workflow.info().workflow_id, self.view,
+                                 lambda: self.outbox.idle(), carried.trail,
                                  carried.trail_refused, carried.view_revision)
         self.outbox = Outbox(self.event, self.policy, language, self.trail, carried.outbox)
         self.calendar = ClientCalendar(self.policy, self.event.risk_level,

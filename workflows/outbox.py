@@ -228,9 +228,11 @@ class Outbox:
                          if task.done() and not task.cancelled() and task.result()), None)
 
         try:
-            for channel, to in addresses:
+            for number, (channel, to) in enumerate(addresses, start=1):
                 attempts.append(asyncio.create_task(self.deliver(
                     kind, recipient, channel, to, body, subject, links, deadline)))
+                if number == len(addresses):
+                    break  # no other channel to start: wait for this one below
                 try:
                     await workflow.wait_condition(attempts[-1].done,
                                                   timeout=self.policy.fallback_after)

@@ -22,6 +22,7 @@ from workflows.models import AuditBatch, AuditEntry, FollowUpView, StaffNote
 GENESIS = "0" * 64
 # The audit store is retried until it answers: the trail waits for it, nothing else does.
 AUDIT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+FLUSH_AFTER = timedelta(seconds=30)
 
 
 def canonical_json(fields: dict[str, Any]) -> bytes:
@@ -115,7 +116,7 @@ class TrailWriter:
     """
 
     def __init__(
-        self, workflow_id: str, view: Callable[[], FollowUpView],
+        self, workflow_id: str, view: Callable[[], FollowUpView], quiet: Callable[[], bool],
         carried: Sequence[AuditEntry] = (), refused: int = 0, view_revision: int = 0,
     ) -> None:
         self.chain = TrailBuilder(workflow_id, carried)
@@ -123,6 +124,7 @@ class TrailWriter:
         self.stored = len(carried) - refused
         self.view_revision = view_revision
         self._view = view
+        self._quiet = quiet
         self._published: FollowUpView | None = None
         # Staff free text (it may hold PHI) travels beside the trail, sealed by the store.
         self._notes: list[StaffNote] = []
@@ -156,6 +158,13 @@ class TrailWriter:
     async def keep_written(self) -> None:
         while True:
             await workflow.wait_condition(self._has_news)
+            # Steps come in bursts (a send and its outcome, a reply and its answer): one
+            # batch for the burst keeps the history lean, never later than FLUSH_AFTER.
+            if not self._quiet():
+                try:
+                    await workflow.wait_condition(self._quiet, timeout=FLUSH_AFTER)
+                except TimeoutError:
+                    pass
             batch = self.chain.take_unwritten()
             notes = [n for n in self._notes if batch and n.audit_seq <= batch[-1].seq]
             self._published = self._view()

@@ -24,6 +24,8 @@ from workflows.trail import canonical_json
 
 CHECKPOINT_PURPOSE = "aftercare-audit-checkpoint-v1"
 CLOSE_STEP = "closed"
+# A reply that arrives while a follow-up is closing reopens it: the only step after a close.
+REOPEN_STEP = "reopened"
 """The terminal step: nothing may follow it in a chain."""
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aftercare.trail.checkpoints import CLOSE_STEP, Checkpoint, signature_holds
+from aftercare.trail.checkpoints import CLOSE_STEP, REOPEN_STEP, Checkpoint, signature_holds
 from workflows.models import AuditEntry
 from workflows.trail import GENESIS, first_break
 
@@ -66,16 +66,18 @@ def verify_chain(
     checkpoints, signed with a key the database does not hold, find what a consistent
     rewrite hides: a truncation (entries, the close among them, deleted from the end), a
     re-seal (an entry rewritten and every later hash recomputed), entries added by hand
-    after the last checkpoint, and anything after the terminal ``closed``.
+    after the last checkpoint, and anything after a ``closed`` but a ``reopened`` (a reply
+    that arrived while the follow-up was closing).
     """
     closed = bool(entries) and entries[-1].step == CLOSE_STEP
     broken = first_broken_link(entries)
     if broken is not None:
         return ChainReport([f"broken at entry {broken[0]}: {broken[1]}"], len(entries), closed)
     findings = [
-        f"entry {entry.seq} follows the close at entry {previous.seq}: a closed chain ends there"
+        f"entry {entry.seq} follows the close at entry {previous.seq}: a closed chain ends "
+        f"there, or is {REOPEN_STEP}"
         for previous, entry in zip(entries, entries[1:], strict=False)
-        if previous.step == CLOSE_STEP
+        if previous.step == CLOSE_STEP and entry.step != REOPEN_STEP
     ][:1]
     findings += _checkpoint_findings(entries, checkpoints, keys)
     return ChainReport(findings, len(entries), closed)

@@ -70,5 +70,34 @@ async def test_record_a_crisis_after_an_acknowledged_page_and_a_refused_ack(foll
     await save(handle, "crisis-after-ack")
 
 
+async def test_record_no_reply_walked_through_the_chain_then_resolved(followups):
+    handle = await followups.start(make_event())
+    await followups.advance(handle, timedelta(minutes=10))
+    await followups.until_step(handle, "checkin_sent")
+    await followups.advance(handle, timedelta(hours=1, minutes=25))
+    await followups.until_step(handle, "ack_timeout")
+    await handle.execute_update(DepartureFollowUp.acknowledge, Acknowledge(staff_id="t-backup"))
+    await handle.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-backup", outcome="reached_client"))
+    await followups.finish(handle)
+    await save(handle, "no-reply")
+
+
+async def test_record_a_text_while_listening_that_pages(followups):
+    handle = await followups.start(make_event())
+    await followups.advance(handle, timedelta(minutes=10))
+    await followups.until_step(handle, "checkin_sent")
+    await handle.signal(DepartureFollowUp.client_reply, ClientReply(text="OK", channel="sms"))
+    await followups.advance(handle, timedelta(hours=2))
+    await followups.until_step(handle, "listening")
+    await handle.signal(DepartureFollowUp.client_reply,
+                        ClientReply(text="can someone call me", channel="sms"))
+    await followups.until_step(handle, "staff_page_sent")
+    await handle.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-oncall", outcome="reached_client"))
+    await followups.finish(handle)
+    await save(handle, "listening")
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
