@@ -39,7 +39,14 @@ from tests.fault_stack import (
 from tests.fixtures.followups import worker_environment
 from tests.followup_harness import CLIENT_EMAIL, CLIENT_PHONE, FollowUpHarness, make_event
 from workflows.followup import DepartureFollowUp
-from workflows.models import Acknowledge, ClientReply, DepartureEvent, FollowUpStatus, Resolve
+from workflows.models import (
+    Acknowledge,
+    ClientReply,
+    DepartureEvent,
+    FollowUpStatus,
+    Resolve,
+    RiskLevel,
+)
 from workflows.trail import first_break
 
 # The demo clinic's seconds timings at high risk: check-in 3 s after departure, a 15 s window.
@@ -436,14 +443,16 @@ async def test_pages_due_while_another_process_holds_the_audit_store_go_out_on_t
             if await failed(handle):
                 figures.failed.append(workflow_id)
 
-        # The ledger catches up behind the sends: every page recorded, none twice.
+        figures.duplicates = duplicates(sms_outbox, mailbox)
+        print(figures.line())
+
+        # The ledger catches up behind the sends: every page recorded.
         async def ledger_holds_every_page() -> list[str] | None:
             missing = [wf for wf, sids in paged.items()
                        if not set(sids) <= await store.provider_message_ids(wf)]
             return None if missing else ["caught up"]
 
         await until(ledger_holds_every_page, "the delivery ledger holding every page", 60)
-        figures.duplicates = duplicates(sms_outbox, mailbox)
     finally:
         if holder is not None:
             holder.execute("ROLLBACK")
@@ -459,4 +468,4 @@ async def test_pages_due_while_another_process_holds_the_audit_store_go_out_on_t
 
 
 def imminent_event(number: int) -> DepartureEvent:
-    return demo_event(number).model_copy(update={"risk_level": "imminent"})
+    return demo_event(number).model_copy(update={"risk_level": RiskLevel.IMMINENT})
