@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -33,9 +33,13 @@ log = get_logger("aftercare.worker")
 async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     """A worker polling the task queue until the block ends; then it drains and stops."""
     store = await AuditStore.open(settings.audit_database_url, settings.audit_signing_keys)
+    # The send activities keep their provider connections for the worker's life; once the
+    # worker has drained, they close them and give the deliveries not yet in the ledger a
+    # bounded time to be written.
+    senders = AsyncExitStack()
     try:
-        sms = SmsActivities(settings, store)
-        email = EmailActivities(settings, store)
+        sms = await senders.enter_async_context(SmsActivities(settings, store))
+        email = await senders.enter_async_context(EmailActivities(settings, store))
         booking = BookingActivities(settings)
         audit = AuditActivities(store, EncryptionCodec(settings.encryption_keys),
                                 crash_after_commit=settings.test_crash_after == "audit_commit")
@@ -63,7 +67,10 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         async with worker:
             yield worker
     finally:
-        await store.close()
+        try:
+            await senders.aclose()
+        finally:
+            await store.close()
 
 
 async def main(settings: Settings) -> None:
