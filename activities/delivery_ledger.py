@@ -29,6 +29,7 @@ from typing import NamedTuple, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
+from temporalio.common import MetricGauge, MetricMeter
 
 from aftercare.logs import get_logger
 from workflows.models import Delivery, OutboundMessage
@@ -48,6 +49,8 @@ RECORD_FOR = timedelta(minutes=30)
 _RECORD_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 # How long a worker shutting down waits for the deliveries it has not written yet.
 DRAIN_SECONDS = 10.0
+
+BACKLOG_METRIC = "aftercare_delivery_ledger_backlog"
 
 log = get_logger("aftercare.delivery_ledger")
 
@@ -90,23 +93,31 @@ class DeliveryRecorder:
         self._unwritten: dict[_Key, Delivery] = {}
         self._queue: deque[tuple[_Key, asyncio.Future[None], float]] = deque()
         self._writer: asyncio.Task[None] | None = None
+        self._backlog_gauge: MetricGauge | None = None
 
     @property
     def backlog(self) -> int:
         """Deliveries accepted by a provider and not yet in the ledger."""
         return len(self._unwritten)
 
-    def record(self, workflow_id: str, message_key: str, delivery: Delivery) -> asyncio.Future:
+    def record(self, workflow_id: str, message_key: str, delivery: Delivery,
+               meter: MetricMeter | None = None) -> asyncio.Future:
         """Queue ``delivery`` for the ledger; the future is done once it is written (or
-        given up). The delivery is known to ``recorded`` at once."""
+        given up). The delivery is known to ``recorded`` at once. The first ``meter`` given
+        (an activity's) reports the backlog as ``aftercare_delivery_ledger_backlog``."""
         loop = asyncio.get_running_loop()
         written: asyncio.Future[None] = loop.create_future()
         if self.ledger is None:
             written.set_result(None)
             return written
+        if meter is not None and self._backlog_gauge is None:
+            self._backlog_gauge = meter.create_gauge(
+                BACKLOG_METRIC, "Deliveries a provider accepted that the ledger has not "
+                "recorded yet (the audit store is locked or down)")
         key = (workflow_id, message_key)
         self._unwritten[key] = delivery.model_copy(update={"already_sent": True})
         self._queue.append((key, written, loop.time() + RECORD_FOR.total_seconds()))
+        self._report_backlog()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queued(), name="delivery-ledger")
         return written
@@ -143,6 +154,10 @@ class DeliveryRecorder:
             log.error("worker stopping with deliveries the ledger never heard of; a retry "
                       "of those sends asks the provider", unwritten=len(self._unwritten))
 
+    def _report_backlog(self) -> None:
+        if self._backlog_gauge is not None:
+            self._backlog_gauge.set(len(self._unwritten))
+
     async def _write_queued(self) -> None:
         loop = asyncio.get_running_loop()
         failures = 0
@@ -171,6 +186,7 @@ class DeliveryRecorder:
                 failures = 0
             self._queue.popleft()
             self._unwritten.pop(key, None)
+            self._report_backlog()
             if not written.done():
                 written.set_result(None)
 
@@ -200,7 +216,8 @@ async def deliver_once(
     delivery = await send()
     if crash_after_accept:
         os._exit(CRASH_EXIT_CODE)
-    written = recorder.record(message.workflow_id, message.message_key, delivery)
+    written = recorder.record(message.workflow_id, message.message_key, delivery,
+                              activity.metric_meter())
     if wait_for_record > 0 and not written.done():
         await asyncio.wait({written}, timeout=wait_for_record)
     return delivery
@@ -236,5 +253,5 @@ async def _sent_by_an_earlier_attempt(
         activity.logger.warning(
             "an earlier attempt of %s was accepted as %s before it was recorded: "
             "not sending it again", key, found.provider_message_id)
-        recorder.record(message.workflow_id, key, found)
+        recorder.record(message.workflow_id, key, found, activity.metric_meter())
     return found

@@ -463,7 +463,8 @@ async def test_pages_due_while_another_process_holds_the_audit_store_go_out_on_t
 
     print(f"store locked {locked_for:.0f} s by another process; {LOCKED_FOLLOWUPS} imminent "
           f"follow-ups started during it, {LOCKED_START_GAP} s apart; a page is on time "
-          f"within {PAGE_ON_TIME:.0f} s of its follow-up's start")
+          f"within {PAGE_ON_TIME:.0f} s of its follow-up's start; {len(sms_outbox.messages)} "
+          f"texts over {sms_outbox.connections} connections to the outbox")
     figures.assert_zeros()
 
 

@@ -15,6 +15,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
+from activities.delivery_ledger import BACKLOG_METRIC
 from activities.provider_errors import CONFIGURATION_ERRORS_METRIC, PROVIDER_MISCONFIGURED
 from activities.sms import SMS_PROVIDER_UNAVAILABLE, SmsActivities
 from aftercare.settings import (
@@ -280,12 +281,13 @@ async def test_a_page_due_while_the_store_is_locked_goes_out_and_the_ledger_catc
     # process would, for longer than any send may wait for it.
     holder = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
+    environment = MeteredActivityEnvironment()
+    environment.info = attempt_of(1).info
     try:
         async with SmsActivities(delivery_settings, sqlite_store) as sms:
-            page = await attempt_of(1).run(sms.send_sms, checkin(to=ON_CALL_PHONE, key="page"))
+            page = await environment.run(sms.send_sms, checkin(to=ON_CALL_PHONE, key="page"))
             [sms_sent] = sms_outbox.messages
             assert page.provider_message_id == sms_sent.sid, "out before the store is free"
-            assert sms.recorder.backlog == 1
             assert await sqlite_store.find_delivery(WORKFLOW_ID, "page") is None
             holder.execute("ROLLBACK")
             # The worker stops: its recorder writes what the lock held back.
@@ -294,6 +296,8 @@ async def test_a_page_due_while_the_store_is_locked_goes_out_and_the_ledger_catc
 
     recorded = await sqlite_store.find_delivery(WORKFLOW_ID, "page")
     assert recorded.provider_message_id == sms_sent.sid
+    backlog = [value for value, _ in environment.counted(BACKLOG_METRIC)]
+    assert backlog == [1, 0], "operators see the ledger behind, then caught up"
 
 
 async def test_a_text_the_ledger_never_heard_of_is_found_at_twilio_not_sent_again(
