@@ -47,8 +47,10 @@ LEDGER_READ_SECONDS = 2.0
 RECORD_FOR = timedelta(minutes=30)
 # Between attempts to write while the store is unavailable (each waits up to 5 s for it).
 _RECORD_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
-# How long a worker shutting down waits for the deliveries it has not written yet.
-DRAIN_SECONDS = 10.0
+# How long a worker shutting down waits for the deliveries it has not written yet: with the
+# worker's 30 s drain of in-flight activities it stays inside compose's 40 s grace period.
+DRAIN_SECONDS = 5.0
+_CANCEL_SECONDS = 1.0
 
 BACKLOG_METRIC = "aftercare_delivery_ledger_backlog"
 
@@ -91,7 +93,7 @@ class DeliveryRecorder:
     def __init__(self, ledger: DeliveryLedger | None) -> None:
         self.ledger = ledger
         self._unwritten: dict[_Key, Delivery] = {}
-        self._queue: deque[tuple[_Key, asyncio.Future[None], float]] = deque()
+        self._queue: deque[tuple[_Key, Delivery, asyncio.Future[None], float]] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._backlog_gauge: MetricGauge | None = None
 
@@ -115,8 +117,9 @@ class DeliveryRecorder:
                 BACKLOG_METRIC, "Deliveries a provider accepted that the ledger has not "
                 "recorded yet (the audit store is locked or down)")
         key = (workflow_id, message_key)
-        self._unwritten[key] = delivery.model_copy(update={"already_sent": True})
-        self._queue.append((key, written, loop.time() + RECORD_FOR.total_seconds()))
+        recorded = delivery.model_copy(update={"already_sent": True})
+        self._unwritten[key] = recorded
+        self._queue.append((key, recorded, written, loop.time() + RECORD_FOR.total_seconds()))
         self._report_backlog()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queued(), name="delivery-ledger")
@@ -149,7 +152,8 @@ class DeliveryRecorder:
         if self._queue:
             await asyncio.wait({writer}, timeout=wait)
         writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
+        # A write already waiting for SQLite's lock ends only when the lock wait does.
+        await asyncio.wait({writer}, timeout=_CANCEL_SECONDS)
         if self._unwritten:
             log.error("worker stopping with deliveries the ledger never heard of; a retry "
                       "of those sends asks the provider", unwritten=len(self._unwritten))
@@ -162,9 +166,12 @@ class DeliveryRecorder:
         loop = asyncio.get_running_loop()
         failures = 0
         while self._queue:
-            key, written, give_up_at = self._queue[0]
+            key, delivery, written, give_up_at = self._queue[0]
             try:
-                await self.ledger.record_delivery(*key, self._unwritten[key])  # type: ignore[union-attr]
+                if failures and loop.time() >= give_up_at:
+                    # The store is still unavailable: don't spend a wait on it for each.
+                    raise TimeoutError
+                await self.ledger.record_delivery(*key, delivery)  # type: ignore[union-attr]
             except LEDGER_UNAVAILABLE:
                 if loop.time() < give_up_at:
                     pause = _RECORD_RETRY_SECONDS[min(failures, len(_RECORD_RETRY_SECONDS) - 1)]
@@ -181,11 +188,13 @@ class DeliveryRecorder:
                 # out twice (e.g. a workflow reset re-ran its send). Evidence, not a crash.
                 log.exception("delivery ledger refused a delivery",
                               workflow_id=key[0], message_key=key[1])
-            if failures:
-                log.info("delivery ledger available again", backlog=len(self._queue) - 1)
+            else:
+                if failures:
+                    log.info("delivery ledger available again", backlog=len(self._queue) - 1)
                 failures = 0
             self._queue.popleft()
-            self._unwritten.pop(key, None)
+            if self._unwritten.get(key) is delivery:
+                del self._unwritten[key]
             self._report_backlog()
             if not written.done():
                 written.set_result(None)

@@ -175,8 +175,7 @@ class SmtpConnections:
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
-        for smtp in idle:
-            await _quit(smtp)
+        await asyncio.gather(*(_quit(smtp) for smtp in idle))
 
     async def _take(self) -> aiosmtplib.SMTP:
         while self._idle:

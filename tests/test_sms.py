@@ -300,6 +300,27 @@ async def test_a_page_due_while_the_store_is_locked_goes_out_and_the_ledger_catc
     assert backlog == [1, 0], "operators see the ledger behind, then caught up"
 
 
+async def test_a_retry_while_the_store_is_locked_finds_the_text_the_worker_remembers(
+    delivery_settings, sqlite_store, sms_outbox, tmp_path
+):
+    holder = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        async with SmsActivities(delivery_settings, sqlite_store) as sms:
+            first = await attempt_of(1).run(sms.send_sms, checkin())
+            # Temporal never heard of the result (a timeout): the retry runs here too.
+            retried = await attempt_of(2).run(sms.send_sms, checkin())
+            assert sms.recorder.backlog == 1
+            holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+
+    assert len(sms_outbox.messages) == 1
+    assert retried.already_sent and retried.provider_message_id == first.provider_message_id
+    recorded = await sqlite_store.find_delivery(WORKFLOW_ID, "checkin-1")
+    assert recorded.provider_message_id == first.provider_message_id
+
+
 async def test_a_text_the_ledger_never_heard_of_is_found_at_twilio_not_sent_again(
     delivery_settings, sqlite_store, sms_outbox, tmp_path
 ):
