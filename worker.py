@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -35,11 +35,14 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     store = await AuditStore.open(settings.audit_database_url, settings.audit_signing_keys)
     # The send activities keep their provider connections for the worker's life; once the
     # worker has drained, they close them and give the deliveries not yet in the ledger a
-    # bounded time to be written.
-    senders = AsyncExitStack()
+    # bounded time to be written, both at once.
+    senders: list[SmsActivities | EmailActivities] = []
     try:
-        sms = await senders.enter_async_context(SmsActivities(settings, store))
-        email = await senders.enter_async_context(EmailActivities(settings, store))
+        sms = SmsActivities(settings, store)
+        email = EmailActivities(settings, store)
+        senders = [sms, email]
+        await sms.open()
+        await email.open()
         booking = BookingActivities(settings)
         audit = AuditActivities(store, EncryptionCodec(settings.encryption_keys),
                                 crash_after_commit=settings.test_crash_after == "audit_commit")
@@ -68,7 +71,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             yield worker
     finally:
         try:
-            await senders.aclose()
+            await asyncio.gather(*(sender.close() for sender in senders))
         finally:
             await store.close()
 

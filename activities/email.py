@@ -62,15 +62,24 @@ class EmailActivities:
         self.recorder = DeliveryRecorder(ledger)
         self._connections: SmtpConnections | None = None
 
-    async def __aenter__(self) -> EmailActivities:
+    async def open(self) -> None:
+        """Keep the worker's connections to the mail server from now on."""
         self._connections = SmtpConnections(self.settings, keep=KEEP_CONNECTIONS)
-        return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def close(self) -> None:
+        """Give unwritten deliveries a bounded time to reach the ledger; close the kept
+        connections."""
         await self.recorder.close()
         if self._connections is not None:
             await self._connections.close()
         self._connections = None
+
+    async def __aenter__(self) -> EmailActivities:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     @activity.defn
     async def send_email(self, message: OutboundMessage) -> Delivery:

@@ -99,16 +99,24 @@ class SmsActivities:
         self._http: _TimedHttpClient | None = None
         self._client: Client | None = None
 
-    async def __aenter__(self) -> SmsActivities:
+    async def open(self) -> None:
+        """Open the worker's Twilio client and connection pool."""
         self._http = _TimedHttpClient(_REQUEST_TIMEOUT_SECONDS, connections=CONNECTIONS)
         self._client = self._twilio_client(self._http)
-        return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def close(self) -> None:
+        """Give unwritten deliveries a bounded time to reach the ledger; close the pool."""
         await self.recorder.close()
         if self._http is not None:
             await self._http.close()
         self._http = self._client = None
+
+    async def __aenter__(self) -> SmsActivities:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     @activity.defn
     async def send_sms(self, message: OutboundMessage) -> Delivery:
