@@ -13,9 +13,9 @@ Only a retry (``activity.info().attempt > 1``) can follow an attempt that got th
 that crashed, timed out or lost its answer after the provider accepted. A retry looks for
 that acceptance in the recorder's memory, then in the ledger (a read, bounded in time,
 never the write lock), and, where the provider lets us ask what it sent (Twilio's Messages
-list), at the provider, from the activity's first scheduling on, whatever the ledger said
-or failed to say. Mail has no such question: its deterministic Message-ID makes a second
-copy the same message.
+list), at the provider, from the activity's first scheduling on: the ledger's silence, or
+its being unreadable, proves nothing. Mail has no such question: its deterministic
+Message-ID makes a second copy the same message.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ _Key = tuple[str, str]
 
 
 class Known(NamedTuple):
+    """What a retry can learn of its message before asking the provider."""
+
     delivery: Delivery | None
     provider_ids: set[str]
     ledger_read: bool
@@ -85,8 +87,8 @@ class DeliveryRecorder:
     """Writes accepted deliveries to the ledger behind the sends, one at a time, and
     remembers each until it is written.
 
-    One writer per worker and ledger: a burst of sends costs the store one writer waiting
-    for its lock, not one per send. ``record`` never waits; ``close`` gives the writer a
+    One writer per send activity and worker: a burst of sends costs the store one writer
+    waiting for its lock, not one per send. ``record`` never waits; ``close`` gives the writer a
     bounded time to finish when the worker stops.
     """
 
@@ -255,8 +257,8 @@ async def _sent_by_an_earlier_attempt(
             activity.logger.warning(
                 "delivery ledger unavailable; retrying %s without it (same Message-ID)", key)
         return None
-    # Whatever the ledger said: an attempt that crashed after the provider accepted may
-    # never have reached it. The provider's own list is the answer.
+    # The ledger's silence proves nothing: an attempt that crashed after the provider
+    # accepted never reached it. The provider's own list is the answer.
     found = await find_earlier_send(first_scheduled, known.provider_ids)
     if found is not None:
         activity.logger.warning(
