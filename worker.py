@@ -33,9 +33,16 @@ log = get_logger("aftercare.worker")
 async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     """A worker polling the task queue until the block ends; then it drains and stops."""
     store = await AuditStore.open(settings.audit_database_url, settings.audit_signing_keys)
+    # The send activities keep their provider connections for the worker's life; once the
+    # worker has drained, they close them and give the deliveries not yet in the ledger a
+    # bounded time to be written, both at once.
+    senders: list[SmsActivities | EmailActivities] = []
     try:
         sms = SmsActivities(settings, store)
         email = EmailActivities(settings, store)
+        senders = [sms, email]
+        await sms.open()
+        await email.open()
         booking = BookingActivities(settings)
         audit = AuditActivities(store, EncryptionCodec(settings.encryption_keys),
                                 crash_after_commit=settings.test_crash_after == "audit_commit")
@@ -56,7 +63,10 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         async with worker:
             yield worker
     finally:
-        await store.close()
+        try:
+            await asyncio.gather(*(sender.close() for sender in senders))
+        finally:
+            await store.close()
 
 
 async def main(settings: Settings) -> None:

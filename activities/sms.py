@@ -8,6 +8,10 @@ outages, rate limits and timeouts fail it retryably. So do refusals of our own a
 (bad credentials, a suspended account, a sender that is not ours): those are the
 operator's to fix, not a sign the person can't be reached, so they are logged as errors and
 counted in ``aftercare_provider_configuration_errors`` while the activity keeps retrying.
+
+A worker keeps one Twilio client and one pool of keep-alive HTTP connections for all its
+sends; what Twilio accepted reaches the delivery ledger behind the send, never before it
+(see activities/delivery_ledger.py).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from twilio.base.exceptions import TwilioException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from activities.delivery_ledger import AttemptLedger, deliver_once
+from activities.delivery_ledger import DeliveryLedger, DeliveryRecorder, deliver_once
 from activities.provider_errors import provider_misconfigured
 from aftercare.links.escalation import with_escalation_link
 from aftercare.settings import (
@@ -52,11 +56,14 @@ CONFIGURATION_TWILIO_CODES = frozenset(
     {20003, 20005, 20008, 20404, 21212, 21606, 21659, 21703, 21704, 21705, 30002}
 )
 
-# One attempt may wait for the ledger twice (the attempt before, the delivery after: up to
-# aftercare.trail.store.DATABASE_WAIT_SECONDS each) and make two requests (the Messages list,
-# the send): 2 x 5 s + 2 x 7 s stays inside the activity's 30 s start-to-close timeout, so an
-# attempt never outlives Temporal's patience and races its own retry.
+# An attempt never waits for the ledger's write lock; a retry reads the ledger for at most
+# LEDGER_READ_SECONDS (2 s) and makes two requests (the Messages list, the send):
+# 2 s + 2 x 7 s stays inside the activity's 30 s start-to-close timeout, so an attempt never
+# outlives Temporal's patience and races its own retry.
 _REQUEST_TIMEOUT_SECONDS = 7.0
+CONNECTIONS = 100
+"""HTTP connections a worker keeps to Twilio: one per activity it may run at once (the
+Temporal worker's default ``max_concurrent_activities``), so no send waits for another's."""
 # Twilio's clock and ours may differ a little; a message created this long before our first
 # attempt is still a candidate.
 _CLOCK_SKEW = timedelta(minutes=1)
@@ -66,7 +73,12 @@ _RECENT_MESSAGES_READ = 100
 
 
 class SmsActivities:
-    def __init__(self, settings: Settings, ledger: AttemptLedger) -> None:
+    """The SMS activity. In a worker, ``async with SmsActivities(...)`` keeps one Twilio
+    client and one pool of HTTP connections for every send, and on the way out gives the
+    deliveries not yet in the ledger a bounded time to be written. Outside one (the
+    console's sign-in codes), each request opens and closes its own connection."""
+
+    def __init__(self, settings: Settings, ledger: DeliveryLedger | None) -> None:
         if not settings.twilio_is_real and not settings.twilio_api_base_url:
             raise ValueError(
                 "set AFTERCARE_TWILIO_ACCOUNT_SID and AFTERCARE_TWILIO_AUTH_TOKEN, or point "
@@ -83,12 +95,33 @@ class SmsActivities:
             else None
         )
         self.settings = settings
-        self.ledger = ledger
+        self.recorder = DeliveryRecorder(ledger)
+        self._http: _TimedHttpClient | None = None
+        self._client: Client | None = None
+
+    async def open(self) -> None:
+        """Open the worker's Twilio client and connection pool."""
+        self._http = _TimedHttpClient(_REQUEST_TIMEOUT_SECONDS, connections=CONNECTIONS)
+        self._client = self._twilio_client(self._http)
+
+    async def close(self) -> None:
+        """Give unwritten deliveries a bounded time to reach the ledger; close the pool."""
+        await self.recorder.close()
+        if self._http is not None:
+            await self._http.close()
+        self._http = self._client = None
+
+    async def __aenter__(self) -> SmsActivities:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     @activity.defn
     async def send_sms(self, message: OutboundMessage) -> Delivery:
         return await deliver_once(
-            self.ledger, message, lambda: self._send(message),
+            self.recorder, message, lambda: self._send(message),
             find_earlier_send=lambda since, accounted_for: self._find_sent(
                 message, since, accounted_for),
             crash_after_accept=self.settings.test_crash_after == "provider_accepts",
@@ -135,13 +168,13 @@ class SmsActivities:
         return await self._with_twilio(find)
 
     async def _with_twilio(self, request: Callable[[Client], Awaitable[T]]) -> T:
-        """Run ``request`` on a Twilio client, its failures classified for the workflow."""
+        """Run ``request`` on the worker's Twilio client (or, outside a worker, on one of
+        its own), its failures classified for the workflow."""
         try:
-            async with _TimedHttpClient(timeout=_REQUEST_TIMEOUT_SECONDS) as http:
-                client = Client(*self._credentials, http_client=http)
-                if self.settings.twilio_api_base_url:
-                    client.api.base_url = self.settings.twilio_api_base_url.rstrip("/")
-                return await request(client)
+            if self._client is not None:
+                return await request(self._client)
+            async with _TimedHttpClient(_REQUEST_TIMEOUT_SECONDS, connections=1) as http:
+                return await request(self._twilio_client(http))
         except TwilioException as err:
             status, code = getattr(err, "status", None), getattr(err, "code", None)
             if status in (401, 403) or code in CONFIGURATION_TWILIO_CODES:
@@ -152,6 +185,12 @@ class SmsActivities:
             raise ApplicationError(
                 f"Twilio unreachable: {type(err).__name__}", type=SMS_PROVIDER_UNAVAILABLE
             ) from None
+
+    def _twilio_client(self, http: AsyncTwilioHttpClient) -> Client:
+        client = Client(*self._credentials, http_client=http)
+        if self.settings.twilio_api_base_url:
+            client.api.base_url = self.settings.twilio_api_base_url.rstrip("/")
+        return client
 
     def _status_callback_for(self, message: OutboundMessage) -> str | None:
         """Where Twilio reports delivery; the follow-up's id says whom an undelivered
@@ -184,8 +223,15 @@ def _classified(status: int | None, code: int | None) -> ApplicationError:
 
 
 class _TimedHttpClient(AsyncTwilioHttpClient):
-    """The async client ignores its own ``timeout`` (twilio 9): a hung request would hold
-    the activity until Temporal's start-to-close timeout. This one applies it."""
+    """Twilio's async client on a session whose pool holds ``connections``, kept alive
+    between requests. It also applies its ``timeout``, which the async client ignores
+    (twilio 9): a hung request would hold the activity until Temporal's start-to-close
+    timeout."""
+
+    def __init__(self, timeout: float, connections: int) -> None:
+        super().__init__(pool_connections=False, timeout=timeout)
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            limit=connections, limit_per_host=connections))
 
     async def request(self, *args, timeout: float | None = None, **kwargs):
         return await super().request(*args, timeout=timeout or self.timeout, **kwargs)

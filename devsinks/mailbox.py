@@ -5,7 +5,10 @@ as a mail server refuses an address that does not exist. Tests can make the next
 recipients meet a transient 451 instead, refuse an address from now on with a permanent
 5xx (``refuse_address``), have every answer come slowly, or require a
 login (``require_login``): then a sender that does not log in meets 530 and wrong
-credentials 535, as on a real relay.
+credentials 535, as on a real relay. ``connections`` counts the SMTP sessions clients
+opened; tests can close the open ones as a relay closes idle connections
+(``close_connections``, with or without a 421 first) or drop the next one in the middle of
+a message's DATA (``drop_during_next_data``).
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class Mailbox:
         self._login: tuple[str, str] | None = None
         self._answer_delay = 0.0
         self._server: asyncio.Server | None = None
+        self._sessions: list[SMTP] = []
+        self._drop_during_data = 0
 
     def defer_next(self, count: int = 1) -> None:
         """Answer the next ``count`` recipients with a transient 451 (try again later)."""
@@ -73,6 +78,27 @@ class Mailbox:
         """From the next connection on, accept mail only after AUTH with these credentials."""
         self._login = (username, password)
 
+    @property
+    def connections(self) -> int:
+        """How many SMTP connections clients opened."""
+        return len(self._sessions)
+
+    def close_connections(self, *, saying_421: bool = False) -> None:
+        """Close every open connection, as a relay closes idle ones (optionally announcing
+        it with ``421 … closing transmission channel``, as most do)."""
+        for session in self._sessions:
+            transport = session.transport
+            if transport is None or transport.is_closing():
+                continue
+            if saying_421:
+                transport.write(b"421 4.4.2 localhost Idle timeout, closing connection\r\n")
+            transport.close()
+
+    def drop_during_next_data(self, count: int = 1) -> None:
+        """Cut the connection of the next ``count`` messages after their content arrived
+        and before answering: a message the server never accepted."""
+        self._drop_during_data += count
+
     def sent_to(self, address: str) -> list[ReceivedMail]:
         return [mail for mail in self.messages if address in mail.rcpt_tos]
 
@@ -87,13 +113,16 @@ class Mailbox:
     def _session_for(self, loop: asyncio.AbstractEventLoop):  # type: ignore[no-untyped-def]
         def session() -> SMTP:
             if self._login is None:
-                return SMTP(self, hostname="localhost", loop=loop)
-            # Plain-text AUTH is what a loopback stand-in for a relay can offer.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                return SMTP(self, hostname="localhost", loop=loop,
-                            authenticator=self._authenticate, auth_required=True,
-                            auth_require_tls=False)
+                smtp = SMTP(self, hostname="localhost", loop=loop)
+            else:
+                # Plain-text AUTH is what a loopback stand-in for a relay can offer.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    smtp = SMTP(self, hostname="localhost", loop=loop,
+                                authenticator=self._authenticate, auth_required=True,
+                                auth_require_tls=False)
+            self._sessions.append(smtp)
+            return smtp
         return session
 
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
@@ -135,6 +164,10 @@ class Mailbox:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         await asyncio.sleep(self._answer_delay)
+        if self._drop_during_data:
+            self._drop_during_data -= 1
+            server.transport.close()
+            return "421 4.3.0 connection lost"  # never reaches the client
         content = envelope.content
         message = message_from_bytes(content, policy=email.policy.default)
         self.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message))

@@ -12,6 +12,9 @@ fail, or the next requests, or run ``on_accept`` the moment a message is accepte
 "undelivered", for numbers given to ``fail_delivery``) to the message's StatusCallback,
 signed with ``X-Twilio-Signature`` as Twilio signs them.
 
+``connections`` counts the TCP connections the Twilio API was called over, so tests can
+see a client reuse one.
+
 ``GET /outbox`` lists what was sent as JSON; ``GET /`` shows it (and the dev mailbox,
 when one is attached) as a page.
 """
@@ -145,6 +148,7 @@ class SmsOutbox(HttpSink):
         self._undeliverable: dict[str, int] = {}
         self._callbacks: set[asyncio.Task] = set()
         self.on_accept: Callable[[SentSms], None] | None = None
+        self._peers: set[tuple[str, int]] = set()
         self.down = False  # while True every send answers 503, as in a Twilio outage
 
     def fail_next(self, count: int = 1, status: int = 503, code: int | None = None) -> None:
@@ -171,6 +175,11 @@ class SmsOutbox(HttpSink):
 
     def sent_to(self, number: str) -> list[SentSms]:
         return [sms for sms in self.messages if sms.to == number]
+
+    @property
+    def connections(self) -> int:
+        """How many TCP connections the Twilio API (sends and lists) was called over."""
+        return len(self._peers)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -302,6 +311,9 @@ class SmsOutbox(HttpSink):
                     return  # nobody listening: Twilio, too, gives up on a callback
 
     def _authenticated(self, request: web.Request) -> bool:
+        # A client's connection is its address and port, unique while it stays open.
+        if (peer := request.transport and request.transport.get_extra_info("peername")):
+            self._peers.add(tuple(peer[:2]))
         try:
             auth = BasicAuth.decode(request.headers.get("Authorization", ""))
         except ValueError:

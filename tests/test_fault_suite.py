@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 from temporalio.client import WorkflowHandle
 
 from activities.delivery_ledger import CRASH_EXIT_CODE
@@ -37,7 +39,14 @@ from tests.fault_stack import (
 from tests.fixtures.followups import worker_environment
 from tests.followup_harness import CLIENT_EMAIL, CLIENT_PHONE, FollowUpHarness, make_event
 from workflows.followup import DepartureFollowUp
-from workflows.models import Acknowledge, ClientReply, DepartureEvent, FollowUpStatus, Resolve
+from workflows.models import (
+    Acknowledge,
+    ClientReply,
+    DepartureEvent,
+    FollowUpStatus,
+    Resolve,
+    RiskLevel,
+)
 from workflows.trail import first_break
 
 # The demo clinic's seconds timings at high risk: check-in 3 s after departure, a 15 s window.
@@ -350,3 +359,114 @@ async def test_smtp_4xx_is_retried_and_5xx_falls_back_to_sms(followups: FollowUp
                                   followups.settings)
     assert discrepancies == []
 
+
+
+# Follow-ups started while the audit store is locked, one every LOCKED_START_GAP seconds.
+LOCKED_FOLLOWUPS = 40
+LOCKED_START_GAP = 0.9
+STORE_LOCKED_FOR = 45.0
+PAGE_ON_TIME = 15.0  # seconds after it fell due
+
+
+async def test_pages_due_while_another_process_holds_the_audit_store_go_out_on_time(
+    tmp_path: Path, delivery_settings, sqlite_url, encryption_keys, booking_sink, sms_outbox,
+    mailbox,
+):
+    """Imminent-risk follow-ups (each pages the on-call and the emergency contact at once)
+    start one after another while another process holds the audit store's write lock for
+    45 s, as a backup or an auditor's long transaction would. Every page falls due while
+    the store is locked; each must reach the outbox within 15 s of its follow-up's start.
+    Once the lock goes, the delivery ledger records every page and nothing went out twice.
+    The ack timeout is long, so no re-page (which repeats the page's text) falls in the run."""
+    policy = seconds_policy_file(tmp_path, booking_sink.webhook_url("demo"), ack_timeout="PT10M")
+    settings = delivery_settings.model_copy(update={
+        "task_queue": f"tq-{uuid.uuid4()}", "audit_database_url": sqlite_url,
+        "encryption_keys": encryption_keys, "lookup_secret": "lookup-secret-for-tests",
+        "policy_file": policy,
+    })
+    server = DevServer(tmp_path)
+    worker = None
+    store = await AuditStore.open(settings.audit_database_url)
+    figures = Figures("audit store locked 45 s", followups=LOCKED_FOLLOWUPS)
+    holder = None
+    due: dict[str, datetime] = {}
+    events: dict[str, DepartureEvent] = {}
+    try:
+        await server.start()
+        worker = start_worker(environment(settings, server.address), tmp_path / "worker.log")
+        client = await server.client(settings)
+        book = PolicyBook.load(settings.policy_file)
+
+        # One follow-up before the lock: the worker is up and paging.
+        warm_up = imminent_event(LOCKED_FOLLOWUPS)
+        await start_followup(client, settings, book, warm_up)
+        await until(lambda: _async(sms_outbox.sent_to(warm_up.emergency_contact.phone)),
+                    "the warm-up's page", 60)
+
+        holder = sqlite3.connect(make_url(sqlite_url).database, isolation_level=None,
+                                 timeout=30)
+        holder.execute("BEGIN EXCLUSIVE")
+        locked_at = time.monotonic()
+        for number in range(LOCKED_FOLLOWUPS):
+            event = imminent_event(number)
+            started_at = datetime.now(UTC)
+            started = await start_followup(client, settings, book, event)
+            due[started.workflow_id], events[started.workflow_id] = started_at, event
+            await asyncio.sleep(LOCKED_START_GAP)
+        await asyncio.sleep(max(0.0, STORE_LOCKED_FOR - (time.monotonic() - locked_at)))
+        holder.execute("ROLLBACK")
+        holder.close()
+        holder = None
+        locked_for = time.monotonic() - locked_at
+
+        paged: dict[str, list[str]] = {}
+        for workflow_id, event in events.items():
+            handle = client.get_workflow_handle_for(DepartureFollowUp.run, workflow_id)
+            status = await until(lambda h=handle: step_seen(h, "escalation_started"),
+                                 f"{workflow_id} escalated", 60)
+            code = status.escalation.code
+            contact = event.emergency_contact.phone
+            on_call = await until(lambda c=code: _async(first_page_at(sms_outbox, mailbox, c)),
+                                  f"{workflow_id}: the on-call page", 60)
+            notice = await until(lambda n=contact: _async(min(
+                (m.date_created for m in sms_outbox.sent_to(n)), default=None)),
+                f"{workflow_id}: the emergency contact's page", 60)
+            for whom, at in (("on-call", on_call), ("emergency contact", notice)):
+                figures.pages += 1
+                lateness = (at - due[workflow_id]).total_seconds()
+                figures.max_lateness = max(figures.max_lateness, lateness)
+                if lateness > PAGE_ON_TIME:
+                    figures.late_pages.append(f"{workflow_id} ({whom}): {lateness:.1f} s late")
+            paged[workflow_id] = [m.sid for m in sms_outbox.messages
+                                  if m.to in (ON_CALL_PHONE, contact) and (
+                                      code in m.body or m.to == contact)]
+            if await failed(handle):
+                figures.failed.append(workflow_id)
+
+        figures.duplicates = duplicates(sms_outbox, mailbox)
+        print(figures.line())
+
+        # The ledger catches up behind the sends: every page recorded.
+        async def ledger_holds_every_page() -> list[str] | None:
+            missing = [wf for wf, sids in paged.items()
+                       if not set(sids) <= await store.provider_message_ids(wf)]
+            return None if missing else ["caught up"]
+
+        await until(ledger_holds_every_page, "the delivery ledger holding every page", 60)
+    finally:
+        if holder is not None:
+            holder.execute("ROLLBACK")
+            holder.close()
+        stop_group(worker, signal.SIGTERM, timeout=40)
+        server.stop(signal.SIGKILL)
+        await store.close()
+
+    print(f"store locked {locked_for:.0f} s by another process; {LOCKED_FOLLOWUPS} imminent "
+          f"follow-ups started during it, {LOCKED_START_GAP} s apart; a page is on time "
+          f"within {PAGE_ON_TIME:.0f} s of its follow-up's start; {len(sms_outbox.messages)} "
+          f"texts over {sms_outbox.connections} connections to the outbox")
+    figures.assert_zeros()
+
+
+def imminent_event(number: int) -> DepartureEvent:
+    return demo_event(number).model_copy(update={"risk_level": RiskLevel.IMMINENT})

@@ -3,16 +3,19 @@
 import asyncio
 import dataclasses
 import sqlite3
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import web
+from sqlalchemy.engine import make_url
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
+from activities.delivery_ledger import BACKLOG_METRIC
 from activities.provider_errors import CONFIGURATION_ERRORS_METRIC, PROVIDER_MISCONFIGURED
 from activities.sms import SMS_PROVIDER_UNAVAILABLE, SmsActivities
 from aftercare.settings import (
@@ -21,11 +24,15 @@ from aftercare.settings import (
     DEV_TWILIO_FROM_NUMBER,
     Settings,
 )
+from aftercare.trail.store import AuditStore
 from devsinks.http import serve
+from tests.fixtures.relay import TcpRelay
 from tests.metered import MeteredActivityEnvironment
 from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, OutboundMessage
 
 CLIENT_PHONE = "+15555550123"
+ON_CALL_PHONE = "+15555550111"
+WORKFLOW_ID = "followup-clinic-42-s-1"
 
 
 def checkin(to: str = CLIENT_PHONE, key: str = "checkin-1") -> OutboundMessage:
@@ -38,8 +45,21 @@ def checkin(to: str = CLIENT_PHONE, key: str = "checkin-1") -> OutboundMessage:
     )
 
 
-async def send(settings, ledger, message: OutboundMessage):
-    return await ActivityEnvironment().run(SmsActivities(settings, ledger).send_sms, message)
+def attempt_of(number: int, first_scheduled: datetime | None = None) -> ActivityEnvironment:
+    """The activity's ``number``th attempt, the first scheduled at ``first_scheduled``."""
+    first_scheduled = first_scheduled or datetime.now(UTC) - timedelta(seconds=10)
+    environment = ActivityEnvironment()
+    environment.info = dataclasses.replace(
+        environment.info, attempt=number, scheduled_time=first_scheduled,
+        current_attempt_scheduled_time=datetime.now(UTC), started_time=datetime.now(UTC))
+    return environment
+
+
+async def send(settings, ledger, message: OutboundMessage, attempt: int = 1):
+    """One attempt on a worker's activities, which it leaves once the ledger has the
+    delivery (or the ledger is found unavailable for too long)."""
+    async with SmsActivities(settings, ledger) as sms:
+        return await attempt_of(attempt).run(sms.send_sms, message)
 
 
 async def test_a_checkin_reaches_the_outbox_through_the_twilio_client(
@@ -57,14 +77,16 @@ async def test_a_checkin_reaches_the_outbox_through_the_twilio_client(
     assert delivery.channel is Channel.SMS and not delivery.already_sent
 
 
-async def test_the_same_message_sent_twice_texts_the_client_once(
+async def test_a_retry_of_a_text_twilio_accepted_texts_the_client_once(
     delivery_settings, sqlite_store, sms_outbox
 ):
     first = await send(delivery_settings, sqlite_store, checkin())
-    again = await send(delivery_settings, sqlite_store, checkin())
+    again = await send(delivery_settings, sqlite_store, checkin(), attempt=2)
 
     assert len(sms_outbox.messages) == 1
     assert again.already_sent and again.provider_message_id == first.provider_message_id
+    recorded = await sqlite_store.find_delivery("followup-clinic-42-s-1", "checkin-1")
+    assert recorded.provider_message_id == first.provider_message_id
 
 
 async def test_a_different_message_key_is_a_new_message(
@@ -156,7 +178,8 @@ async def test_credentials_twilio_refuses_are_the_operators_to_fix_not_the_clien
     environment = MeteredActivityEnvironment()
 
     with pytest.raises(ApplicationError) as failure:
-        await environment.run(SmsActivities(settings, sqlite_store).send_sms, checkin())
+        async with SmsActivities(settings, sqlite_store) as sms:
+            await environment.run(sms.send_sms, checkin())
 
     assert failure.value.type == PROVIDER_MISCONFIGURED, "retried, never a fallback"
     assert not failure.value.non_retryable and "20003" in str(failure.value)
@@ -251,40 +274,115 @@ async def test_the_outbox_serves_twilios_messages_list_to_the_twilio_client(
     assert paged[0].date_created.tzinfo is not None and paged[0].date_sent is not None
 
 
-async def test_a_send_the_ledger_never_heard_of_is_found_at_twilio_not_sent_again(
+async def test_a_page_due_while_the_store_is_locked_goes_out_and_the_ledger_catches_up(
     delivery_settings, sqlite_store, sms_outbox, tmp_path
 ):
-    # Twilio accepts the text, then a backup holds the store: the delivery can't be recorded.
+    # A backup holds the audit store's write lock from another connection, as another
+    # process would, for longer than any send may wait for it.
     holder = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
-    sms_outbox.on_accept = lambda _sms: holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    environment = MeteredActivityEnvironment()
+    environment.info = attempt_of(1).info
     try:
-        first = await send(delivery_settings, sqlite_store, checkin())
+        async with SmsActivities(delivery_settings, sqlite_store) as sms:
+            page = await environment.run(sms.send_sms, checkin(to=ON_CALL_PHONE, key="page"))
+            [sms_sent] = sms_outbox.messages
+            assert page.provider_message_id == sms_sent.sid, "out before the store is free"
+            assert await sqlite_store.find_delivery(WORKFLOW_ID, "page") is None
+            holder.execute("ROLLBACK")
+            # The worker stops: its recorder writes what the lock held back.
+    finally:
+        holder.close()
+
+    recorded = await sqlite_store.find_delivery(WORKFLOW_ID, "page")
+    assert recorded.provider_message_id == sms_sent.sid
+    backlog = [value for value, _ in environment.counted(BACKLOG_METRIC)]
+    assert backlog == [1, 0], "operators see the ledger behind, then caught up"
+
+
+async def test_a_retry_while_the_store_is_locked_finds_the_text_the_worker_remembers(
+    delivery_settings, sqlite_store, sms_outbox, tmp_path
+):
+    holder = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        async with SmsActivities(delivery_settings, sqlite_store) as sms:
+            first = await attempt_of(1).run(sms.send_sms, checkin())
+            # Temporal never heard of the result (a timeout): the retry runs here too.
+            retried = await attempt_of(2).run(sms.send_sms, checkin())
+            assert sms.recorder.backlog == 1
+            holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+
+    assert len(sms_outbox.messages) == 1
+    assert retried.already_sent and retried.provider_message_id == first.provider_message_id
+    recorded = await sqlite_store.find_delivery(WORKFLOW_ID, "checkin-1")
+    assert recorded.provider_message_id == first.provider_message_id
+
+
+async def test_a_text_the_ledger_never_heard_of_is_found_at_twilio_not_sent_again(
+    delivery_settings, sqlite_store, sms_outbox, tmp_path
+):
+    # Twilio accepts the text while a backup holds the store, and the worker dies before
+    # its recorder could write the delivery (or Temporal heard of the result).
+    holder = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    first_scheduled = datetime.now(UTC)
+    try:
+        dying = SmsActivities(delivery_settings, sqlite_store)
+        first = await attempt_of(1, first_scheduled).run(dying.send_sms, checkin())
+        await dying.recorder.close(wait=0)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    sms_outbox.on_accept = None
     [sms] = sms_outbox.messages
-    assert first.provider_message_id == sms.sid, "accepted is accepted, recorded or not"
-    assert await sqlite_store.find_delivery("followup-clinic-42-s-1", "checkin-1") is None
+    assert first.provider_message_id == sms.sid
+    assert await sqlite_store.find_delivery(WORKFLOW_ID, "checkin-1") is None
 
-    # Had the worker died before Temporal heard of it, the retry asks Twilio first.
-    retry = ActivityEnvironment()
-    retry.info = dataclasses.replace(retry.info, attempt=2)
-    retried = await retry.run(SmsActivities(delivery_settings, sqlite_store).send_sms, checkin())
+    # The retry, on another worker, asks Twilio from the first scheduling on.
+    async with SmsActivities(delivery_settings, sqlite_store) as successor:
+        retried = await attempt_of(2, first_scheduled).run(successor.send_sms, checkin())
 
     assert len(sms_outbox.messages) == 1
     assert retried.already_sent and retried.provider_message_id == sms.sid
-    found = await sqlite_store.find_delivery("followup-clinic-42-s-1", "checkin-1")
+    found = await sqlite_store.find_delivery(WORKFLOW_ID, "checkin-1")
     assert found.provider_message_id == sms.sid
+
+
+async def test_a_retry_asks_twilio_even_when_the_ledger_cannot_be_read(
+    delivery_settings, postgresql_url, sms_outbox
+):
+    # The ledger on PostgreSQL, reached through a relay that then goes away.
+    url = make_url(postgresql_url)
+    relay = TcpRelay(f"{url.host}:{url.port or 5432}")
+    await relay.start()
+    store = await AuditStore.open(
+        url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False))
+    workflow_id = f"followup-clinic-42-{uuid.uuid4().hex[:12]}"
+    message = checkin().model_copy(update={"workflow_id": workflow_id})
+    first_scheduled = datetime.now(UTC)
+    try:
+        dying = SmsActivities(delivery_settings, store)
+        first = await attempt_of(1, first_scheduled).run(dying.send_sms, message)
+        await relay.stop()
+        await dying.recorder.close(wait=0)
+
+        async with SmsActivities(delivery_settings, store) as successor:
+            retried = await attempt_of(2, first_scheduled).run(successor.send_sms, message)
+            await successor.recorder.close(wait=0)
+    finally:
+        await relay.stop()
+        await store.close()
+
+    assert retried.already_sent and retried.provider_message_id == first.provider_message_id
+    assert len(sms_outbox.messages) == 1
 
 
 async def test_an_attempt_that_never_reached_twilio_is_sent_on_retry(
     delivery_settings, sqlite_store, sms_outbox
 ):
-    await sqlite_store.record_send_attempt(
-        "followup-clinic-42-s-1", "checkin-1", 1, datetime.now(UTC) - timedelta(seconds=30))
-
-    delivery = await send(delivery_settings, sqlite_store, checkin())
+    delivery = await send(delivery_settings, sqlite_store, checkin(), attempt=2)
 
     [sms] = sms_outbox.messages
     assert not delivery.already_sent and delivery.provider_message_id == sms.sid
@@ -294,10 +392,46 @@ async def test_the_same_words_sent_earlier_under_another_key_are_not_mistaken_fo
     delivery_settings, sqlite_store, sms_outbox
 ):
     first = await send(delivery_settings, sqlite_store, checkin(key="reminder-1"))
-    await sqlite_store.record_send_attempt(
-        "followup-clinic-42-s-1", "reminder-2", 1, datetime.now(UTC))
 
-    second = await send(delivery_settings, sqlite_store, checkin(key="reminder-2"))
+    second = await send(delivery_settings, sqlite_store, checkin(key="reminder-2"), attempt=2)
 
     assert len(sms_outbox.messages) == 2
     assert not second.already_sent and second.provider_message_id != first.provider_message_id
+
+
+async def test_a_worker_sends_and_asks_twilio_over_one_kept_connection(
+    delivery_settings, sqlite_store, sms_outbox
+):
+    async with SmsActivities(delivery_settings, sqlite_store) as sms:
+        for key in ("checkin-1", "reminder-1", "reminder-2", "page-1", "page-2"):
+            await attempt_of(1).run(sms.send_sms, checkin(key=key))
+        retried = await attempt_of(2).run(sms.send_sms, checkin(key="page-2"))
+
+    assert len(sms_outbox.messages) == 5 and retried.already_sent
+    assert sms_outbox.connections == 1
+
+
+async def test_texts_sent_at_once_share_the_workers_connections(
+    delivery_settings, sqlite_store, sms_outbox
+):
+    async with SmsActivities(delivery_settings, sqlite_store) as sms:
+        for _ in range(2):
+            await asyncio.gather(*(attempt_of(1).run(sms.send_sms, checkin(key=f"page-{n}"))
+                                   for n in range(10)))
+
+    assert len(sms_outbox.messages) == 20
+    assert sms_outbox.connections <= 10, "the second burst reuses the first one's connections"
+
+
+async def test_a_restarted_twilio_endpoint_is_reconnected_to(
+    delivery_settings, sqlite_store, sms_outbox
+):
+    port = int(sms_outbox.url.rpartition(":")[2])
+    async with SmsActivities(delivery_settings, sqlite_store) as sms:
+        await attempt_of(1).run(sms.send_sms, checkin(key="checkin-1"))
+        await sms_outbox.stop()  # every kept connection closes with it
+        await sms_outbox.start(port=port)
+        await attempt_of(1).run(sms.send_sms, checkin(key="reminder-1"))
+
+    assert [m.body for m in sms_outbox.messages] == [checkin().body] * 2
+    assert sms_outbox.connections == 2
