@@ -105,6 +105,8 @@ async def test_used_expired_altered_and_closed_links_get_a_refusal_without_conta
         # Unused, but its escalation has been resolved: the link has expired with it.
         await actions.resolve(console.client, workflow_id,
                               Resolve(staff_id="t-oncall", outcome="could_not_reach"))
+        await console.until_stored(workflow_id, lambda view: view.escalation.resolved_by,
+                                   "resolved")
         answer = await someone_else.get(fresh)
         assert answer.status_code == 410 and "expired" in answer.text
         assert shows_no_contact(answer.text)

@@ -34,7 +34,15 @@ TEXT: dict[str, dict[str, str]] = {
         "outcome": "Outcome",
         "closed_at": "Closed",
         "none_open": "No open follow-ups.",
-        "unanswered": "Open, but their state did not come back in time (is a worker down?)",
+        "since_escalation": "Escalated",
+        "closed_cancelled": "cancelled by staff",
+        "age": "Departed",
+        "ago": "ago",
+        "state_as_of": "State as of",
+        "page_of": "Page {page} of {pages}",
+        "more": "{count} more",
+        "earlier": "Previous page",
+        "being_set_up": "This follow-up is being set up: its state shows in a moment.",
         "none_closed": "None closed in the last 7 days.",
         "yes": "yes",
         "no": "no",
@@ -122,7 +130,15 @@ TEXT: dict[str, dict[str, str]] = {
         "outcome": "Resultado",
         "closed_at": "Cerrado",
         "none_open": "No hay seguimientos abiertos.",
-        "unanswered": "Abiertos, pero su estado no llegó a tiempo (¿falla un worker?)",
+        "since_escalation": "Escalado",
+        "closed_cancelled": "cerrado por el personal",
+        "age": "Salió",
+        "ago": "hace",
+        "state_as_of": "Estado a las",
+        "page_of": "Página {page} de {pages}",
+        "more": "{count} más",
+        "earlier": "Página anterior",
+        "being_set_up": "Este seguimiento se está preparando: su estado aparece en un momento.",
         "none_closed": "Ninguno cerrado en los últimos 7 días.",
         "yes": "sí",
         "no": "no",
@@ -209,6 +225,35 @@ REASONS: dict[str, dict[str, str]] = {
 }
 
 
+# Where a follow-up stands and how at risk the client is, in words (workflows.models.Phase
+# and RiskLevel hold identifiers).
+PHASES: dict[str, dict[str, str]] = {
+    "en": {
+        "received": "received",
+        "waiting_to_check_in": "waiting to check in",
+        "awaiting_reply": "waiting for the client's reply",
+        "escalating": "paging staff",
+        "awaiting_resolution": "acknowledged, waiting to be resolved",
+        "offering_reschedule": "offering a new appointment",
+        "listening": "done, still reading the client's texts",
+        "closed": "closed",
+    },
+    "es": {
+        "received": "recibido",
+        "waiting_to_check_in": "esperando para escribir al cliente",
+        "awaiting_reply": "esperando la respuesta del cliente",
+        "escalating": "avisando al personal",
+        "awaiting_resolution": "atendido, pendiente de resolver",
+        "offering_reschedule": "ofreciendo una nueva cita",
+        "listening": "terminado, aún lee los mensajes del cliente",
+        "closed": "cerrado",
+    },
+}
+RISKS: dict[str, dict[str, str]] = {
+    "es": {"low": "bajo", "moderate": "moderado", "high": "alto", "imminent": "inminente"},
+}
+
+
 def words(language: str) -> dict[str, str]:
     return TEXT.get(language, TEXT["en"])
 
@@ -216,3 +261,11 @@ def words(language: str) -> dict[str, str]:
 def reason_in(language: str, reason: str) -> str:
     """An escalation's reason in the reader's language (English when it has no entry)."""
     return REASONS.get(language, {}).get(reason, reason)
+
+
+def phase_in(language: str, phase: str) -> str:
+    return PHASES.get(language, PHASES["en"]).get(phase, phase.replace("_", " "))
+
+
+def risk_in(language: str, risk: str) -> str:
+    return RISKS.get(language, {}).get(risk, risk)
