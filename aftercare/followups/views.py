@@ -87,5 +87,7 @@ async def being_set_up(client: Client, workflow_id: str, clinic_id: str | None =
         if err.status is RPCStatusCode.NOT_FOUND:
             return False
         raise
+    # Follow-ups started before AftercareClinic existed carry none: their id says whose.
     owner = found.typed_search_attributes.get(CLINIC)
-    return found.status is WorkflowExecutionStatus.RUNNING and clinic_id in (None, owner)
+    ours = clinic_id is None or owner in (None, clinic_id)
+    return found.status is WorkflowExecutionStatus.RUNNING and ours
