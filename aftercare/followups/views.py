@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from aftercare.followups.errors import FollowUpNotFound
 from aftercare.temporal.codec import EncryptionCodec
 from aftercare.temporal.search_attributes import CLINIC
 from aftercare.trail.store import AuditStore, StoredView
+from workflows.followup import ACK_CODE
 from workflows.models import FollowUpStatus, FollowUpView, RiskLevel
 
 RISK_RANK = {RiskLevel.IMMINENT: 0, RiskLevel.HIGH: 1, RiskLevel.MODERATE: 2, RiskLevel.LOW: 3}
@@ -80,14 +81,27 @@ async def _stored(store: AuditStore, workflow_id: str, clinic_id: str | None) ->
 
 async def being_set_up(client: Client, workflow_id: str, clinic_id: str | None = None) -> bool:
     """For a follow-up with no stored view: Temporal runs it (for this clinic), and its first
-    view is on its way. ``describe()`` runs no workflow code."""
+    view is on its way."""
+    found = await _running(client, workflow_id)
+    # Follow-ups started before AftercareClinic existed carry none: their id says whose.
+    owner = found and found.typed_search_attributes.get(CLINIC)
+    return found is not None and (clinic_id is None or owner in (None, clinic_id))
+
+
+async def escalation_starting(client: Client, workflow_id: str, code: str) -> bool:
+    """For a stored view without this escalation: the follow-up has started it (its page
+    went out) and the view saying so is on its way."""
+    found = await _running(client, workflow_id)
+    return found is not None and found.typed_search_attributes.get(ACK_CODE) == code
+
+
+async def _running(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
+    """The follow-up as Temporal describes it, while it runs. ``describe()`` runs no
+    workflow code: it answers with every worker down."""
     try:
         found = await client.get_workflow_handle(workflow_id).describe()
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
-            return False
+            return None
         raise
-    # Follow-ups started before AftercareClinic existed carry none: their id says whose.
-    owner = found.typed_search_attributes.get(CLINIC)
-    ours = clinic_id is None or owner in (None, clinic_id)
-    return found.status is WorkflowExecutionStatus.RUNNING and ours
+    return found if found.status is WorkflowExecutionStatus.RUNNING else None

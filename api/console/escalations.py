@@ -64,13 +64,20 @@ async def link_or_refusal(
     try:
         status = await views.with_trail(store, await views.read_view(store, link.workflow_id))
     except FollowUpNotFound:
+        status = None
+    if status is None or status.escalation is None or status.escalation.code != link.code:
+        # The stored view may be a round trip behind the page that carried the link.
+        client = await console.service.temporal()
+        if await views.escalation_starting(client, link.workflow_id, link.code):
+            return console.refusal(request, "escalation_starting", "escalation_starting_text",
+                                   503)
         return console.refusal(request, "link_expired", "link_expired_text", 410)
     policy = console.service.policies.for_clinic(status.clinic_id)
     if link.staff_id not in policy.staff:
         return console.refusal(request)
     # The link dies with its escalation (resolved, closed, or replaced by a newer one), and
     # a day after the newest page to this staff member.
-    if not escalation_open(status) or status.escalation.code != link.code:
+    if not escalation_open(status):
         return console.refusal(request, "link_expired", "link_expired_text", 410)
     expires = link_expires_at(status.trail, status.escalation.code, link.staff_id)
     if expires is not None and datetime.now(UTC) >= expires:

@@ -87,6 +87,9 @@ TEXT: dict[str, dict[str, str]] = {
         "link_used_text": "Each escalation link opens once. Sign in to see the follow-up.",
         "link_expired": "This link has expired",
         "link_expired_text": "The escalation has closed, or the link is older than 24 hours.",
+        "escalation_starting": "This escalation is just starting",
+        "escalation_starting_text": "Its details are on their way: reload this page in a "
+                                    "moment.",
         "link_invalid": "This link is not valid",
         "link_invalid_text": "It may have been cut short or changed.",
         "form_refused": "The form was refused",
@@ -185,6 +188,9 @@ TEXT: dict[str, dict[str, str]] = {
                           "el seguimiento.",
         "link_expired": "Este enlace caducó",
         "link_expired_text": "El escalamiento se cerró, o el enlace tiene más de 24 horas.",
+        "escalation_starting": "Este escalamiento acaba de empezar",
+        "escalation_starting_text": "Sus datos están en camino: recargue esta página en un "
+                                    "momento.",
         "link_invalid": "Este enlace no es válido",
         "link_invalid_text": "Puede que esté incompleto o modificado.",
         "form_refused": "Se rechazó el formulario",
