@@ -12,7 +12,7 @@ import uuid
 
 from aftercare.followups.start import start_followup
 from aftercare.settings import Settings
-from tests.fixtures.api import CLINIC_KEY, bearer
+from tests.fixtures.api import CLINIC_KEY, OTHER_CLINIC_KEY, bearer
 from tests.fixtures.console import ConsoleStack, console_policies
 from worker import running_worker
 from workflows.models import DepartureEvent, FollowUpView, Phase
@@ -106,3 +106,26 @@ async def test_a_followup_no_worker_has_picked_up_is_being_set_up_and_an_unknown
     answer = await console.http.get(f"/v1/followups/{unknown}", headers=bearer(CLINIC_KEY))
     assert answer.status_code == 404
     assert "has no follow-up" in answer.json()["detail"]
+
+
+async def test_a_reply_for_review_is_stored_sealed_and_read_back_only_by_its_clinic(
+    console: ConsoleStack,
+) -> None:
+    started = await console.send_departure(console.departure("moderate"))
+    workflow_id = started.json()["workflow_id"]
+    await console.until_stored(workflow_id, lambda view: view.phase is Phase.AWAITING_REPLY,
+                               "waiting for the client's reply")
+    words = "not sure how I feel tbh"
+    await console.http.post(f"/v1/followups/{workflow_id}/reply", json={"text": words},
+                            headers=bearer(CLINIC_KEY))
+    await console.until_stored(workflow_id, lambda view: view.escalation is not None,
+                               "on-call asked to read the reply")
+
+    stored = await console.store.view(workflow_id)
+    assert words not in stored.view.model_dump_json()
+    assert words.encode() not in (stored.sealed_reply or b"")
+    answer = await console.http.get(f"/v1/followups/{workflow_id}", headers=bearer(CLINIC_KEY))
+    assert answer.json()["reply_for_review"] == words
+    answer = await console.http.get(f"/v1/followups/{workflow_id}",
+                                    headers=bearer(OTHER_CLINIC_KEY))
+    assert answer.status_code == 404 and words not in answer.text
