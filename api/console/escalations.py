@@ -193,7 +193,8 @@ def escalated_at(status: FollowUpStatus) -> datetime | None:
     esc = status.escalation
     if esc is None:
         return None
-    return next((entry.at for entry in status.trail if entry.seq == esc.started_seq), None)
+    return max((entry.at for entry in status.trail if entry.step == "escalation_started"
+                and entry.detail.get("code") == esc.code), default=None)
 
 
 StaffAction = Callable[[Client, str, Any], Awaitable[ActionResult]]
