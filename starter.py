@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.service import RPCError
 
 from aftercare.followups import views
@@ -77,10 +78,19 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> str:
     return (await cancel(client, args.workflow_id, cancellation)).message
 
 
+class AuditStoreUnreadable(RuntimeError):
+    """The audit database did not answer."""
+
+
 async def stored_status(settings: Settings, workflow_id: str) -> FollowUpStatus:
     """What the audit store holds of the follow-up, as the API reads it: no worker needed,
     and Temporal only to say that one with no stored view yet is being set up."""
-    store = await AuditStore.open(settings.audit_database_url)
+    try:
+        store = await AuditStore.open(settings.audit_database_url)
+    except (SQLAlchemyError, OSError) as err:
+        # The driver's message may carry the database URL: name the setting, not the value.
+        raise AuditStoreUnreadable("the audit store at AFTERCARE_AUDIT_DATABASE_URL cannot "
+                                   f"be read ({type(err).__name__})") from None
     try:
         codec = EncryptionCodec(settings.encryption_keys)
         return await views.read_status(store, codec, workflow_id)
@@ -138,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: Temporal refused the request: {err.message}", file=sys.stderr)
         return 1
     except TemporalUnreachable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except AuditStoreUnreadable as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

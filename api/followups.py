@@ -94,22 +94,21 @@ async def read_followup(
     """State, next deadline and the audit trail of one of the clinic's follow-ups, as the
     audit store last received them from the follow-up (``updated_at``). Just after the
     departure, until its first view is stored, a ``404`` says it is being set up."""
-    owned_id = owned(clinic_id, workflow_id)
+    refuse_other_clinics_ids(clinic_id, workflow_id)
     try:
         return await views.read_status(await service.audit_store(), service.codec(),
-                                       owned_id, clinic_id=clinic_id)
+                                       workflow_id, clinic_id=clinic_id)
     except FollowUpNotFound:
         raise await missing(service, clinic_id, workflow_id) from None
 
 
-def owned(clinic_id: str, workflow_id: str) -> str:
+def refuse_other_clinics_ids(clinic_id: str, workflow_id: str) -> None:
     """Cheap first: the id starts with the clinic's part (in today's form, or the form of
     follow-ups started before clinic ids' dashes were doubled); the stored view says for
     sure. Another clinic's follow-up is answered exactly like one that does not exist."""
     prefixes = (followup_workflow_id(clinic_id, ""), legacy_followup_workflow_id(clinic_id, ""))
     if not workflow_id.startswith(prefixes):
         raise not_found(clinic_id, workflow_id)
-    return workflow_id
 
 
 async def missing(service: Intake, clinic_id: str, workflow_id: str) -> HTTPException:
@@ -134,10 +133,10 @@ async def act_on_followup(
     arg: Any,
 ) -> Any:
     """Act on one of the clinic's follow-ups, also one still being set up."""
-    owned_id = owned(clinic_id, workflow_id)
+    refuse_other_clinics_ids(clinic_id, workflow_id)
     client = await service.temporal()
     try:
-        await views.read_view(await service.audit_store(), owned_id, clinic_id=clinic_id)
+        await views.read_view(await service.audit_store(), workflow_id, clinic_id=clinic_id)
     except FollowUpNotFound:
         if not await views.being_set_up(client, workflow_id, clinic_id):
             raise not_found(clinic_id, workflow_id) from None
