@@ -42,7 +42,6 @@ templates.env.filters["local"] = local_time
 templates.env.filters["reason_in"] = lambda reason, language: reason_in(language, reason)
 templates.env.filters["phase_in"] = lambda phase, language: phase_in(language, phase)
 templates.env.filters["risk_in"] = lambda risk, language: risk_in(language, risk)
-templates.env.filters["age"] = lambda then, now: age(then, now)
 
 
 def age(then: datetime, now: datetime) -> str:
@@ -50,6 +49,9 @@ def age(then: datetime, now: datetime) -> str:
     minutes = max(0, int((now - then).total_seconds() // 60))
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+templates.env.filters["age"] = age
 
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
