@@ -44,6 +44,8 @@ async def test_imminent_departure_texts_the_on_call_a_link_to_call_the_client_th
     await page.wait_for_url("**?done=acknowledge")
     # The state the acknowledgement left, not a read that may still be a round trip behind.
     assert "acknowledged by t-oncall" in await page.locator(".facts").inner_text()
+    assert (await page.locator(".phase").inner_text()
+            == "acknowledged, waiting to be resolved")
     await page.get_by_label("Reached the client").check()
     await page.get_by_label("Note").fill("called back, safe at home")
     await page.get_by_role("button", name="Resolve", exact=True).click()

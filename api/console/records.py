@@ -1,6 +1,6 @@
-"""The one thing the console reads from Temporal: the client's contact details, from the
-follow-up's start input. Everything else it shows is the follow-up's view in the audit
-store (``aftercare.followups.views``).
+"""The console's one read of a follow-up's data from Temporal: the client's contact
+details, from its start input. Everything else it shows is the follow-up's view in the
+audit store (``aftercare.followups.views``).
 
 Contact details exist only in the follow-up's input, which Temporal stores encrypted; they
 are decrypted here, in the API process, with the service's own data converter, rendered
