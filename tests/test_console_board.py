@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from aftercare.followups import actions
 from aftercare.trail.store import AuditStore, StoredView
-from tests.fixtures.console import ConsoleStack
+from tests.fixtures.console import ConsoleStack, paged
 from workflows.models import (
     Acknowledge,
     Channel,
@@ -22,10 +22,6 @@ from workflows.models import (
 )
 
 NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= 390"
-
-
-def paged(view: FollowUpView) -> bool:
-    return view.escalation is not None and bool(view.escalation.paged)
 
 
 def taken_escalation(clinic: str, index: int, now: datetime) -> FollowUpView:

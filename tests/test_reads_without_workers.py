@@ -13,13 +13,9 @@ import uuid
 from aftercare.followups.start import start_followup
 from aftercare.settings import Settings
 from tests.fixtures.api import CLINIC_KEY, OTHER_CLINIC_KEY, bearer
-from tests.fixtures.console import ConsoleStack, console_policies
+from tests.fixtures.console import ConsoleStack, console_policies, paged
 from worker import running_worker
-from workflows.models import DepartureEvent, FollowUpView, Phase
-
-
-def paged(view: FollowUpView) -> bool:
-    return view.escalation is not None and bool(view.escalation.paged)
+from workflows.models import DepartureEvent, Phase
 
 
 async def start_on(console: ConsoleStack, settings: Settings, risk: str) -> str:
