@@ -51,6 +51,7 @@ async def test_the_board_shows_phase_reason_and_who_is_paged_with_no_worker_runn
         assert await card.locator(".phase").inner_text() == "paging staff"
         assert await card.locator(".reason").inner_text() == "imminent risk"
         assert await card.locator(".paged").inner_text() == "t-oncall"
+        assert (await card.locator(".escalated").inner_text()).endswith(" min ago")
     card = page.locator(".followup", has_text=waiting)
     assert await card.locator(".phase").inner_text() == "waiting for the client's reply"
     assert not await card.locator(".reason").count()

@@ -1,6 +1,6 @@
 """The clinic board (``/console``): the clinic's open follow-ups, most urgent first, a page
 at a time, and those closed in the last 7 days with their outcomes. It reads the views the
-follow-ups store in the audit store (one query each), so it loads with every worker and
+follow-ups store in the audit store (a few queries), so it loads with every worker and
 Temporal itself down. It shows no contact detail: ids, phases, risks, reasons, deadlines
 and staff ids only."""
 
@@ -42,6 +42,8 @@ async def board(
     policy = console.service.policies.for_clinic(session.clinic_id)
     return console.render(request, "board.html", {
         "followups": shown,
+        "escalated": await store.escalations_started(
+            [f.workflow_id for f in shown if f.escalation]),
         "page": page,
         "pages": pages,
         "after": max(0, len(followups) - page * PER_PAGE),

@@ -158,12 +158,12 @@ async def render_followup(
     notice: str | None = None, refused: str | None = None, status_code: int = 200,
 ) -> HTMLResponse:
     policy = console.service.policies.for_clinic(status.clinic_id)
+    store = await console.service.audit_store()
     now = datetime.now(UTC)
     showing_contact = escalation_open(status)
     contact = emergency = None
     if showing_contact:
         # The access record comes first: a view that fails later is still on record.
-        store = await console.service.audit_store()
         await store.record_access(session.actor, CONTACT_VIEW, status.workflow_id, now)
         started = await followup_input(await console.service.temporal(), status.workflow_id)
         contact = started.event.client
@@ -177,7 +177,8 @@ async def render_followup(
         "contact": contact,
         "emergency": emergency,
         "now": now,
-        "escalated_at": escalated_at(status),
+        "escalated_at": (await store.escalations_started([status.workflow_id])).get(
+            status.workflow_id),
         "clinic_zone": policy.timezone,
         "outcomes": list(ResolutionOutcome),
         "may_read_trail": policy.reads_trails(session.staff_id),
@@ -186,15 +187,6 @@ async def render_followup(
         "closed": status.phase is Phase.CLOSED,
         "current_url": notice and f"/console/followups/{status.workflow_id}?done={notice}",
     }, status_code=status_code, session=session)
-
-
-def escalated_at(status: FollowUpStatus) -> datetime | None:
-    """When the open escalation began: the time of the trail entry it started with."""
-    esc = status.escalation
-    if esc is None:
-        return None
-    return max((entry.at for entry in status.trail if entry.step == "escalation_started"
-                and entry.detail.get("code") == esc.code), default=None)
 
 
 StaffAction = Callable[[Client, str, Any], Awaitable[ActionResult]]
