@@ -3,8 +3,9 @@ with each batch of its trail, never its workflow code.
 
 The board, the escalation page, ``GET /v1/followups/{id}``, ``starter.py status`` and the
 SMS webhook's staff lookups all read here, so they answer with every worker down (and the
-board with Temporal down too). A view is one activity round trip behind its workflow, and
-during an audit-store outage as old as the outage: ``updated_at`` says how old it is.
+board with Temporal down too). A view is one activity round trip behind its workflow once
+the step's sends are settled (at most 30 s while they are in flight), and during an
+audit-store outage as old as the outage: ``updated_at`` says how old it is.
 """
 
 from __future__ import annotations
