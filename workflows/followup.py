@@ -101,6 +101,7 @@ class DepartureFollowUp:
         self.next_deadline_reason: str | None = None
         self.crisis_resources: asyncio.Task[bool] | None = None
         self.checkin_accepted_at: datetime | None = None
+        self.late_checkin: asyncio.Task[bool] | None = None
         if input.carried_over is None:
             detail = {"risk_level": self.event.risk_level.value}
             if input.late_reply_to:
@@ -171,7 +172,9 @@ class DepartureFollowUp:
             self.outbox.withdraw([checkin])  # already escalated or answered (or opted out)
             return
         if self.checkin_accepted_at is None:
-            self.outbox.withdraw([checkin])
+            # Staff try to reach the client; the check-in keeps trying beside them, so a
+            # client it reaches late can still answer, until staff close the escalation.
+            self.late_checkin = checkin
             self.unreachable = True
             self.ask_staff(Reason.UNREACHABLE)
             return
@@ -179,6 +182,7 @@ class DepartureFollowUp:
 
     def checkin_accepted(self) -> None:
         self.checkin_accepted_at = workflow.now()
+        self.unreachable = False
 
     async def wait_for_reply(self, checked_in_at: datetime) -> None:
         """Remind until the response window ends, counted from the check-in's acceptance.
@@ -217,6 +221,8 @@ class DepartureFollowUp:
                 raise FollowUpCancelled
             if self.escalation_open():
                 self.hand_on()
+        if self.late_checkin is not None:
+            self.outbox.withdraw([self.late_checkin])  # staff have closed it: too late now
 
     async def offer_reschedule(self) -> None:
         """Offer slots or a booking link; book the chosen slot and confirm it. A reply that
@@ -404,7 +410,7 @@ class DepartureFollowUp:
                 esc.raise_to(reason)
         else:
             esc = self.escalation = Escalation(
-                EscalationState(reason=reason, code=self.new_code()),
+                EscalationState(reason=reason, code=self.new_code(), started_at=workflow.now()),
                 self.policy, self.outbox, self.trail)
             self.escalations_opened += 1
             self.trail.record("escalation_started", outcome=reason,
@@ -545,6 +551,15 @@ class DepartureFollowUp:
                     else Phase.ESCALATING)
         return self.stage
 
+    def next_deadline_in_view(self) -> dict[str, datetime | str | None]:
+        """While a chain is out, its own clock: the next level or reminder is what's due."""
+        esc = self.escalation
+        if esc is not None and self.escalation_open() and esc.state.resume_at is not None:
+            reason = "resolution reminder" if esc.acknowledged else "acknowledgement"
+            return {"next_deadline": esc.state.resume_at, "next_deadline_reason": reason}
+        return {"next_deadline": self.next_deadline,
+                "next_deadline_reason": self.next_deadline_reason}
+
     def view(self) -> FollowUpView:
         return FollowUpView(
             workflow_id=self.trail.workflow_id,
@@ -552,8 +567,7 @@ class DepartureFollowUp:
             risk_level=self.event.risk_level,
             departed_at=self.event.departed_at,
             phase=self.phase(),
-            next_deadline=self.next_deadline,
-            next_deadline_reason=self.next_deadline_reason,
+            **self.next_deadline_in_view(),
             opted_out=self.outbox.opted_out,
             client_safe=self.client_safe,
             channel=self.outbox.channel,

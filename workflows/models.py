@@ -247,6 +247,7 @@ class PageState(Model):
 class EscalationState(Model):
     reason: str
     code: str
+    started_at: datetime | None = None
     level: int = 0
     round: int = 0
     paged: list[PageState] = Field(default_factory=list)

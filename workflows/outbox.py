@@ -311,7 +311,9 @@ class Outbox:
             if recipient == CLIENT:
                 self.channel = other
 
-        self.fire(fall_back(), None, kind, recipient)
+        task = self.fire(fall_back(), None, kind, recipient)
+        if recipient == CLIENT:
+            self.client_tasks.append(task)
 
 
 # Staff messages whose subject says what they are; any other kind needs the reader.

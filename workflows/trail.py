@@ -152,6 +152,13 @@ class TrailWriter:
         """Entries sealed but not yet in the audit store, and notes waiting with them."""
         return len(self.chain.entries) - self.stored - self.refused + len(self._notes)
 
+    def _urgent(self) -> bool:
+        """A new phase or a new escalation: the board must show it now."""
+        before, now = self._published, self._view()
+        return before is None or before.phase != now.phase or (
+            (before.escalation and before.escalation.code)
+            != (now.escalation and now.escalation.code))
+
     def _has_news(self) -> bool:
         return self.chain.has_unwritten() or self._view() != self._published
 
@@ -160,7 +167,7 @@ class TrailWriter:
             await workflow.wait_condition(self._has_news)
             # Steps come in bursts (a send and its outcome, a reply and its answer): one
             # batch for the burst keeps the history lean, never later than FLUSH_AFTER.
-            if not self._quiet():
+            if not (self._quiet() or self._urgent()):
                 try:
                     await workflow.wait_condition(self._quiet, timeout=FLUSH_AFTER)
                 except TimeoutError:
