@@ -1,0 +1,61 @@
+"""Sign-in under a storm of concurrent tries, through two API replicas sharing one audit
+database (SQLite, then PostgreSQL): the limit holds however the tries interleave."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from api.console.signin import CODE_SENT, CODE_WRONG, TRIES_PER_CODE
+from tests.fixtures.api import until
+from tests.fixtures.console import CSRF_FIELD, ConsoleReplicas, newest_texted_code
+from tests.followup_harness import ON_CALL_PHONE
+
+WRONG_TRIES = 100
+
+
+async def test_a_hundred_wrong_codes_and_the_right_one_at_once_through_two_replicas_sign_nobody_in(
+    console_replicas: ConsoleReplicas,
+) -> None:
+    url_a, url_b = console_replicas.urls
+    actor = f"staff:{console_replicas.clinic}/t-oncall"
+    async with httpx.AsyncClient(timeout=60) as browser:
+        form = await browser.get(f"{url_a}/console/sign-in")
+        csrf = CSRF_FIELD.search(form.text).group(1)
+        await browser.post(f"{url_a}/console/sign-in", data={
+            "clinic": console_replicas.clinic, "staff_id": "t-oncall", "csrf_token": csrf})
+        cookies = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
+
+    async def code_sent() -> bool:
+        return any(r.action == CODE_SENT and r.actor == actor
+                   for r in await console_replicas.store.access_records())
+
+    code = await until(lambda: newest_texted_code(console_replicas.sms, ON_CALL_PHONE),
+                       "a code texted to t-oncall")
+    await until(code_sent, "the code recorded as sent")
+    wrong = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, WRONG_TRIES + 1)]
+
+    # Every try on its own connection, all in flight at once, half to each replica; the
+    # right code goes out last, as it did when 109 wrong ones got in before it.
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=None)) as storm:
+        def attempt(url: str, guess: str) -> asyncio.Future[httpx.Response]:
+            return asyncio.ensure_future(storm.post(
+                f"{url}/console/sign-in/code", data={"code": guess, "csrf_token": csrf},
+                headers={"Cookie": cookies}))
+
+        tries = [attempt((url_a, url_b)[i % 2], guess) for i, guess in enumerate(wrong)]
+        right = attempt(url_b, code)
+        answers = await asyncio.gather(*tries, right)
+        again = await storm.post(f"{url_a}/console/sign-in/code",
+                                 data={"code": code, "csrf_token": csrf},
+                                 headers={"Cookie": cookies})
+
+    assert right.result().status_code == 401 and again.status_code == 401
+    assert {answer.status_code for answer in answers} == {401}
+    assert not any("aftercare_staff=" in cookie for answer in answers
+                   for cookie in answer.headers.get_list("set-cookie"))
+    records = await console_replicas.store.access_records()
+    assert [r.action for r in records if r.actor == actor].count(CODE_WRONG) == TRIES_PER_CODE
+    assert "console_sign_in" not in {r.action for r in records}
+
