@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 import uuid
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 import httpx
 
 from aftercare.followups.start import start_followup
+from api.app import _HideLinkTokens
 from api.console.signin import CODE_SENT, CODE_WRONG, CODES_PER_WINDOW, TRIES_PER_CODE
 from tests.fixtures.api import OTHER_CLINIC_KEY
 from tests.fixtures.console import (
@@ -194,6 +196,16 @@ async def test_signing_out_ends_the_session_for_a_saved_cookie_too(
         answer = await replay.get("/console")
     assert answer.status_code == 303
     assert answer.headers["location"].startswith("/console/sign-in")
+
+
+def test_access_logs_never_carry_a_working_sign_in_link() -> None:
+    line = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                             ("127.0.0.1:5000", "POST", "/console/sign-in/link/AbC.dEf", "1.1",
+                              303), None)
+
+    _HideLinkTokens().filter(line)
+
+    assert line.getMessage() == '127.0.0.1:5000 - "POST /console/sign-in/link/[token] HTTP/1.1" 303'
 
 
 async def codes_sent(console: ConsoleStack, count: int) -> None:
