@@ -121,7 +121,7 @@ async def use_link(
         session = current.with_followup(link.workflow_id)
         set_session_cookie(console.signer, console.settings, response, session, now)
     else:
-        await console.end_session(request, response)
+        await console.end_session(request)  # another staff member's, on a shared device
         session = new_session(link.staff_id, status.clinic_id, now, followup=link.workflow_id)
         await console.start_session(response, session)
     await store.record_access(session.actor, "console_link_opened", link.workflow_id, now)

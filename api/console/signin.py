@@ -28,7 +28,13 @@ from activities.email import EmailActivities
 from activities.sms import SmsActivities
 from aftercare.logs import get_logger
 from aftercare.trail.console_access import CodeCheck, StaffMember
-from api.console.security import CHALLENGE_COOKIE, new_session, set_cookie, staff_actor
+from api.console.security import (
+    CHALLENGE_COOKIE,
+    SESSION_COOKIE,
+    new_session,
+    set_cookie,
+    staff_actor,
+)
 from api.console.web import Console, ConsoleDep
 from workflows.models import Channel, Delivery, OutboundMessage
 
@@ -227,6 +233,7 @@ async def sign_out(
 ) -> Response:
     if not console.csrf.accepts(request, csrf_token):
         return console.form_refused(request, console.session(request))
+    await console.end_session(request)
     response = RedirectResponse("/console/sign-in", status_code=303)
-    await console.end_session(request, response)
+    response.delete_cookie(SESSION_COOKIE, path="/")
     return response

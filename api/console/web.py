@@ -21,7 +21,6 @@ from aftercare.trail.console_access import ConsoleSessions, SignInChallenges
 from api.console.i18n import browser_language, reason_in, words
 from api.console.security import (
     CSRF_COOKIE,
-    SESSION_COOKIE,
     SESSION_TTL,
     Csrf,
     Signer,
@@ -89,12 +88,12 @@ class Console:
                                             session.expires_at)
         set_session_cookie(self.signer, self.settings, response, session, now)
 
-    async def end_session(self, request: Request, response: Response) -> None:
-        """Sign out: the session ends in the store, so a copy of its cookie opens nothing."""
+    async def end_session(self, request: Request) -> None:
+        """The session this request's cookie names ends in the store: a copy of the cookie,
+        saved anywhere, opens nothing."""
         session: StaffSession | None = request.state.staff_session
         if session is not None:
             await (await self.sessions()).end(session.session_id, datetime.now(UTC))
-        response.delete_cookie(SESSION_COOKIE, path="/")
 
     async def sessions(self) -> ConsoleSessions:
         return ConsoleSessions(await self.service.audit_store())
