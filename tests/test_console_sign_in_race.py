@@ -1,4 +1,4 @@
-"""Sign-in under a storm of concurrent tries, through two API replicas sharing one audit
+"""Sign-in under a storm of concurrent tries, through two API processes sharing one audit
 database (SQLite, then PostgreSQL): the limit holds however the tries interleave."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.followup_harness import ON_CALL_PHONE
 WRONG_TRIES = 100
 
 
-async def test_a_hundred_wrong_codes_and_the_right_one_at_once_through_two_replicas_sign_nobody_in(
+async def test_a_hundred_wrong_codes_and_the_right_one_at_once_through_two_processes_sign_nobody_in(
     console_replicas: ConsoleReplicas,
 ) -> None:
     url_a, url_b = console_replicas.urls
@@ -36,7 +36,7 @@ async def test_a_hundred_wrong_codes_and_the_right_one_at_once_through_two_repli
     await until(code_sent, "the code recorded as sent")
     wrong = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, WRONG_TRIES + 1)]
 
-    # Every try on its own connection, all in flight at once, half to each replica; the
+    # Every try on its own connection, all in flight at once, half to each process; the
     # right code goes out last, as it did when 109 wrong ones got in before it.
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=None)) as storm:
         def attempt(url: str, guess: str) -> asyncio.Future[httpx.Response]:
