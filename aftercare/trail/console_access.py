@@ -34,7 +34,7 @@ class CodeCheck(Enum):
     """Not counted: no such challenge, its code not sent, expired, used, or out of tries."""
 
 
-StaffMember = tuple[str, str]
+StaffKey = tuple[str, str]
 """(clinic id, staff id)"""
 
 
@@ -43,7 +43,7 @@ class SignInChallenges:
         self._engine = store.engine
 
     async def issue(
-        self, challenge_id: str, staff: StaffMember, code_mac: str, now: datetime,
+        self, challenge_id: str, staff: StaffKey, code_mac: str, now: datetime,
         expires_at: datetime, per_window: int, window: timedelta,
     ) -> bool:
         """Open a challenge for ``staff`` unless ``per_window`` were opened in the last
@@ -73,7 +73,7 @@ class SignInChallenges:
 
     async def try_code(
         self, challenge_id: str, code_mac: str, now: datetime, tries_allowed: int
-    ) -> tuple[CodeCheck, StaffMember | None]:
+    ) -> tuple[CodeCheck, StaffKey | None]:
         """Spend one of the challenge's tries on a code, and the challenge itself when the
         code is right; with the staff member it was issued to. A try beyond ``tries_allowed`` is
         refused before the code is looked at, so concurrent tries cannot exceed it."""
@@ -97,7 +97,7 @@ class SignInChallenges:
                                .values(used_at=now))
         return CodeCheck.RIGHT, staff
 
-    async def use_by_link(self, challenge_id: str, now: datetime) -> StaffMember | None:
+    async def use_by_link(self, challenge_id: str, now: datetime) -> StaffKey | None:
         """Spend a challenge from the link in its message, whatever tries were spent on its
         code (the link cannot be guessed); its staff member, or None when it cannot be used."""
         challenges = sign_in_challenges.c

@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from activities.email import EmailActivities
 from activities.sms import SmsActivities
 from aftercare.logs import get_logger
-from aftercare.trail.console_access import CodeCheck, StaffMember
+from aftercare.trail.console_access import CodeCheck, StaffKey
 from api.console.security import (
     CHALLENGE_COOKIE,
     SESSION_COOKIE,
@@ -37,6 +37,7 @@ from api.console.security import (
 )
 from api.console.web import Console, ConsoleDep
 from workflows.models import Channel, Delivery, OutboundMessage
+from workflows.policy import StaffMember
 
 router = APIRouter(include_in_schema=False)
 log = get_logger("aftercare.console.sign_in")
@@ -94,7 +95,7 @@ async def request_code(
     return response
 
 
-async def send_code(console: Console, staff: StaffMember, challenge_id: str) -> None:
+async def send_code(console: Console, staff: StaffKey, challenge_id: str) -> None:
     """After the response: for real staff under the limit, open the challenge and send its
     code and link. Nobody waits for this, so a failure is logged, never raised."""
     clinic, staff_id = staff
@@ -112,26 +113,36 @@ async def send_code(console: Console, staff: StaffMember, challenge_id: str) -> 
             return
         language = member.language if member.language in CODE_TEXT else "en"
         body = f"{CODE_TEXT[language].format(code=code)}\n{sign_in_link(console, challenge_id)}"
-        preferred = Channel(member.channel)
-        for channel in (preferred, preferred.other):
-            to = member.phone if channel is Channel.SMS else member.email
-            if not to:
-                continue
-            message = OutboundMessage(workflow_id=f"console-sign-in-{clinic}",
-                                      message_key=challenge_id, channel=channel, to=to,
-                                      body=body, subject="Aftercare sign-in code")
-            try:
-                await send_by(console, channel, message)
-            except Exception:  # whatever the provider said: try the other channel
-                continue
-            await challenges.sent(challenge_id, datetime.now(UTC))
-            store = await console.service.audit_store()
-            await store.record_access(staff_actor(clinic, staff_id), CODE_SENT,
-                                      f"{channel.value} code", datetime.now(UTC))
+        channel = await deliver(console, clinic, member, challenge_id, body)
+        if channel is None:
+            log.warning("console sign-in code not delivered on any channel", clinic_id=clinic)
             return
-        log.warning("console sign-in code not delivered on any channel", clinic_id=clinic)
+        await challenges.sent(challenge_id, datetime.now(UTC))
+        store = await console.service.audit_store()
+        await store.record_access(staff_actor(clinic, staff_id), CODE_SENT,
+                                  f"{channel.value} code", datetime.now(UTC))
     except Exception as err:  # no request is left to answer: log it, never raise
         log.error("console sign-in code not sent", clinic_id=clinic, error=type(err).__name__)
+
+
+async def deliver(
+    console: Console, clinic: str, member: StaffMember, challenge_id: str, body: str
+) -> Channel | None:
+    """By the staff member's channel, else the other one; the channel that took it."""
+    preferred = Channel(member.channel)
+    for channel in (preferred, preferred.other):
+        to = member.phone if channel is Channel.SMS else member.email
+        if not to:
+            continue
+        message = OutboundMessage(workflow_id=f"console-sign-in-{clinic}",
+                                  message_key=challenge_id, channel=channel, to=to, body=body,
+                                  subject="Aftercare sign-in code")
+        try:
+            await send_by(console, channel, message)
+        except Exception:  # whatever the provider said: try the other channel
+            continue
+        return channel
+    return None
 
 
 def code_mac(console: Console, challenge_id: str, code: str) -> str:
@@ -185,7 +196,7 @@ async def check_code(
     return await signed_in(console, staff, "console", safe_next(next))
 
 
-async def signed_in(console: Console, staff: StaffMember, how: str, to: str) -> Response:
+async def signed_in(console: Console, staff: StaffKey, how: str, to: str) -> Response:
     now = datetime.now(UTC)
     session = new_session(staff[1], staff[0], now)
     store = await console.service.audit_store()
