@@ -15,7 +15,8 @@ TEXT: dict[str, dict[str, str]] = {
         "staff_id": "Staff id",
         "send_code": "Send me a code",
         "code_sent": "If that staff id is known at that clinic, a sign-in code is on its way "
-                     "by your usual channel. It works for 15 minutes.",
+                     "by your usual channel. It works for 15 minutes; the link in the same "
+                     "message signs you in on the device that opens it.",
         "code": "Sign-in code",
         "sign_in_with_code": "Sign in",
         "code_refused": "That code did not work. A code expires after 15 minutes or three "
@@ -107,7 +108,8 @@ TEXT: dict[str, dict[str, str]] = {
         "staff_id": "Identificador de personal",
         "send_code": "Enviarme un código",
         "code_sent": "Si ese identificador existe en esa clínica, un código de acceso va en "
-                     "camino por su canal habitual. Sirve durante 15 minutos.",
+                     "camino por su canal habitual. Sirve durante 15 minutos; el enlace del "
+                     "mismo mensaje le da acceso en el dispositivo que lo abra.",
         "code": "Código de acceso",
         "sign_in_with_code": "Entrar",
         "code_refused": "Ese código no sirvió. Un código caduca a los 15 minutos o tras tres "
