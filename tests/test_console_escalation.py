@@ -3,6 +3,8 @@ the client's number, Acknowledge and Resolve; and every way a link or a viewer i
 
 from __future__ import annotations
 
+import httpx
+
 from aftercare.followups import actions
 from aftercare.links.escalation import issue_escalation_token
 from tests.fixtures.api import steps
@@ -235,3 +237,19 @@ async def link_for(console: ConsoleStack, workflow_id: str, staff_id: str) -> st
     code = (await console.status(workflow_id)).escalation.code
     return "/e/" + issue_escalation_token(LINK_SECRET, workflow_id, staff_id, code,
                                           "99-staff_page")
+
+
+async def test_signing_in_with_a_code_ends_the_link_session_the_browser_had(
+    console: ConsoleStack,
+) -> None:
+    workflow_id = await console.imminent_followup()
+    async with console.browser_client() as staff:
+        await console.post_form(staff, await link_for(console, workflow_id, "t-oncall"), {})
+        from_link = staff.cookies["aftercare_staff"]
+        board = await console.signed_in(staff, console.clinic, "t-oncall", ON_CALL_PHONE)
+        assert board.url.path == "/console"
+    async with httpx.AsyncClient(base_url=console.url, timeout=30,
+                                 cookies={"aftercare_staff": from_link}) as replay:
+        answer = await replay.get(f"/console/followups/{workflow_id}")
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/console/sign-in")

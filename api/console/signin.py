@@ -193,10 +193,14 @@ async def check_code(
         await store.record_access(staff_actor(*staff), CODE_WRONG, "console sign-in", now)
     if checked is not CodeCheck.RIGHT:
         return refused(request, console, next)
-    return await signed_in(console, staff, "console", safe_next(next))
+    return await signed_in(request, console, staff, "console", safe_next(next))
 
 
-async def signed_in(console: Console, staff: StaffKey, how: str, to: str) -> Response:
+async def signed_in(
+    request: Request, console: Console, staff: StaffKey, how: str, to: str
+) -> Response:
+    """A new full session; one this browser held before (from a link, say) ends."""
+    await console.end_session(request)
     now = datetime.now(UTC)
     session = new_session(staff[1], staff[0], now)
     store = await console.service.audit_store()
@@ -235,7 +239,7 @@ async def use_sign_in_link(
     staff = await (await console.challenges()).use_by_link(challenge_id, datetime.now(UTC))
     if staff is None:
         return console.refusal(request, "link_expired", "sign_in_link_expired_text", 410)
-    return await signed_in(console, staff, "console link", "/console")
+    return await signed_in(request, console, staff, "console link", "/console")
 
 
 @router.post("/console/sign-out")
