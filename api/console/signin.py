@@ -216,10 +216,19 @@ def refused(request: Request, console: Console, next: str) -> HTMLResponse:
                           {"next": safe_next(next), "refused": True}, status_code=401)
 
 
+def linked_challenge(console: Console, token: str) -> str | None:
+    """The challenge a sign-in link names, if the link is as its message carried it."""
+    challenge_id, _, tag = token.partition(".")
+    expected = console.signer.mac("sign-in-link", challenge_id)
+    return challenge_id if hmac.compare_digest(tag.encode(), expected.encode()) else None
+
+
 @router.get(SIGN_IN_LINK_PATH + "{token}", response_class=HTMLResponse)
 async def open_sign_in_link(token: LinkToken, request: Request,
                             console: ConsoleDep) -> HTMLResponse:
     """Only a button: link previews and mail scanners open links too."""
+    if linked_challenge(console, token) is None:
+        return console.refusal(request, "link_invalid", "link_invalid_text", 400)
     return console.render(request, "open_link.html", {
         "action": f"{SIGN_IN_LINK_PATH}{token}", "title_key": "sign_in",
         "text_key": "sign_in_link_text", "button_key": "sign_in"})
@@ -232,9 +241,8 @@ async def use_sign_in_link(
 ) -> Response:
     if not console.csrf.accepts(request, csrf_token):
         return console.form_refused(request, None)
-    challenge_id, _, tag = token.partition(".")
-    expected = console.signer.mac("sign-in-link", challenge_id)
-    if not hmac.compare_digest(tag.encode(), expected.encode()):
+    challenge_id = linked_challenge(console, token)
+    if challenge_id is None:
         return console.refusal(request, "link_invalid", "link_invalid_text", 400)
     staff = await (await console.challenges()).use_by_link(challenge_id, datetime.now(UTC))
     if staff is None:
