@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.service import RPCError
 
-from aftercare.followups.actions import acknowledge, cancel, get_status, resolve, send_reply
+from aftercare.followups import views
+from aftercare.followups.actions import acknowledge, cancel, resolve, send_reply
 from aftercare.followups.errors import (
     ActionRefused,
     FollowUpNotFound,
@@ -34,11 +36,12 @@ from aftercare.followups.start import parse_event, start_followup
 from aftercare.policies import PolicyBook, PolicyError
 from aftercare.process import exit_without_finalizing
 from aftercare.settings import Settings, get_settings
-from aftercare.temporal.codec import EncryptionKeyError
+from aftercare.temporal.codec import EncryptionCodec, EncryptionKeyError
 from aftercare.temporal.connection import TemporalConfigError, TemporalUnreachable, connect
+from aftercare.trail.store import AuditStore
 from aftercare.validation import describe_validation_error
 from api.app import serve
-from workflows.models import Acknowledge, Cancel, ClientReply, Resolve
+from workflows.models import Acknowledge, Cancel, ClientReply, FollowUpStatus, Resolve
 
 
 def _model(model: type, **fields: Any) -> Any:
@@ -59,10 +62,9 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> str:
         client = await connect(settings)
         return (await start_followup(client, settings, policies, event)).workflow_id
 
-    client = await connect(settings)
     if args.command == "status":
-        status = await get_status(client, args.workflow_id)
-        return status.model_dump_json(indent=2)
+        return (await stored_status(settings, args.workflow_id)).model_dump_json(indent=2)
+    client = await connect(settings)
     if args.command == "reply":
         await send_reply(client, args.workflow_id, _model(ClientReply, text=args.text))
         return "reply sent"
@@ -76,12 +78,37 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> str:
     return (await cancel(client, args.workflow_id, cancellation)).message
 
 
+class AuditStoreUnreadable(RuntimeError):
+    """The audit database did not answer."""
+
+
+async def stored_status(settings: Settings, workflow_id: str) -> FollowUpStatus:
+    """What the audit store holds of the follow-up, as the API reads it: no worker needed,
+    and Temporal only to say that one with no stored view yet is being set up."""
+    try:
+        store = await AuditStore.open(settings.audit_database_url)
+    except (SQLAlchemyError, OSError) as err:
+        # The driver's message may carry the database URL: name the setting, not the value.
+        raise AuditStoreUnreadable("the audit store at AFTERCARE_AUDIT_DATABASE_URL cannot "
+                                   f"be read ({type(err).__name__})") from None
+    try:
+        codec = EncryptionCodec(settings.encryption_keys)
+        return await views.read_status(store, codec, workflow_id)
+    except FollowUpNotFound:
+        if await views.being_set_up(await connect(settings), workflow_id):
+            raise FollowUpNotFound(f"follow-up {workflow_id} is being set up: try again in a "
+                                   "moment") from None
+        raise
+    finally:
+        await store.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="starter.py", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start", help="start the follow-up for a departure event")
     start.add_argument("event", help="path to the departure event JSON")
-    for name, help_text in [("status", "state, deadlines and trail"),
+    for name, help_text in [("status", "state, deadlines and trail, from the audit store"),
                             ("reply", "a client reply, as if texted")]:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("workflow_id")
@@ -121,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: Temporal refused the request: {err.message}", file=sys.stderr)
         return 1
     except TemporalUnreachable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except AuditStoreUnreadable as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
-from aftercare.followups import actions
+from aftercare.followups import actions, views
 from aftercare.followups.errors import ActionRefused, FollowUpNotFound, SessionConflict
 from aftercare.followups.start import start_followup
 from api.auth import CallingClinic
@@ -91,28 +91,38 @@ async def receive_departure(
 async def read_followup(
     workflow_id: WorkflowId, clinic_id: CallingClinic, service: Service
 ) -> FollowUpStatus:
-    """State, next deadline and the audit trail of one of the clinic's follow-ups."""
-    return await owned_followup(await service.temporal(), clinic_id, workflow_id)
+    """State, next deadline and the audit trail of one of the clinic's follow-ups, as the
+    audit store last received them from the follow-up (``updated_at``). Just after the
+    departure, until its first view is stored, a ``404`` says it is being set up."""
+    refuse_other_clinics_ids(clinic_id, workflow_id)
+    try:
+        return await views.read_status(await service.audit_store(), service.codec(),
+                                       workflow_id, clinic_id=clinic_id)
+    except FollowUpNotFound:
+        raise await missing(service, clinic_id, workflow_id) from None
 
 
-async def owned_followup(client: Client, clinic_id: str, workflow_id: str) -> FollowUpStatus:
-    """The follow-up's state, when it belongs to this clinic. Another clinic's follow-up
-    is answered exactly like one that does not exist."""
-    missing = HTTPException(
-        404, f"workflow_id: clinic {clinic_id!r} has no follow-up {workflow_id!r}"
-    )
-    # Cheap first: the id starts with the clinic's part (in today's form, or the form of
-    # follow-ups started before clinic ids' dashes were doubled); the state says for sure.
+def refuse_other_clinics_ids(clinic_id: str, workflow_id: str) -> None:
+    """Cheap first: the id starts with the clinic's part (in today's form, or the form of
+    follow-ups started before clinic ids' dashes were doubled); the stored view says for
+    sure. Another clinic's follow-up is answered exactly like one that does not exist."""
     prefixes = (followup_workflow_id(clinic_id, ""), legacy_followup_workflow_id(clinic_id, ""))
     if not workflow_id.startswith(prefixes):
-        raise missing
-    try:
-        status = await actions.get_status(client, workflow_id)
-    except FollowUpNotFound:
-        raise missing from None
-    if status.clinic_id != clinic_id:
-        raise missing
-    return status
+        raise not_found(clinic_id, workflow_id)
+
+
+async def missing(service: Intake, clinic_id: str, workflow_id: str) -> HTTPException:
+    """Why the clinic's follow-up has no stored view: still being set up, or none at all."""
+    if await views.being_set_up(await service.temporal(), workflow_id, clinic_id):
+        return HTTPException(
+            404, f"workflow_id: follow-up {workflow_id!r} is being set up: try again in a "
+                 "moment", headers={"Retry-After": "1"})
+    return not_found(clinic_id, workflow_id)
+
+
+def not_found(clinic_id: str, workflow_id: str) -> HTTPException:
+    return HTTPException(404, f"workflow_id: clinic {clinic_id!r} has no follow-up "
+                              f"{workflow_id!r}")
 
 
 async def act_on_followup(
@@ -122,8 +132,14 @@ async def act_on_followup(
     action: Callable[[Client, str, Any], Awaitable[Any]],
     arg: Any,
 ) -> Any:
+    """Act on one of the clinic's follow-ups, also one still being set up."""
+    refuse_other_clinics_ids(clinic_id, workflow_id)
     client = await service.temporal()
-    await owned_followup(client, clinic_id, workflow_id)
+    try:
+        await views.read_view(await service.audit_store(), workflow_id, clinic_id=clinic_id)
+    except FollowUpNotFound:
+        if not await views.being_set_up(client, workflow_id, clinic_id):
+            raise not_found(clinic_id, workflow_id) from None
     try:
         return await action(client, workflow_id, arg)
     except ActionRefused as err:

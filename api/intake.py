@@ -29,6 +29,7 @@ class Intake:
         self._client = client
         self._store: AuditStore | None = None
         self._inbox: WebhookInbox | None = None
+        self._codec: EncryptionCodec | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -56,10 +57,15 @@ class Intake:
                     self._store = await AuditStore.open(self.settings.audit_database_url)
         return self._store
 
+    def codec(self) -> EncryptionCodec:
+        """Seals and opens what the audit store keeps sealed (texts waiting, replies)."""
+        if self._codec is None:
+            self._codec = EncryptionCodec(self.settings.encryption_keys)
+        return self._codec
+
     async def inbox(self) -> WebhookInbox:
         if self._inbox is None:
-            store = await self.audit_store()
-            self._inbox = WebhookInbox(store, EncryptionCodec(self.settings.encryption_keys))
+            self._inbox = WebhookInbox(await self.audit_store(), self.codec())
         return self._inbox
 
     async def close(self) -> None:

@@ -269,9 +269,12 @@ async def test_a_repeat_finds_a_follow_up_started_under_the_old_id(api):
         memo={FINGERPRINT_MEMO: event_fingerprint(parsed)})
 
     repeat = await api.send_departure(event)
-    status = await api.http.get(f"/v1/followups/{legacy_id}", headers=bearer(CLINIC_KEY))
+
+    async def readable() -> bool:
+        answer = await api.http.get(f"/v1/followups/{legacy_id}", headers=bearer(CLINIC_KEY))
+        return answer.status_code == 200
 
     assert (repeat.status_code, repeat.json()["workflow_id"]) == (200, legacy_id)
-    assert status.status_code == 200
+    await api.until(readable, "the follow-up under its old id reads from its stored view")
     new_id = followup_workflow_id("clinic-42", event["session_id"])
     assert (await api.client.count_workflows(f"WorkflowId = '{new_id}'")).count == 0

@@ -44,7 +44,10 @@ async def test_imminent_departure_texts_the_on_call_a_link_to_call_the_client_th
 
     await page.get_by_role("button", name="Acknowledge").click()
     await page.wait_for_url("**?done=acknowledge")
+    # The state the acknowledgement left, not a read that may still be a round trip behind.
     assert "acknowledged by t-oncall" in await page.locator(".facts").inner_text()
+    assert (await page.locator(".phase").inner_text()
+            == "acknowledged, waiting to be resolved")
     await page.get_by_label("Reached the client").check()
     await page.get_by_label("Note").fill("called back, safe at home")
     await page.get_by_role("button", name="Resolve", exact=True).click()
@@ -107,6 +110,8 @@ async def test_used_expired_altered_and_closed_links_get_a_refusal_without_conta
         # Unused, but its escalation has been resolved: the link has expired with it.
         await actions.resolve(console.client, workflow_id,
                               Resolve(staff_id="t-oncall", outcome="could_not_reach"))
+        await console.until_stored(workflow_id, lambda view: view.escalation.resolved_by,
+                                   "resolved")
         answer = await someone_else.get(fresh)
         assert answer.status_code == 410 and "expired" in answer.text
         assert shows_no_contact(answer.text)

@@ -96,3 +96,5 @@ async def test_spanish_speaking_staff_get_the_console_in_spanish(console: Consol
         code = await console.until(mailed_code, "a code in Spanish by email")
         board = await console.post_form(http, "/console/sign-in/code", {"code": code})
     assert '<html lang="es">' in board.text and "Seguimientos abiertos" in board.text
+    # Where the follow-up stands and why, in words: no identifier like "escalating".
+    assert "avisando al personal" in board.text and "riesgo inminente" in board.text

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import UTC, datetime
 
 import httpx
 
-from aftercare.followups.start import start_followup
 from api.app import _HideLinkTokens
 from api.console.signin import CODE_SENT, CODE_WRONG, CODES_PER_WINDOW, TRIES_PER_CODE
 from tests.fixtures.api import OTHER_CLINIC_KEY
 from tests.fixtures.console import (
     OTHER_ON_CALL_PHONE,
     ConsoleStack,
-    console_policies,
     screenshot,
 )
 from tests.followup_harness import CLIENT_PHONE, LEAD_EMAIL, ON_CALL_PHONE
-from workflows.models import DepartureEvent
 
 
 async def test_sign_in_with_a_texted_code_opens_the_board_of_the_own_clinic_only(
@@ -222,17 +218,3 @@ async def test_codes_are_rate_limited_per_staff_member(console: ConsoleStack) ->
     await console.until(lambda: len(console.sms.sent_to(ON_CALL_PHONE)) >= 3, "three codes")
     assert len(console.sms.sent_to(ON_CALL_PHONE)) == 3
 
-
-async def test_the_board_lists_a_followup_whose_worker_does_not_answer(
-    console: ConsoleStack,
-) -> None:
-    event = DepartureEvent.model_validate(console.departure("high"))
-    nobody_polls = console.settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4()}"})
-    started = await start_followup(
-        console.client, nobody_polls, console_policies(console.clinic, console.other_clinic),
-        event)
-    await console.until_visible(f"WorkflowId = '{started.workflow_id}'")
-    async with console.browser_client() as http:
-        board = await console.signed_in(http, console.clinic, "t-oncall", ON_CALL_PHONE)
-    assert board.status_code == 200
-    assert "did not come back in time" in board.text and started.workflow_id in board.text

@@ -305,3 +305,20 @@ async def test_the_webhook_inbox_keeps_once_hands_out_once_and_forgets_the_text(
         row = (await conn.execute(sa.select(inbound_webhooks).where(
             inbound_webhooks.c.message_key == key))).one()
     assert row.sealed_request is None and row.delivered_at == later
+
+
+async def test_escalations_started_gives_each_followups_newest_escalation(audit_store):
+    twice, never = new_workflow_id(), new_workflow_id()
+    entries, prev_hash = [], sealed_trail(twice, length=1)[0].hash
+    for seq, minutes in [(2, 5), (3, 9), (4, 30)]:
+        step = "escalation_started" if seq != 3 else "acknowledged"
+        entry = seal(workflow_id=twice, seq=seq, at=STARTED + timedelta(minutes=minutes),
+                     prev_hash=prev_hash, step=step)
+        entries.append(entry)
+        prev_hash = entry.hash
+    await audit_store.append([*sealed_trail(twice, length=1), *entries])
+    await audit_store.append(sealed_trail(never))
+
+    started = await audit_store.escalations_started([twice, never, new_workflow_id()])
+
+    assert started == {twice: STARTED + timedelta(minutes=30)}

@@ -21,7 +21,12 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from workflows.calendar import wait_until
     from workflows.models import Delivery, EscalationState, LinkAction, PageState
-    from workflows.outbox import PERSISTENT_DEADLINE, Outbox
+    from workflows.outbox import (
+        EMERGENCY_CONTACT,
+        PERSISTENT_DEADLINE,
+        Outbox,
+        staff_recipient,
+    )
     from workflows.policy import ClinicPolicy, EscalationLevel, Target
     from workflows.trail import TrailWriter
 
@@ -75,7 +80,19 @@ class Escalation:
         return self.state.resolved_by is not None
 
     def start(self, *, resume_at: datetime | None = None) -> None:
-        self.walker = asyncio.create_task(self.walk(resume_at))
+        self.walker = asyncio.create_task(self.walk_guarded(resume_at))
+
+    async def walk_guarded(self, resume_at: datetime | None) -> None:
+        """A defect in the walk stops it, loudly: the escalation stays open on the board and
+        holds the follow-up open, and operators are alerted by the error and the metric."""
+        try:
+            await self.walk(resume_at)
+        except Exception:
+            workflow.logger.exception("the escalation chain stopped on a defect",
+                                      extra={"workflow_id": self.trail.workflow_id})
+            workflow.metric_meter().create_counter(
+                "aftercare_escalation_defects", "Escalation walks stopped by a defect").add(1)
+            self.trail.record("escalation_defect", outcome="the chain stopped on a defect")
 
     def at_rest(self) -> bool:
         """Waiting on a timer with nothing in flight: it may hand on to a new run."""
@@ -169,11 +186,11 @@ class Escalation:
     def page_member(self, staff_id: str) -> asyncio.Task[Any]:
         esc = self.state
         level, code, reason = esc.level, esc.code, esc.reason
-        body = self.outbox.staff_text("staff_page", ref=code, reason=reason,
-                                      staff_action=f"Reply ACK {code} when you take it.")
         links = [LinkAction(label="Acknowledge", action="ack", value=f"{staff_id} {code}")]
 
         async def page() -> Delivery | None:
+            body = self.outbox.staff_text("staff_page", ref=code, reason=reason,
+                                          staff_action=f"Reply ACK {code} when you take it.")
             delivery = await self.outbox.message_staff("staff_page", staff_id, body, code,
                                                        links, PERSISTENT_DEADLINE)
             if delivery is not None:
@@ -181,7 +198,7 @@ class Escalation:
                                            channel=delivery.channel, code=code))
             return delivery
 
-        task = self.outbox.fire(page(), None)
+        task = self.outbox.fire(page(), None, "staff_page", staff_recipient(staff_id))
         self.pages.append(task)
         return task
 
@@ -197,22 +214,18 @@ class Escalation:
             self.trail.record("emergency_contact_skipped", outcome="no consent on file")
             return []
         task = self.outbox.fire(self.outbox.notify_emergency_contact(esc.reason, esc.code),
-                                None)
+                                None, "emergency_contact_notice", EMERGENCY_CONTACT)
         self.notices.append(task)
         return [task]
 
     def remind_acknowledger(self) -> None:
         acker = self.state.acknowledged_by
         assert acker is not None
-        code = self.state.code
-        self.outbox.to_staff("staff_reminder", acker,
-                             self.outbox.staff_text("staff_reminder", ref=code), code)
+        self.outbox.to_staff("staff_reminder", acker, self.state.code)
 
     def tell_everyone_paged(self, kind: str, **fields: str) -> None:
         for staff_id in dict.fromkeys(page.target for page in self.state.paged):
-            code = self.state.code
-            self.outbox.to_staff(kind, staff_id,
-                                 self.outbox.staff_text(kind, ref=code, **fields), code)
+            self.outbox.to_staff(kind, staff_id, self.state.code, **fields)
 
     # ------------------------------------------------------------------ what changes it
 

@@ -428,7 +428,8 @@ class DepartureFollowUp:
                 await wait_until(workflow.now() + CRISIS_RESOURCES_RETRY, lambda: esc.resolved)
             return False
 
-        self.crisis_resources = self.outbox.fire(until_accepted(), False)
+        self.crisis_resources = self.outbox.fire(until_accepted(), False, "crisis_resources",
+                                                 "client")
         self.outbox.client_tasks.append(self.crisis_resources)
 
     def client_is_safe(self) -> None:

@@ -92,8 +92,10 @@ class Outbox:
 
     # ------------------------------------------------------------------ firing
 
-    def fire(self, work: Coroutine[Any, Any, T], failed: T) -> asyncio.Task[T]:
-        """Run ``work`` beside the protocol; a defect in it yields ``failed``."""
+    def fire(self, work: Coroutine[Any, Any, T], failed: T, kind: str = "send",
+             recipient: str | None = None) -> asyncio.Task[T]:
+        """Run ``work`` beside the protocol; a defect in it is recorded as a failed send of
+        ``kind`` and yields ``failed``."""
 
         async def guarded() -> T:
             try:
@@ -105,6 +107,7 @@ class Outbox:
                 workflow.metric_meter().create_counter(
                     "aftercare_send_defects", "Sends that failed by a defect in our own code"
                 ).add(1)
+                self.trail.record(f"{kind}_failed", recipient=recipient, outcome=DEFECT)
                 return failed
 
         task = asyncio.create_task(guarded())
@@ -118,15 +121,19 @@ class Outbox:
         """Message the client; the task is True once a channel accepted it (or the client
         opted out, when nothing is sent), False when none did within ``lasting``."""
         task = self.fire(self.message_client(kind, links or [], lasting, on_accepted,
-                                             **fields), False)
+                                             **fields), False, kind, CLIENT)
         self.client_tasks.append(task)
         return task
 
-    def to_staff(self, kind: str, staff_id: str, body: str, ref: str, *,
-                 links: list[LinkAction] | None = None,
-                 lasting: timedelta = SEND_DEADLINE) -> asyncio.Task[Delivery | None]:
-        return self.fire(self.message_staff(kind, staff_id, body, ref, links or [], lasting),
-                         None)
+    def to_staff(self, kind: str, staff_id: str, ref: str,
+                 **fields: str) -> asyncio.Task[Delivery | None]:
+        """Tell a staff member something (the ``kind`` template, in the clinic's language)."""
+
+        async def send() -> Delivery | None:
+            body = self.staff_text(kind, ref=ref, **fields)
+            return await self.message_staff(kind, staff_id, body, ref, [], SEND_DEADLINE)
+
+        return self.fire(send(), None, kind, staff_recipient(staff_id))
 
     def withdraw(self, tasks: list[asyncio.Task[Any]]) -> None:
         for task in tasks:
@@ -272,11 +279,6 @@ class Outbox:
             if isinstance(err, asyncio.CancelledError):
                 raise
             return None
-        except Exception:
-            workflow.logger.exception(DEFECT)
-            self.trail.record(f"{kind}_failed", channel=channel, recipient=recipient,
-                              outcome=DEFECT)
-            return None
         self.sent[delivery.provider_message_id] = (recipient, message)
         self.trail.record(f"{kind}_sent", channel=channel, recipient=recipient,
                           provider_message_id=delivery.provider_message_id, outcome="accepted")
@@ -309,7 +311,7 @@ class Outbox:
             if recipient == CLIENT:
                 self.channel = other
 
-        self.fire(fall_back(), None)
+        self.fire(fall_back(), None, kind, recipient)
 
 
 # Staff messages whose subject says what they are; any other kind needs the reader.

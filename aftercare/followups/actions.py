@@ -1,5 +1,5 @@
-"""Acting on a follow-up that exists: read its state, pass it a client's reply, and the
-staff's actions on it (acknowledge, resolve, cancel), which its update validators may refuse.
+"""Acting on a follow-up that exists: pass it a client's reply, and the staff's actions on
+it (acknowledge, resolve, cancel), which its update validators may refuse.
 
 Each names what went wrong with the errors in ``aftercare.followups.errors``: a follow-up
 that is not there, or closed, or that refused the action.
@@ -19,22 +19,12 @@ from workflows.models import (
     ActionResult,
     Cancel,
     ClientReply,
-    FollowUpStatus,
     Resolve,
 )
 
 
 def followup(client: Client, workflow_id: str) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle_for(DepartureFollowUp.run, workflow_id)
-
-
-async def get_status(client: Client, workflow_id: str) -> FollowUpStatus:
-    try:
-        return await followup(client, workflow_id).query(DepartureFollowUp.status)
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            raise FollowUpNotFound(f"no follow-up with id {workflow_id}") from None
-        raise
 
 
 async def send_reply(client: Client, workflow_id: str, reply: ClientReply) -> None:

@@ -229,6 +229,16 @@ class AuditStore:
         async with self._engine.execution_options(**READS_ONLY).connect() as conn:
             return [_row_view(row) for row in await conn.execute(query)]
 
+    async def escalations_started(self, workflow_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each of these follow-ups' newest escalation started (its trail's newest
+        ``escalation_started``), for those that have one stored: one query for a board page."""
+        query = (sa.select(audit_entries.c.workflow_id, sa.func.max(audit_entries.c.at))
+                 .where(audit_entries.c.workflow_id.in_(workflow_ids),
+                        audit_entries.c.step == "escalation_started")
+                 .group_by(audit_entries.c.workflow_id))
+        async with self._reader.connect() as conn:
+            return {workflow_id: at for workflow_id, at in await conn.execute(query)}
+
     async def entries(self, workflow_id: str) -> list[AuditEntry]:
         """One follow-up's trail, in chain order."""
         query = (

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
-from aftercare.followups import actions
+from aftercare.followups import actions, views
 from aftercare.followups.errors import ActionRefused, FollowUpNotFound
 from aftercare.links.escalation import EscalationLink, link_expires_at, read_escalation_token
 from aftercare.links.one_click import InvalidLink
@@ -67,15 +67,22 @@ async def link_or_refusal(
     if await store.link_used(_jti(link)):
         return console.refusal(request, "link_used", "link_used_text", 409)
     try:
-        status = await actions.get_status(await console.service.temporal(), link.workflow_id)
+        status = await views.with_trail(store, await views.read_view(store, link.workflow_id))
     except FollowUpNotFound:
+        status = None
+    if status is None or status.escalation is None or status.escalation.code != link.code:
+        # The stored view may be a round trip behind the page that carried the link.
+        client = await console.service.temporal()
+        if await views.escalation_starting(client, link.workflow_id, link.code):
+            return console.refusal(request, "escalation_starting", "escalation_starting_text",
+                                   503)
         return console.refusal(request, "link_expired", "link_expired_text", 410)
     policy = console.service.policies.for_clinic(status.clinic_id)
     if link.staff_id not in policy.staff:
         return console.refusal(request)
     # The link dies with its escalation (resolved, closed, or replaced by a newer one), and
     # a day after the newest page to this staff member.
-    if not escalation_open(status) or status.escalation.code != link.code:
+    if not escalation_open(status):
         return console.refusal(request, "link_expired", "link_expired_text", 410)
     expires = link_expires_at(status.trail, status.escalation.code, link.staff_id)
     if expires is not None and datetime.now(UTC) >= expires:
@@ -138,13 +145,15 @@ async def visible_followup(
         return to_sign_in(request)
     if not session.may_open(workflow_id):
         return console.refusal(request, session=session)
+    store = await console.service.audit_store()
     try:
-        status = await actions.get_status(await console.service.temporal(), workflow_id)
+        view = await views.read_view(store, workflow_id, clinic_id=session.clinic_id)
     except FollowUpNotFound:
+        if await views.being_set_up(await console.service.temporal(), workflow_id,
+                                    session.clinic_id):
+            return console.refusal(request, "follow_up", "being_set_up", 404, session)
         return console.refusal(request, status_code=404, session=session)
-    if status.clinic_id != session.clinic_id:
-        return console.refusal(request, status_code=404, session=session)
-    return session, status
+    return session, await views.with_trail(store, view)
 
 
 @router.get("/console/followups/{workflow_id}", response_class=HTMLResponse)
@@ -163,9 +172,8 @@ async def render_followup(
     request: Request, console: Console, session: StaffSession, status: FollowUpStatus,
     notice: str | None = None, refused: str | None = None, status_code: int = 200,
 ) -> HTMLResponse:
-    client = await console.service.temporal()
-    started = await followup_input(client, status.workflow_id)
     policy = console.service.policies.for_clinic(status.clinic_id)
+    store = await console.service.audit_store()
     now = datetime.now(UTC)
     showing_contact = escalation_open(status)
     contact = emergency = None
@@ -174,6 +182,7 @@ async def render_followup(
         await (await console.sessions()).record_contact_view(
             session.session_id, session.actor, CONTACT_VIEW, status.workflow_id, now,
             SAME_VIEW_WITHIN)
+        started = await followup_input(await console.service.temporal(), status.workflow_id)
         contact = started.event.client
         named = started.event.emergency_contact
         if named is not None and named.consent and status.escalation.reason in Reason.SAFETY:
@@ -184,20 +193,17 @@ async def render_followup(
         "open": showing_contact,
         "contact": contact,
         "emergency": emergency,
-        "since_departure": since(started.event.departed_at, now),
+        "now": now,
+        "escalated_at": (await store.escalations_started([status.workflow_id])).get(
+            status.workflow_id),
         "clinic_zone": policy.timezone,
         "outcomes": list(ResolutionOutcome),
         "may_read_trail": policy.reads_trails(session.staff_id),
         "notice": notice,
         "refused": refused,
         "closed": status.phase is Phase.CLOSED,
+        "current_url": notice and f"/console/followups/{status.workflow_id}?done={notice}",
     }, status_code=status_code, session=session)
-
-
-def since(then: datetime, now: datetime) -> str:
-    minutes = max(0, int((now - then) / timedelta(minutes=1)))
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 
 StaffAction = Callable[[Client, str, Any], Awaitable[ActionResult]]
@@ -217,12 +223,16 @@ async def act(
         return console.form_refused(request, session)
     client = await console.service.temporal()
     try:
-        await call(client, workflow_id, build(session.staff_id))
+        result = await call(client, workflow_id, build(session.staff_id))
     except (ActionRefused, FollowUpNotFound, ValidationError) as err:
         reason = str(err) if not isinstance(err, ValidationError) else "invalid form"
         return await render_followup(request, console, session, status, refused=reason,
                                      status_code=409)
-    return RedirectResponse(f"/console/followups/{workflow_id}?done={action}", status_code=303)
+    # The follow-up as the action left it: the stored view may be a round trip behind.
+    after = result.view or status
+    store = await console.service.audit_store()
+    return await render_followup(request, console, session,
+                                 await views.with_trail(store, after), notice=action)
 
 
 @router.post("/console/followups/{workflow_id}/acknowledge")

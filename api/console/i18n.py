@@ -39,12 +39,21 @@ TEXT: dict[str, dict[str, str]] = {
         "outcome": "Outcome",
         "closed_at": "Closed",
         "none_open": "No open follow-ups.",
-        "unanswered": "Open, but their state did not come back in time (is a worker down?)",
+        "since_escalation": "Escalated",
+        "closed_cancelled": "cancelled by staff",
+        "age": "Departed",
+        "ago": "{} ago",
+        "state_as_of": "State as of",
+        "page_of": "Page {page} of {pages}",
+        "more": "{count} more",
+        "earlier": "Previous page",
+        "being_set_up": "This follow-up is being set up: its state shows in a moment.",
         "none_closed": "None closed in the last 7 days.",
         "yes": "yes",
         "no": "no",
         "paged": "paged",
         "acknowledged_by": "acknowledged by",
+        "not_acknowledged": "nobody has acknowledged yet",
         "resolved_by": "resolved by",
         "not_escalated": "none",
         "exhausted": "nobody answered: paging again",
@@ -84,6 +93,9 @@ TEXT: dict[str, dict[str, str]] = {
         "link_used_text": "Each escalation link opens once. Sign in to see the follow-up.",
         "link_expired": "This link has expired",
         "link_expired_text": "The escalation has closed, or the link is older than 24 hours.",
+        "escalation_starting": "This escalation is just starting",
+        "escalation_starting_text": "Its details are on their way: reload this page in a "
+                                    "moment.",
         "link_invalid": "This link is not valid",
         "link_invalid_text": "It may have been cut short or changed.",
         "form_refused": "The form was refused",
@@ -132,12 +144,21 @@ TEXT: dict[str, dict[str, str]] = {
         "outcome": "Resultado",
         "closed_at": "Cerrado",
         "none_open": "No hay seguimientos abiertos.",
-        "unanswered": "Abiertos, pero su estado no llegó a tiempo (¿falla un worker?)",
+        "since_escalation": "Escalado",
+        "closed_cancelled": "cerrado por el personal",
+        "age": "Salió",
+        "ago": "hace {}",
+        "state_as_of": "Estado a las",
+        "page_of": "Página {page} de {pages}",
+        "more": "{count} más",
+        "earlier": "Página anterior",
+        "being_set_up": "Este seguimiento se está preparando: su estado aparece en un momento.",
         "none_closed": "Ninguno cerrado en los últimos 7 días.",
         "yes": "sí",
         "no": "no",
         "paged": "avisado",
         "acknowledged_by": "atendido por",
+        "not_acknowledged": "nadie lo ha atendido aún",
         "resolved_by": "resuelto por",
         "not_escalated": "ninguno",
         "exhausted": "nadie respondió: se vuelve a avisar",
@@ -179,6 +200,9 @@ TEXT: dict[str, dict[str, str]] = {
                           "el seguimiento.",
         "link_expired": "Este enlace caducó",
         "link_expired_text": "El escalamiento se cerró, o el enlace tiene más de 24 horas.",
+        "escalation_starting": "Este escalamiento acaba de empezar",
+        "escalation_starting_text": "Sus datos están en camino: recargue esta página en un "
+                                    "momento.",
         "link_invalid": "Este enlace no es válido",
         "link_invalid_text": "Puede que esté incompleto o modificado.",
         "form_refused": "Se rechazó el formulario",
@@ -219,6 +243,35 @@ REASONS: dict[str, dict[str, str]] = {
 }
 
 
+# Where a follow-up stands and how at risk the client is, in words (workflows.models.Phase
+# and RiskLevel hold identifiers).
+PHASES: dict[str, dict[str, str]] = {
+    "en": {
+        "received": "received",
+        "waiting_to_check_in": "waiting to check in",
+        "awaiting_reply": "waiting for the client's reply",
+        "escalating": "paging staff",
+        "awaiting_resolution": "acknowledged, waiting to be resolved",
+        "offering_reschedule": "offering a new appointment",
+        "listening": "done, still reading the client's texts",
+        "closed": "closed",
+    },
+    "es": {
+        "received": "recibido",
+        "waiting_to_check_in": "esperando para escribir al cliente",
+        "awaiting_reply": "esperando la respuesta del cliente",
+        "escalating": "avisando al personal",
+        "awaiting_resolution": "atendido, pendiente de resolver",
+        "offering_reschedule": "ofreciendo una nueva cita",
+        "listening": "terminado, aún lee los mensajes del cliente",
+        "closed": "cerrado",
+    },
+}
+RISKS: dict[str, dict[str, str]] = {
+    "es": {"low": "bajo", "moderate": "moderado", "high": "alto", "imminent": "inminente"},
+}
+
+
 def words(language: str) -> dict[str, str]:
     return TEXT.get(language, TEXT["en"])
 
@@ -226,3 +279,11 @@ def words(language: str) -> dict[str, str]:
 def reason_in(language: str, reason: str) -> str:
     """An escalation's reason in the reader's language (English when it has no entry)."""
     return REASONS.get(language, {}).get(reason, reason)
+
+
+def phase_in(language: str, phase: str) -> str:
+    return PHASES.get(language, PHASES["en"]).get(phase, phase.replace("_", " "))
+
+
+def risk_in(language: str, risk: str) -> str:
+    return RISKS.get(language, {}).get(risk, risk)

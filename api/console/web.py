@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from aftercare.trail.console_access import ConsoleSessions, SignInChallenges
-from api.console.i18n import browser_language, reason_in, words
+from api.console.i18n import browser_language, phase_in, reason_in, risk_in, words
 from api.console.security import (
     CSRF_COOKIE,
     SESSION_TTL,
@@ -42,6 +42,18 @@ def local_time(at: datetime, zone: str) -> str:
 
 templates.env.filters["local"] = local_time
 templates.env.filters["reason_in"] = lambda reason, language: reason_in(language, reason)
+templates.env.filters["phase_in"] = lambda phase, language: phase_in(language, phase)
+templates.env.filters["risk_in"] = lambda risk, language: risk_in(language, risk)
+
+
+def age(then: datetime, now: datetime) -> str:
+    """How long ago, to the minute: "2 h 05 min", "7 min"."""
+    minutes = max(0, int((now - then).total_seconds() // 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+templates.env.filters["age"] = age
 
 PAGE_HEADERS = {
     "Cache-Control": "no-store",

@@ -30,6 +30,9 @@ function busy() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  // A page answering a form names the address that shows it again, so that a reload reads
+  // the follow-up rather than sending the form twice.
+  if (document.body.dataset.url) history.replaceState(null, "", document.body.dataset.url);
   tick();
   setInterval(tick, 1000);
   const every = Number(document.body.dataset.refresh || 0);
