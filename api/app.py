@@ -72,7 +72,8 @@ class _HideLinkTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and len(record.args) >= 3:
-            path = re.sub(r"^/([re])/[^?]+", r"/\1/[token]", str(record.args[2]))
+            path = re.sub(r"^(/[re]/|/console/sign-in/link/)[^?]+", r"\1[token]",
+                          str(record.args[2]))
             record.args = (*record.args[:2], path, *record.args[3:])
         return True
 

@@ -3,12 +3,14 @@ the client's number, Acknowledge and Resolve; and every way a link or a viewer i
 
 from __future__ import annotations
 
+import httpx
+
 from aftercare.followups import actions
 from aftercare.links.escalation import issue_escalation_token
 from tests.fixtures.api import steps
 from tests.fixtures.console import OTHER_ON_CALL_PHONE, ConsoleStack, screenshot
 from tests.fixtures.sinks import LINK_SECRET
-from tests.followup_harness import CLIENT_PHONE, CONTACT_PHONE, ON_CALL_PHONE
+from tests.followup_harness import CLIENT_PHONE, CONTACT_PHONE, LEAD_EMAIL, ON_CALL_PHONE
 from workflows.models import Resolve
 
 
@@ -167,3 +169,92 @@ async def test_each_console_form_posted_without_its_csrf_token_is_refused(
     status = await console.status(workflow_id)
     assert status.escalation.acknowledged_by is None
     assert "acknowledged" not in steps(status) and "cancelled" not in steps(status)
+
+
+async def test_a_signed_in_lead_who_opens_a_page_link_still_has_the_board(
+    console: ConsoleStack, page
+) -> None:
+    workflow_id = await console.imminent_followup()
+    await console.until_visible(f"WorkflowId = '{workflow_id}'")
+    await page.goto(f"{console.url}/console/sign-in")
+    await page.get_by_label("Clinic").fill(console.clinic)
+    await page.get_by_label("Staff id").fill("t-lead")
+    await page.get_by_role("button", name="Send me a code").click()
+    await page.wait_for_url("**/console/sign-in/code**")
+    code = await console.until(lambda: console.newest_mailed_code(LEAD_EMAIL), "a code by email")
+    await page.get_by_label("Sign-in code").fill(code)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"{console.url}/console")
+
+    # The chain reaches the lead last; the link a page to the lead would carry.
+    await page.goto(console.url + await link_for(console, workflow_id, "t-lead"))
+    await page.get_by_role("button", name="Open the escalation page").click()
+    await page.wait_for_url(f"**/console/followups/{workflow_id}")
+    assert await page.get_by_role("heading", name="Client: Dana").is_visible()
+    await page.get_by_role("link", name="Clinic board").click()
+    await page.wait_for_url(f"{console.url}/console")
+    assert await page.locator(".followup", has_text=workflow_id).is_visible()
+
+
+async def test_a_second_link_adds_its_followup_to_a_session_opened_from_a_link(
+    console: ConsoleStack,
+) -> None:
+    first = await console.imminent_followup()
+    second = await console.imminent_followup()
+    async with console.browser_client() as staff:
+        opened = await console.post_form(staff, await link_for(console, first, "t-oncall"), {})
+        assert opened.url.path == f"/console/followups/{first}"
+        opened = await console.post_form(staff, await link_for(console, second, "t-oncall"), {})
+        assert opened.url.path == f"/console/followups/{second}"
+        assert (await staff.get(f"/console/followups/{first}")).status_code == 200
+        # Still no board: links open their follow-ups, not the clinic's.
+        assert (await staff.get("/console")).url.path == f"/console/followups/{second}"
+
+
+async def test_a_page_refreshing_itself_is_one_contact_view_in_the_access_log(
+    console: ConsoleStack,
+) -> None:
+    workflow_id = await console.imminent_followup()
+
+    async def contact_views() -> list[str]:
+        return [r.actor for r in await console.store.access_records()
+                if r.action == "console_view_contact"]
+
+    async with console.browser_client() as on_call:
+        link = await link_for(console, workflow_id, "t-oncall")
+        opened = await console.post_form(on_call, link, {})
+        assert "Dana" in opened.text
+        for _ in range(4):  # what the page's 20 s self-refresh asks for
+            assert "Dana" in (await on_call.get(f"/console/followups/{workflow_id}")).text
+    assert await contact_views() == [console.actor("t-oncall")]
+
+    async with console.browser_client() as lead:
+        await console.post_form(lead, "/console/sign-in",
+                                {"clinic": console.clinic, "staff_id": "t-lead"})
+        code = await console.until(lambda: console.newest_mailed_code(LEAD_EMAIL), "a code")
+        await console.post_form(lead, "/console/sign-in/code", {"code": code})
+        assert "Dana" in (await lead.get(f"/console/followups/{workflow_id}")).text
+    assert await contact_views() == [console.actor("t-oncall"), console.actor("t-lead")]
+
+
+async def link_for(console: ConsoleStack, workflow_id: str, staff_id: str) -> str:
+    """The path of the escalation link a page to ``staff_id`` would carry."""
+    code = (await console.status(workflow_id)).escalation.code
+    return "/e/" + issue_escalation_token(LINK_SECRET, workflow_id, staff_id, code,
+                                          "99-staff_page")
+
+
+async def test_signing_in_with_a_code_ends_the_link_session_the_browser_had(
+    console: ConsoleStack,
+) -> None:
+    workflow_id = await console.imminent_followup()
+    async with console.browser_client() as staff:
+        await console.post_form(staff, await link_for(console, workflow_id, "t-oncall"), {})
+        from_link = staff.cookies["aftercare_staff"]
+        board = await console.signed_in(staff, console.clinic, "t-oncall", ON_CALL_PHONE)
+        assert board.url.path == "/console"
+    async with httpx.AsyncClient(base_url=console.url, timeout=30,
+                                 cookies={"aftercare_staff": from_link}) as replay:
+        answer = await replay.get(f"/console/followups/{workflow_id}")
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/console/sign-in")

@@ -28,12 +28,15 @@ from aftercare.trail.schema import (
     UtcDateTime,
     access_log,
     audit_checkpoints,
+    console_sessions,
+    contact_views,
     deliveries,
     followup_views,
     inbound_webhooks,
     metadata,
     schema_version,
     send_attempts,
+    sign_in_challenges,
     staff_notes,
     used_links,
 )
@@ -140,6 +143,10 @@ def _create_followup_views(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[followup_views])
 
 
+def _create_console_sign_in(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[sign_in_challenges, console_sessions, contact_views])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "audit entries, deliveries and access log", _create_tables),
     Migration(2, "refuse UPDATE and DELETE on append-only tables", _refuse_updates_and_deletes),
@@ -154,6 +161,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "staff free text, sealed, append-only", _create_staff_notes),
     Migration(9, "what people read about each follow-up, kept with its trail",
               _create_followup_views),
+    Migration(10, "console sign-in challenges, sessions and contact views",
+              _create_console_sign_in),
 )
 
 

@@ -174,3 +174,41 @@ followup_views = sa.Table(
 )
 
 APPEND_ONLY_TABLES = ("audit_entries", "deliveries", "access_log")
+
+# Staff console sign-in: one row per code sent (or being sent). A challenge is usable only
+# once its code went out (``sent_at``), for a few ``tries``, once (``used_at``).
+sign_in_challenges = sa.Table(
+    "sign_in_challenges",
+    metadata,
+    sa.Column("challenge_id", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.String(80), nullable=False),
+    sa.Column("staff_id", sa.String(80), nullable=False),
+    sa.Column("code_mac", sa.String(64), nullable=False),
+    sa.Column("issued_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("sent_at", UtcDateTime),
+    sa.Column("tries", sa.Integer, nullable=False, default=0),
+    sa.Column("used_at", UtcDateTime),
+    sa.Index("sign_in_challenges_by_staff", "clinic_id", "staff_id", "issued_at"),
+)
+
+# Staff console sessions, so that signing out ends one on the server, not just in the browser.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("ended_at", UtcDateTime),
+)
+
+# When a session last saw a follow-up's contact details: a page that refreshes itself is one
+# view in the access log, not one per refresh.
+contact_views = sa.Table(
+    "contact_views",
+    metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("last_seen_at", UtcDateTime, nullable=False),
+)

@@ -424,14 +424,6 @@ class AuditStore:
                 for row in rows
             ]
 
-    async def access_count(self, actor: str, action: str, since: datetime) -> int:
-        """How often ``actor`` did ``action`` from ``since`` on: the staff console's sign-in
-        limits count here, so they hold across every API process."""
-        query = sa.select(sa.func.count()).select_from(access_log).where(
-            access_log.c.actor == actor, access_log.c.action == action, access_log.c.at >= since)
-        async with self._reader.connect() as conn:
-            return int(await conn.scalar(query) or 0)
-
     # --- one-click email links -----------------------------------------------------------
 
     async def link_used(self, jti: str) -> bool:

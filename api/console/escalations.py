@@ -1,17 +1,19 @@
 """The on-call's escalation page: from the link in a page, or from the clinic board.
 
 ``GET /e/{token}`` only shows a button (link previews and mail scanners open every link);
-the button's POST spends the link and signs the staff member in for that follow-up. The
-follow-up page shows the reason, the ref, the time since departure and what was tried;
-while an escalation is open, also the client's first name and phone (a ``tel:`` link) and,
-for a safety reason with consent on file, the emergency contact. Each such view is written
-to the access log first. Acknowledge, Resolve and Cancel call the follow-up's updates.
+the button's POST spends the link and signs the staff member in for that follow-up, or
+adds it to the session they already have. The follow-up page shows the reason, the ref,
+the time since departure and what was tried; while an escalation is open, also the
+client's first name and phone (a ``tel:`` link) and, for a safety reason with consent on
+file, the emergency contact. Each view of them is written to the access log first: once
+per view, however often the open page refreshes itself. Acknowledge, Resolve and Cancel
+call the follow-up's updates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Request
@@ -24,7 +26,7 @@ from aftercare.followups.errors import ActionRefused, FollowUpNotFound
 from aftercare.links.escalation import EscalationLink, link_expires_at, read_escalation_token
 from aftercare.links.one_click import InvalidLink
 from api.console.records import followup_input
-from api.console.security import SESSION_TTL, StaffSession, start_session
+from api.console.security import StaffSession, new_session, set_session_cookie
 from api.console.web import Console, ConsoleDep, to_sign_in
 from workflows.escalation import Reason
 from workflows.models import (
@@ -42,6 +44,9 @@ router = APIRouter(include_in_schema=False)
 Token = Annotated[str, Path(max_length=400)]
 WorkflowId = Annotated[str, Path(min_length=1, max_length=200)]
 CONTACT_VIEW = "console_view_contact"
+# The open page refreshes itself every 20 s (a hidden tab's timers may slow to once a
+# minute): a session that saw the contact details less than this ago is still viewing.
+SAME_VIEW_WITHIN = timedelta(minutes=3)
 DONE = {"acknowledge", "resolve", "cancel"}
 
 
@@ -94,7 +99,9 @@ async def open_link(token: Token, request: Request, console: ConsoleDep) -> HTML
     found = await link_or_refusal(request, console, token)
     if isinstance(found, HTMLResponse):
         return found
-    return console.render(request, "open_link.html", {"action": f"/e/{token}"})
+    return console.render(request, "open_link.html", {
+        "action": f"/e/{token}", "title_key": "escalation_page",
+        "text_key": "open_escalation_text", "button_key": "open_escalation"})
 
 
 @router.post("/e/{token}", response_class=HTMLResponse)
@@ -112,11 +119,19 @@ async def use_link(
     store = await console.service.audit_store()
     if not await store.use_link(_jti(link), link.workflow_id, "console", now):
         return console.refusal(request, "link_used", "link_used_text", 409)
-    session = StaffSession(link.staff_id, status.clinic_id, now + SESSION_TTL,
-                           followup=link.workflow_id)
-    await store.record_access(session.actor, "console_link_opened", link.workflow_id, now)
     response = RedirectResponse(f"/console/followups/{link.workflow_id}", status_code=303)
-    start_session(console.signer, console.settings, response, session, now)
+    current = console.session(request)
+    if current is not None and (current.staff_id, current.clinic_id) == (
+            link.staff_id, status.clinic_id):
+        # Already signed in as this staff member: the link adds its follow-up to that
+        # session (a full one already has it) instead of replacing the board with it.
+        session = current.with_followup(link.workflow_id)
+        set_session_cookie(console.signer, console.settings, response, session, now)
+    else:
+        await console.end_session(request)  # another staff member's, on a shared device
+        session = new_session(link.staff_id, status.clinic_id, now, followup=link.workflow_id)
+        await console.start_session(response, session)
+    await store.record_access(session.actor, "console_link_opened", link.workflow_id, now)
     return response
 
 
@@ -128,7 +143,7 @@ async def visible_followup(
     session = console.session(request)
     if session is None:
         return to_sign_in(request)
-    if session.followup is not None and session.followup != workflow_id:
+    if not session.may_open(workflow_id):
         return console.refusal(request, session=session)
     store = await console.service.audit_store()
     try:
@@ -164,7 +179,9 @@ async def render_followup(
     contact = emergency = None
     if showing_contact:
         # The access record comes first: a view that fails later is still on record.
-        await store.record_access(session.actor, CONTACT_VIEW, status.workflow_id, now)
+        await (await console.sessions()).record_contact_view(
+            session.session_id, session.actor, CONTACT_VIEW, status.workflow_id, now,
+            SAME_VIEW_WITHIN)
         started = await followup_input(await console.service.temporal(), status.workflow_id)
         contact = started.event.client
         named = started.event.emergency_contact

@@ -15,11 +15,16 @@ TEXT: dict[str, dict[str, str]] = {
         "staff_id": "Staff id",
         "send_code": "Send me a code",
         "code_sent": "If that staff id is known at that clinic, a sign-in code is on its way "
-                     "by your usual channel. It works for 10 minutes.",
+                     "by your usual channel. It works for 15 minutes; the link in the same "
+                     "message signs you in on the device that opens it.",
         "code": "Sign-in code",
         "sign_in_with_code": "Sign in",
-        "code_refused": "That code did not work. Codes expire after 10 minutes, and after "
-                        "five wrong tries sign-in waits 15 minutes.",
+        "code_refused": "That code did not work. A code expires after 15 minutes or three "
+                        "wrong tries: ask for a new one, or use the link in its message.",
+        "sign_in_link_text": "This link from your sign-in code's message signs you in "
+                             "on this device, once.",
+        "sign_in_link_expired_text": "It was used, or its code is older than 15 minutes. "
+                                     "Ask for a new code.",
         "new_code": "Ask for a new code",
         "board": "Open follow-ups",
         "closed_recently": "Closed in the last 7 days",
@@ -115,11 +120,16 @@ TEXT: dict[str, dict[str, str]] = {
         "staff_id": "Identificador de personal",
         "send_code": "Enviarme un código",
         "code_sent": "Si ese identificador existe en esa clínica, un código de acceso va en "
-                     "camino por su canal habitual. Sirve durante 10 minutos.",
+                     "camino por su canal habitual. Sirve durante 15 minutos; el enlace del "
+                     "mismo mensaje le da acceso en el dispositivo que lo abra.",
         "code": "Código de acceso",
         "sign_in_with_code": "Entrar",
-        "code_refused": "Ese código no sirvió. Los códigos caducan a los 10 minutos y, tras "
-                        "cinco intentos fallidos, el acceso espera 15 minutos.",
+        "code_refused": "Ese código no sirvió. Un código caduca a los 15 minutos o tras tres "
+                        "intentos fallidos: pida uno nuevo o use el enlace de su mensaje.",
+        "sign_in_link_text": "Este enlace del mensaje con su código de acceso le da acceso "
+                             "en este dispositivo, una sola vez.",
+        "sign_in_link_expired_text": "Ya se usó, o su código tiene más de 15 minutos. Pida un "
+                                     "código nuevo.",
         "new_code": "Pedir un código nuevo",
         "board": "Seguimientos abiertos",
         "closed_recently": "Cerrados en los últimos 7 días",

@@ -1,8 +1,9 @@
 """The staff console's credentials: session cookies, sign-in challenges and CSRF tokens.
 
 Each is a signed claim, keyed from ``AFTERCARE_LINK_SECRET`` with its own purpose, so
-the API stays stateless and scales out; what must be remembered across processes (codes
-sent, wrong codes, links used) lives in the audit store. Cookies are HttpOnly and
+the API keeps no state of its own and scales out; what must be remembered across processes
+(challenges and their tries, sessions and whether they ended, links used) lives in the
+audit store (``aftercare.trail.console_access``). Cookies are HttpOnly and
 SameSite=Strict, Secure behind https (``AFTERCARE_CONSOLE_SECURE_COOKIES``).
 """
 
@@ -14,7 +15,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,34 +58,63 @@ class Signer:
 
 @dataclass(frozen=True)
 class StaffSession:
-    """Who is signed in. ``followup`` set: opened from an escalation link, good for that
-    follow-up only; None: signed in with a code, the whole clinic's console."""
+    """Who is signed in. ``followups`` None: signed in with a code, the whole clinic's
+    console; otherwise opened from escalation links, good for those follow-ups only.
+    ``session_id`` names it in the audit store, which ends it at sign-out."""
 
     staff_id: str
     clinic_id: str
     expires_at: datetime
-    followup: str | None = None
+    session_id: str
+    followups: tuple[str, ...] | None = None
 
     @property
     def actor(self) -> str:
         """How the access log names this person."""
-        return f"staff:{self.clinic_id}/{self.staff_id}"
+        return staff_actor(self.clinic_id, self.staff_id)
+
+    @property
+    def followup(self) -> str | None:
+        """For a session opened from links, the follow-up of the newest one."""
+        return self.followups[-1] if self.followups else None
+
+    def may_open(self, workflow_id: str) -> bool:
+        return self.followups is None or workflow_id in self.followups
+
+    def with_followup(self, workflow_id: str) -> StaffSession:
+        """The same session, also good for ``workflow_id`` (a full session already is)."""
+        if self.may_open(workflow_id):
+            return self
+        return replace(self, followups=(*(self.followups or ()), workflow_id))
+
+
+def staff_actor(clinic_id: str, staff_id: str) -> str:
+    return f"staff:{clinic_id}/{staff_id}"
+
+
+def new_session(staff_id: str, clinic_id: str, now: datetime,
+                followup: str | None = None) -> StaffSession:
+    return StaffSession(staff_id, clinic_id, now + SESSION_TTL, secrets.token_urlsafe(24),
+                        None if followup is None else (followup,))
 
 
 def read_session(signer: Signer, request: Request, now: datetime) -> StaffSession | None:
+    """The session the cookie claims; whether it has ended is the audit store's to say."""
     claim = signer.read("session", request.cookies.get(SESSION_COOKIE), now)
-    if claim is None:
+    if claim is None or "sid" not in claim:
         return None
+    followups = claim.get("f")
     return StaffSession(staff_id=claim["s"], clinic_id=claim["c"],
                         expires_at=datetime.fromtimestamp(claim["exp"], UTC),
-                        followup=claim.get("f"))
+                        session_id=claim["sid"],
+                        followups=None if followups is None else tuple(followups))
 
 
-def start_session(
+def set_session_cookie(
     signer: Signer, settings: Settings, response: Response, session: StaffSession, now: datetime
 ) -> None:
-    claim = {"s": session.staff_id, "c": session.clinic_id,
-             "exp": int(session.expires_at.timestamp()), "f": session.followup}
+    claim = {"sid": session.session_id, "s": session.staff_id, "c": session.clinic_id,
+             "exp": int(session.expires_at.timestamp()), "f": session.followups}
     set_cookie(settings, response, SESSION_COOKIE, signer.sign("session", claim),
                int((session.expires_at - now).total_seconds()))
 

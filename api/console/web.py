@@ -1,5 +1,5 @@
-"""What every console page shares: templates, the signed credentials, who is signed in,
-and the refusal pages.
+"""What every console page shares: templates, the signed credentials, who is signed in
+(a signed cookie naming a session the audit store holds open), and the refusal pages.
 
 Pages are server-rendered Jinja2 with plain forms; the little script they use is served
 from this package (nothing from a CDN). Every response says ``no-store`` and sends no
@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from aftercare.trail.console_access import ConsoleSessions, SignInChallenges
 from api.console.i18n import browser_language, phase_in, reason_in, risk_in, words
 from api.console.security import (
     CSRF_COOKIE,
@@ -26,6 +27,7 @@ from api.console.security import (
     StaffSession,
     read_session,
     set_cookie,
+    set_session_cookie,
 )
 from api.intake import Intake, intake
 
@@ -74,13 +76,42 @@ class Console:
         self.csrf = Csrf(self.signer)
 
     def session(self, request: Request) -> StaffSession | None:
-        session = read_session(self.signer, request, datetime.now(UTC))
+        """Who is signed in, as the ``console`` dependency found it for this request."""
+        session: StaffSession | None = request.state.staff_session
         if session is None:
             return None
         # Staff removed from the policy lose the console at once, whatever their cookie says.
         if session.staff_id not in self.service.policies.for_clinic(session.clinic_id).staff:
             return None
         return session
+
+    async def open_session(self, request: Request) -> StaffSession | None:
+        """The session the cookie names, while the audit store holds it open (not signed
+        out of, not expired)."""
+        now = datetime.now(UTC)
+        session = read_session(self.signer, request, now)
+        if session is None or not await (await self.sessions()).live(session.session_id, now):
+            return None
+        return session
+
+    async def start_session(self, response: Response, session: StaffSession) -> None:
+        now = datetime.now(UTC)
+        await (await self.sessions()).start(session.session_id, session.actor, now,
+                                            session.expires_at)
+        set_session_cookie(self.signer, self.settings, response, session, now)
+
+    async def end_session(self, request: Request) -> None:
+        """The session this request's cookie names ends in the store: a copy of the cookie,
+        saved anywhere, opens nothing."""
+        session: StaffSession | None = request.state.staff_session
+        if session is not None:
+            await (await self.sessions()).end(session.session_id, datetime.now(UTC))
+
+    async def sessions(self) -> ConsoleSessions:
+        return ConsoleSessions(await self.service.audit_store())
+
+    async def challenges(self) -> SignInChallenges:
+        return SignInChallenges(await self.service.audit_store())
 
     def language_of(self, request: Request, session: StaffSession | None) -> str:
         if session is None:
@@ -118,10 +149,11 @@ class Console:
         return self.refusal(request, "form_refused", "form_refused_text", 403, session)
 
 
-def console(request: Request, service: Annotated[Intake, Depends(intake)]) -> Console:
+async def console(request: Request, service: Annotated[Intake, Depends(intake)]) -> Console:
     found = getattr(request.app.state, "console", None)
     if found is None:
         found = request.app.state.console = Console(service)
+    request.state.staff_session = await found.open_session(request)
     return found
 
 
