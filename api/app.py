@@ -21,6 +21,7 @@ from aftercare.settings import API_REQUIRED_SETTINGS, Settings
 from aftercare.temporal.startup import connect_checked, run_service
 from api import email_links, followups, health, sms_webhooks
 from api.console import add_console
+from api.frames import NoFraming
 from api.intake import Intake
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
@@ -61,6 +62,7 @@ def create_app(
     app.add_exception_handler(RPCError, temporal_unavailable)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(NoFraming)
     for router in (followups.router, sms_webhooks.router, email_links.router, health.router):
         app.include_router(router)
     add_console(app)

@@ -21,7 +21,7 @@ from aftercare.followups.errors import ActionRefused, FollowUpNotFound
 from aftercare.links.one_click import ExpiredLink, InvalidLink, LinkClaim, read_link_token
 from aftercare.logs import get_logger
 from api.intake import Intake, intake
-from api.metrics import intake_events
+from api.metrics import intake_events, one_of
 from api.pages import confirm_page, page
 from api.problems import PROBLEM_CONTENT, problems
 from workflows.models import Acknowledge, ClientReply, clinic_of_followup
@@ -52,6 +52,8 @@ _WHAT_IT_DOES = {
     ("ack", ""): ("Acknowledge", "Take this escalation: the next level will not be paged."),
     ("reschedule", ""): ("Book this time", "Book the session time offered as option {value}."),
 }
+
+LINK_ACTIONS = frozenset(action for action, _ in _WHAT_IT_DOES)
 
 
 def what_it_does(claim: LinkClaim) -> tuple[str, str]:
@@ -129,7 +131,7 @@ async def use_link(token: Token, service: Service) -> HTMLResponse:
                     error=type(err).__name__)
         intake_events.labels("link", "failed").inc()
         return not_passed_on_page(service, claim)
-    intake_events.labels("link", claim.action).inc()
+    intake_events.labels("link", one_of(claim.action, LINK_ACTIONS)).inc()
     return page("Done", done)
 
 

@@ -26,7 +26,7 @@ from aftercare.followups.lookup import open_escalations_with_code, open_followup
 from aftercare.logs import get_logger
 from aftercare.settings import Settings
 from api.intake import Intake, intake
-from api.metrics import inbound_waiting, intake_events
+from api.metrics import inbound_waiting, intake_events, one_of
 from api.problems import problems
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
@@ -51,6 +51,12 @@ OUTCOMES = " | ".join(outcome.value for outcome in ResolutionOutcome)
 # Twilio answers these keywords itself (Advanced Opt-Out): we act on them, silently.
 TWILIO_KEYWORDS = STOP_WORDS | START_WORDS | HELP_WORDS
 UNDELIVERED = {"undelivered", "failed"}
+# Twilio's message statuses: the only values the status callback's metric label takes.
+TWILIO_STATUSES = frozenset({
+    "accepted", "scheduled", "canceled", "queued", "sending", "sent", "failed", "delivered",
+    "undelivered", "receiving", "received", "read", "partially_delivered",
+})
+WEBHOOK_KINDS = frozenset({"inbound", "status"})
 
 
 class TwiML(Response):
@@ -91,7 +97,8 @@ async def signed_by_twilio(
         problem = "X-Twilio-Signature: does not match this request"
     else:
         return fields
-    intake_events.labels(request.url.path.rsplit("/", 1)[-1], "bad signature").inc()
+    kind = one_of(request.url.path.rsplit("/", 1)[-1], WEBHOOK_KINDS)
+    intake_events.labels(kind, "bad signature").inc()
     raise HTTPException(403, problem)
 
 
@@ -295,7 +302,7 @@ async def delivery_status(
     """Twilio's word on a text it accepted: undelivered or failed → the other channel.
     Kept and de-duplicated like a text: Twilio reports each status of a message once."""
     status = fields.get("MessageStatus", "")
-    intake_events.labels("status", status or "none").inc()
+    intake_events.labels("status", one_of(status, TWILIO_STATUSES) if status else "none").inc()
     key = f"status:{_required(fields, 'MessageSid')}:{status}"
     await keep_and_pass_on(service, key, {"kind": "status", "fields": fields,
                                           "followup": followup})
