@@ -174,9 +174,12 @@ def test_the_api_refuses_to_start_without_a_twilio_auth_token(tmp_path):
     """No token, no fallback: a public development token would let anyone forge a client's
     "OK". The process stops at once with one line naming the setting."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("AFTERCARE_")}
-    env.update(AFTERCARE_API_KEYS="c:k", AFTERCARE_ENCRYPTION_KEYS=f"k:{'A' * 43}=",
-               AFTERCARE_LINK_SECRET="l", AFTERCARE_LOOKUP_SECRET="s",
-               AFTERCARE_METRICS_TOKEN="m", AFTERCARE_PUBLIC_BASE_URL="https://aftercare.example")
+    env.update(AFTERCARE_API_KEYS="c:clinic-key-for-tests",
+               AFTERCARE_ENCRYPTION_KEYS=f"k:{'A' * 43}=",
+               AFTERCARE_LINK_SECRET="link-secret-for-tests",
+               AFTERCARE_LOOKUP_SECRET="lookup-secret-for-tests",
+               AFTERCARE_METRICS_TOKEN="metrics-token-for-tests",
+               AFTERCARE_PUBLIC_BASE_URL="https://aftercare.example")
     serve = subprocess.run([sys.executable, str(REPO / "starter.py"), "serve"], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=60)
 

@@ -33,7 +33,8 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
 from aftercare.logs import configure_logging, get_logger
-from aftercare.settings import Settings, get_settings
+from aftercare.preflight import checked_settings, codec_endpoint_problems
+from aftercare.settings import Settings
 from aftercare.temporal.codec import EncryptionCodec, EncryptionKeyError, PayloadDecryptionError
 from aftercare.trail.store import AuditStore
 from workflows.models import followup_workflow_id
@@ -156,7 +157,7 @@ def _answer(payloads: Sequence[Payload]) -> Response:
 
 
 def serve() -> None:
-    settings = get_settings()
+    settings = checked_settings(codec_endpoint_problems)
     configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings),
