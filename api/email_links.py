@@ -10,6 +10,7 @@ follow-up refused): when passing it on fails, the link works again and the page 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -30,12 +31,17 @@ router = APIRouter(tags=["email links"])
 log = get_logger("aftercare.api.links")
 
 Service = Annotated[Intake, Depends(intake)]
-Token = Annotated[str, Path(max_length=2000, description="The signed token from the email")]
+# The shape is checked here, not by FastAPI, so a link cut short gets a page, not JSON.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+Token = Annotated[str, Path(
+    max_length=2000, description="The signed token from the email",
+    json_schema_extra={"pattern": f"^{TOKEN_SHAPE.pattern}$"})]
 
 _HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
 PAGES = {
     200: {**_HTML, "description": "What the link does, or that it was done"},
-    400: {**_HTML, "description": "The link was altered or is not one of ours"},
+    400: {**_HTML, "description": "Not the shape of a link: it was cut short"},
+    403: {**_HTML, "description": "The link was altered or is not one of ours"},
     409: {**_HTML, "description": "The link was used already, or the follow-up refused it"},
     410: {**_HTML, "description": "The link has expired, or its follow-up has closed"},
     **problems(422),
@@ -67,6 +73,8 @@ async def usable_claim(service: Intake, token: str) -> LinkClaim | HTMLResponse:
     secret = service.settings.link_secret
     if not secret:
         return page("Links are switched off", "This service signs no links.", 503)
+    if not TOKEN_SHAPE.fullmatch(token):
+        return not_valid_page(400)
     try:
         claim = read_link_token(secret, token, datetime.now(UTC))
     except ExpiredLink:
@@ -74,13 +82,18 @@ async def usable_claim(service: Intake, token: str) -> LinkClaim | HTMLResponse:
         return page("This link has expired",
                     "Please reply to the message instead, or call your care team.", 410)
     except InvalidLink:
-        intake_events.labels("link", "invalid").inc()
-        return page("This link is not valid",
-                    "It may have been cut short or changed. Please reply to the message "
-                    "instead, or call your care team.", 400)
+        return not_valid_page(403)
     if await (await service.audit_store()).link_used(claim.jti):
         return used_page()
     return claim
+
+
+def not_valid_page(status_code: int) -> HTMLResponse:
+    """400: not the shape of a link (cut short); 403: the shape, but not signed by us."""
+    intake_events.labels("link", "invalid").inc()
+    return page("This link is not valid",
+                "It may have been cut short or changed. Please reply to the message instead, "
+                "or call your care team.", status_code)
 
 
 def used_page() -> HTMLResponse:

@@ -33,7 +33,7 @@ router = APIRouter(prefix="/v1", tags=["follow-ups"])
 Service = Annotated[Intake, Depends(intake)]
 WorkflowId = Annotated[
     str,
-    Path(min_length=1, max_length=200,
+    Path(min_length=1, max_length=200, pattern=r"^followup-[A-Za-z0-9][A-Za-z0-9._-]*$",
          description="followup-{clinic_id, each - doubled}-{session_id}"),
 ]
 
