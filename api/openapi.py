@@ -5,13 +5,16 @@ zones and phone numbers in Python validators, which FastAPI cannot see: left alo
 schema offered plain strings and a client built from it sent time zones, staff ids and
 workflow ids the API refuses. Here every field checked by one of those validators gets the
 constraint that validator applies, found by the validator itself (so a model that starts
-using ``OpaqueId`` is covered without a change here).
+using ``OpaqueId`` is covered without a change here); email addresses get a subset pydantic
+always accepts, and the models' cross-field validators their rule (``MODEL_RULES``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from functools import cache
+from re import _parser as re_parser  # the regex parser: a national prefix's first digits
 from typing import Annotated, Any, Union, get_args, get_origin
 from zoneinfo import available_timezones
 
@@ -70,26 +73,12 @@ MODEL_RULES: dict[type[BaseModel], dict[str, Any]] = {
 """Model → the JSON Schema of what its model validators check across fields."""
 
 
-def phone_constraint() -> dict[str, Any]:
-    return {"pattern": possible_e164_pattern(),
-            "description": "E.164, a possible number for its country code, e.g. +15555550123"}
-
-
 @cache
 def possible_e164_pattern() -> str:
-    """The numbers ``PhoneNumber`` accepts, per country calling code: for each first digit
-    of the national number, the lengths phonenumbers' metadata calls possible there and
-    that come back unchanged in E.164 (a leading national prefix would be stripped). Read
-    from the installed phonenumbers, so it moves with its metadata (about a second, once)."""
-    validate = _validator_of(PhoneNumber)
-
-    def accepted(number: str) -> bool:
-        try:
-            validate(number)
-        except ValueError:
-            return False
-        return True
-
+    """The numbers ``PhoneNumber`` accepts, per country calling code: a national number of a
+    length phonenumbers' metadata calls possible, whose first two digits cannot begin a
+    national prefix (parsing strips one, and the number no longer comes back unchanged in
+    E.164). Read from the installed phonenumbers, so it moves with its metadata."""
     alternatives = []
     for code in sorted(COUNTRY_CODE_TO_REGION_CODE):
         metadata = PhoneMetadata.metadata_for_region_or_calling_code(
@@ -98,18 +87,88 @@ def possible_e164_pattern() -> str:
             continue
         desc = metadata.general_desc
         lengths = sorted({n for n in (*(desc.possible_length or ()),
-                                      *(desc.possible_length_local_only or ())) if n > 0})
-        by_lengths: dict[tuple[int, ...], str] = {}
-        for first in "0123456789":
-            fine = tuple(n for n in lengths if all(
-                accepted(f"+{code}{first}{fill * (n - 1)}") for fill in "059"))
-            if fine:
-                by_lengths[fine] = by_lengths.get(fine, "") + first
-        for fine, firsts in by_lengths.items():
-            rest = "|".join(f"[0-9]{{{n - 1}}}" for n in fine)
-            digits = "0-9" if firsts == "0123456789" else firsts
-            alternatives.append(f"{code}[{digits}](?:{rest})")
+                                      *(desc.possible_length_local_only or ())) if n >= 2})
+        risky = prefix_starts(metadata.national_prefix_for_parsing)
+        starts = []
+        for first in DIGITS:
+            seconds = "".join(d for d in DIGITS if not any(
+                (first + d).startswith(start) for start in risky))
+            if seconds:
+                starts.append(first + ("[0-9]" if seconds == DIGITS else f"[{seconds}]"))
+        if starts and lengths:
+            rest = "|".join(f"[0-9]{{{n - 2}}}" for n in lengths)
+            alternatives.append(f"{code}(?:{'|'.join(starts)})(?:{rest})")
     return rf"^\+(?:{'|'.join(alternatives)})$"
+
+
+DIGITS = "0123456789"
+PREFIX_DIGITS = 2
+"""How many leading digits of a national number are checked against its national prefix."""
+
+
+def prefix_starts(pattern: str | None) -> set[str]:
+    """How a non-empty match of ``pattern`` at the start of a number can begin: its first
+    ``PREFIX_DIGITS`` digits (fewer when the whole match is shorter). Any start at all where
+    the pattern uses something this does not read."""
+    if not pattern:
+        return set()
+    try:
+        return {start for start in _starts(re_parser.parse(pattern)) if start}
+    except (re.error, ValueError):
+        return {""}  # every number starts with ""
+
+
+def _starts(sequence: Any) -> set[str]:
+    """The strings a parsed regex sequence matches, cut to ``PREFIX_DIGITS`` characters."""
+    found = {""}
+    for op, arg in sequence:
+        found = _then(found, _starts_of(str(op), arg))
+    return found
+
+
+def _then(before: set[str], after: set[str]) -> set[str]:
+    return {a if len(a) >= PREFIX_DIGITS else (a + b)[:PREFIX_DIGITS]
+            for a in before for b in after}
+
+
+def _starts_of(op: str, arg: Any) -> set[str]:
+    if op == "LITERAL":
+        return {chr(arg)}
+    if op == "IN":
+        return {d for d in DIGITS if re.fullmatch(_class_of(arg), d)}
+    if op == "AT":
+        return {""}
+    if op == "BRANCH":
+        return set().union(*(_starts(branch) for branch in arg[1]))
+    if op == "SUBPATTERN":
+        return _starts(arg[3])
+    if op in ("MAX_REPEAT", "MIN_REPEAT"):
+        least, most, body = arg
+        once = _starts(body)
+        found = {""}
+        for _ in range(least):
+            found = _then(found, once)
+        for _ in range(min(most, PREFIX_DIGITS) - least if most > least else 0):
+            found |= _then(found, once)
+        return found
+    raise ValueError(op)
+
+
+def _class_of(items: Any) -> str:
+    parts = []
+    negate = ""
+    for op, arg in items:
+        if str(op) == "NEGATE":
+            negate = "^"
+        elif str(op) == "LITERAL":
+            parts.append(re.escape(chr(arg)))
+        elif str(op) == "RANGE":
+            parts.append(f"{re.escape(chr(arg[0]))}-{re.escape(chr(arg[1]))}")
+        elif str(op) == "CATEGORY" and str(arg) == "CATEGORY_DIGIT":
+            parts.append("0-9")
+        else:
+            raise ValueError(op)
+    return f"[{negate}{''.join(parts)}]"
 
 
 def install(app: FastAPI, models: Iterable[type[BaseModel]]) -> None:
@@ -148,18 +207,25 @@ def with_nested(models: Iterable[type[BaseModel]]) -> set[type[BaseModel]]:
 def constrain(model: type[BaseModel], schema: dict[str, Any]) -> None:
     schema.update(MODEL_RULES.get(model, {}))
     for name, field in model.model_fields.items():
-        found = validators(field.metadata, field.annotation)
-        extra = next((CONSTRAINTS[func] for func in found if func in CONSTRAINTS), None)
-        if _validator_of(PhoneNumber) in found:
-            extra = phone_constraint()
-        if EmailStr in (field.annotation, *get_args(field.annotation)):
-            extra = EMAIL
+        extra = field_constraint(field.metadata, field.annotation)
         prop = schema.get("properties", {}).get(name)
         if extra is None or prop is None:
             continue
         strings = [branch for branch in prop.get("anyOf", [prop]) if branch.get("type") == "string"]
         for branch in strings:
             branch.update(extra)
+
+
+def field_constraint(metadata: list[Any], annotation: Any) -> dict[str, Any] | None:
+    """The JSON Schema a field's validation adds to "a string", if any."""
+    if EmailStr in (annotation, *get_args(annotation)):
+        return EMAIL
+    found = validators(metadata, annotation)
+    if _validator_of(PhoneNumber) in found:
+        return {"pattern": possible_e164_pattern(),
+                "description": "E.164, a possible number for its country code, "
+                               "e.g. +15555550123"}
+    return next((CONSTRAINTS[func] for func in found if func in CONSTRAINTS), None)
 
 
 def validators(metadata: list[Any], annotation: Any) -> list[Any]:
