@@ -116,6 +116,7 @@ def plan_stack(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
         "AFTERCARE_SMTP_HOST": "127.0.0.1",
         "AFTERCARE_SMTP_PORT": str(args.mailbox_port),
         "AFTERCARE_AUDIT_DATABASE_URL": f"sqlite+aiosqlite:///{args.data_dir / 'audit.db'}",
+        "AFTERCARE_WEBHOOK_SPOOL_PATH": str(args.data_dir / "webhook-spool.db"),
         "AFTERCARE_PUBLIC_BASE_URL": f"http://{settings.api_host}:{settings.api_port}",
         "AFTERCARE_API_HOST": settings.api_host,
         "AFTERCARE_API_PORT": str(settings.api_port),
