@@ -44,19 +44,23 @@ async def test_every_html_page_refuses_to_be_framed(offline_api):
 
 
 async def test_another_clinics_followup_is_refused_without_asking_temporal(offline_api):
-    """Temporal is unreachable here: an id the clinic may own needs it (503), one that is
+    """Temporal is unreachable here: an id the clinic may own needs it (503: the follow-up
+    is in no store yet, so Temporal is asked whether it is being set up), one that is
     another clinic's is answered 404 at once, exactly like a missing one would be."""
     http = offline_api.http
     theirs = followup_workflow_id("clinic-7", "s-1")
     lookalike = followup_workflow_id("clinic-42-x", "s-1")  # starts like clinic-42's ids
     ours = followup_workflow_id("clinic-42", "s-1")
 
-    for other in (theirs, lookalike, "followup-nobody-s-1", "not-a-followup"):
+    for other in (theirs, lookalike, "followup-nobody-s-1"):
         read = await http.get(f"/v1/followups/{other}", headers=bearer(CLINIC_KEY))
         acked = await http.post(f"/v1/followups/{other}/acknowledge",
                                 json={"staff_id": "t-12"}, headers=bearer(CLINIC_KEY))
         assert (read.status_code, acked.status_code) == (404, 404), other
         assert read.json()["detail"] == (
             f"workflow_id: clinic 'clinic-42' has no follow-up {other!r}")
+    not_an_id = await http.get("/v1/followups/not-a-followup", headers=bearer(CLINIC_KEY))
+    assert not_an_id.status_code == 422
+    assert "workflow_id: String should match pattern" in not_an_id.json()["detail"]
     mine = await http.get(f"/v1/followups/{ours}", headers=bearer(CLINIC_KEY))
     assert mine.status_code == 503
