@@ -14,7 +14,8 @@ RUN /opt/venv/bin/pip install --require-hashes --no-deps -r /tmp/requirements.lo
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-RUN useradd --system --uid 10001 --no-create-home --home-dir /app aftercare
+RUN useradd --system --uid 10001 --no-create-home --home-dir /app aftercare \
+    && install -d -o aftercare -m 0700 /var/lib/aftercare
 COPY --from=dependencies /opt/venv /opt/venv
 WORKDIR /app
 COPY . .

@@ -35,10 +35,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from aftercare.settings import DEV_ENV_FILE, DEV_TWILIO_AUTH_TOKEN, Settings
+from aftercare.secret_strength import PUBLIC_VALUES
+from aftercare.settings import DEV_ENV_FILE, Settings
 from aftercare.temporal.connection import TemporalConfigError, temporal_target
 from aftercare.temporal.search_attributes import dev_server_flags
 from aftercare.validation import describe_validation_error
+from devsinks.files import PRIVATE_UMASK, private_file, private_folder
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 40.0
@@ -53,8 +55,9 @@ class StopRequested(Exception):
 
 
 def dev_secrets(data_dir: Path) -> dict[str, str]:
-    """Secrets for this checkout, made on first run and kept in the data folder's dev.env;
-    a setting added since the file was written is generated and appended."""
+    """Secrets for this checkout, made on first run and kept in the data folder's dev.env
+    (0600), reused by every later run; a setting added since the file was written, or one
+    still holding a value published with the code, is generated and written."""
     generators = {
         "AFTERCARE_ENCRYPTION_KEYS": lambda: f"dev-1:{base64.b64encode(os.urandom(32)).decode()}",
         "AFTERCARE_API_KEYS": lambda: f"demo:{secrets.token_urlsafe(24)},"
@@ -67,19 +70,20 @@ def dev_secrets(data_dir: Path) -> dict[str, str]:
         "AFTERCARE_AUDIT_SIGNING_KEYS": lambda: f"dev-1:{secrets.token_urlsafe(32)}",
         "AFTERCARE_METRICS_TOKEN": lambda: secrets.token_urlsafe(24),
         # The dev outbox signs its status callbacks with this token, as Twilio signs with
-        # the account's: the API accepts no webhook without a token of its own.
-        "AFTERCARE_TWILIO_AUTH_TOKEN": lambda: DEV_TWILIO_AUTH_TOKEN,
+        # the account's; a public constant here would let anyone sign a client's "OK".
+        "AFTERCARE_TWILIO_AUTH_TOKEN": lambda: secrets.token_urlsafe(32),
     }
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(data_dir)
     dev_env = data_dir / DEV_ENV_FILE.name
     existing = dev_env.read_text() if dev_env.exists() else ""
     pairs = (line.split("=", 1) for line in existing.splitlines() if "=" in line)
-    values = {key: value for key, value in pairs}
+    values = {key: value for key, value in pairs if value not in PUBLIC_VALUES}
     missing = {key: make() for key, make in generators.items() if key not in values}
     if missing:
-        dev_env.write_text(existing + "".join(f"{k}={v}\n" for k, v in missing.items()))
-        dev_env.chmod(0o600)
-    return {**values, **missing}
+        values.update(missing)
+        with open(dev_env, "w", encoding="utf-8", opener=private_file) as written:
+            written.write("".join(f"{k}={v}\n" for k, v in values.items()))
+    return values
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ def plan_stack(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
         "AFTERCARE_SMTP_HOST": "127.0.0.1",
         "AFTERCARE_SMTP_PORT": str(args.mailbox_port),
         "AFTERCARE_AUDIT_DATABASE_URL": f"sqlite+aiosqlite:///{args.data_dir / 'audit.db'}",
+        "AFTERCARE_WEBHOOK_SPOOL_PATH": str(args.data_dir / "webhook-spool.db"),
         "AFTERCARE_PUBLIC_BASE_URL": f"http://{settings.api_host}:{settings.api_port}",
         "AFTERCARE_API_HOST": settings.api_host,
         "AFTERCARE_API_PORT": str(settings.api_port),
@@ -300,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    # Every part writes clients' details under the data folder (the audit database, the
+    # outbox, the mailbox): what they create there is this user's alone.
+    os.umask(PRIVATE_UMASK)
     stack = Stack(plan.env)
     try:
         start_parts(stack, plan)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from activities.email import EmailActivities
 from activities.sms import SmsActivities
 from aftercare.policies import PolicyBook, PolicyError
+from aftercare.secret_strength import weak_secret_problems
 from aftercare.settings import (
     API_REQUIRED_SETTINGS,
     WORKER_REQUIRED_SETTINGS,
@@ -30,6 +31,8 @@ from aftercare.temporal.codec import EncryptionCodec, EncryptionKeyError
 from aftercare.trail.store import AuditStore
 
 EXIT_CODE = 2
+API_SECRETS = ("twilio_auth_token", "api_keys", "link_secret", "lookup_secret", "metrics_token")
+WORKER_SECRETS = ("link_secret", "audit_signing_keys", "booking_webhook_secrets")
 STORE_CHECK_SECONDS = 15.0
 
 
@@ -38,7 +41,10 @@ def worker_problems(settings: Settings) -> list[str]:
     store, what the send and booking activities need."""
     book, problems = _policy_book(settings)
     missing = _missing_secrets(settings, WORKER_REQUIRED_SETTINGS)
-    problems += missing + _encryption_problems(settings) + _audit_store_problems(settings)
+    problems += missing + weak_secret_problems(settings, WORKER_SECRETS)
+    if settings.twilio_is_real:
+        problems += weak_secret_problems(settings, ("twilio_auth_token",))
+    problems += _encryption_problems(settings) + _audit_store_problems(settings)
     for activities in (SmsActivities, EmailActivities) if not missing else ():
         try:
             activities(settings, ledger=None)  # type: ignore[arg-type]
@@ -59,6 +65,7 @@ def api_problems(settings: Settings) -> list[str]:
     """What would fail the API's callers: its policy, the clinics holding keys, its secrets."""
     book, problems = _policy_book(settings)
     problems += _missing_secrets(settings, API_REQUIRED_SETTINGS)
+    problems += weak_secret_problems(settings, API_SECRETS)
     problems += _encryption_problems(settings)
     if book is not None:
         problems += [
@@ -68,6 +75,15 @@ def api_problems(settings: Settings) -> list[str]:
             if clinic not in book.clinics
         ]
     return problems
+
+
+def codec_endpoint_problems(settings: Settings) -> list[str]:
+    """Whoever holds a codec token reads client details: none may be missing or guessable."""
+    problems = [] if settings.codec_auth_tokens else [
+        "AFTERCARE_CODEC_AUTH_TOKENS is not set: holder:token pairs, one per person who may "
+        "read payloads"]
+    return problems + weak_secret_problems(settings, ("codec_auth_tokens",)) + \
+        _encryption_problems(settings)
 
 
 def _missing_secrets(settings: Settings, names: tuple[str, ...]) -> list[str]:

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     inbox_retry_seconds: float = Field(
         default=5.0, description="How often the API retries passing kept webhooks to Temporal"
     )
+    webhook_spool_path: Path = Field(
+        default=Path(".data/webhook-spool.db"),
+        description="A SQLite file on the API's own disk that keeps Twilio's webhooks (sealed) "
+        "while the audit database is away, so replays are still recognised",
+    )
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int | None = Field(
         default=None, description="Serve the worker's Prometheus metrics on this port"

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager, suppress
 import uvicorn
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -19,12 +20,15 @@ from aftercare.policies import PolicyBook
 from aftercare.preflight import api_problems, checked_settings
 from aftercare.settings import API_REQUIRED_SETTINGS, Settings
 from aftercare.temporal.startup import connect_checked, run_service
-from api import email_links, followups, health, sms_webhooks
+from api import email_links, followups, health, openapi, sms_webhooks
 from api.console import add_console
+from api.frames import NoFraming
 from api.intake import Intake
 from api.limits import BodySizeLimit
+from api.methods import method_not_allowed
 from api.metrics import RequestMetrics
 from api.problems import TemporalUnavailable, invalid_request, temporal_unavailable
+from workflows.models import Acknowledge, Cancel, DepartureEvent, Resolve
 
 
 def create_app(
@@ -59,11 +63,14 @@ def create_app(
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(TemporalUnavailable, temporal_unavailable)
     app.add_exception_handler(RPCError, temporal_unavailable)
+    app.add_exception_handler(StarletteHTTPException, method_not_allowed)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(NoFraming)
     for router in (followups.router, sms_webhooks.router, email_links.router, health.router):
         app.include_router(router)
     add_console(app)
+    openapi.install(app, [DepartureEvent, Acknowledge, Resolve, Cancel])
     return app
 
 

@@ -10,6 +10,7 @@ follow-up refused): when passing it on fails, the link works again and the page 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -21,7 +22,7 @@ from aftercare.followups.errors import ActionRefused, FollowUpNotFound
 from aftercare.links.one_click import ExpiredLink, InvalidLink, LinkClaim, read_link_token
 from aftercare.logs import get_logger
 from api.intake import Intake, intake
-from api.metrics import intake_events
+from api.metrics import intake_events, one_of
 from api.pages import confirm_page, page
 from api.problems import PROBLEM_CONTENT, problems
 from workflows.models import Acknowledge, ClientReply, clinic_of_followup
@@ -30,12 +31,17 @@ router = APIRouter(tags=["email links"])
 log = get_logger("aftercare.api.links")
 
 Service = Annotated[Intake, Depends(intake)]
-Token = Annotated[str, Path(max_length=2000, description="The signed token from the email")]
+# The shape is checked here, not by FastAPI, so a link cut short gets a page, not JSON.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+Token = Annotated[str, Path(
+    max_length=2000, description="The signed token from the email",
+    json_schema_extra={"pattern": f"^{TOKEN_SHAPE.pattern}$"})]
 
 _HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
 PAGES = {
     200: {**_HTML, "description": "What the link does, or that it was done"},
-    400: {**_HTML, "description": "The link was altered or is not one of ours"},
+    400: {**_HTML, "description": "Not the shape of a link: it was cut short"},
+    403: {**_HTML, "description": "The link was altered or is not one of ours"},
     409: {**_HTML, "description": "The link was used already, or the follow-up refused it"},
     410: {**_HTML, "description": "The link has expired, or its follow-up has closed"},
     **problems(422),
@@ -53,6 +59,8 @@ _WHAT_IT_DOES = {
     ("reschedule", ""): ("Book this time", "Book the session time offered as option {value}."),
 }
 
+LINK_ACTIONS = frozenset(action for action, _ in _WHAT_IT_DOES)
+
 
 def what_it_does(claim: LinkClaim) -> tuple[str, str]:
     button, text = (_WHAT_IT_DOES.get((claim.action, claim.value))
@@ -65,6 +73,8 @@ async def usable_claim(service: Intake, token: str) -> LinkClaim | HTMLResponse:
     secret = service.settings.link_secret
     if not secret:
         return page("Links are switched off", "This service signs no links.", 503)
+    if not TOKEN_SHAPE.fullmatch(token):
+        return not_valid_page(400)
     try:
         claim = read_link_token(secret, token, datetime.now(UTC))
     except ExpiredLink:
@@ -72,13 +82,18 @@ async def usable_claim(service: Intake, token: str) -> LinkClaim | HTMLResponse:
         return page("This link has expired",
                     "Please reply to the message instead, or call your care team.", 410)
     except InvalidLink:
-        intake_events.labels("link", "invalid").inc()
-        return page("This link is not valid",
-                    "It may have been cut short or changed. Please reply to the message "
-                    "instead, or call your care team.", 400)
+        return not_valid_page(403)
     if await (await service.audit_store()).link_used(claim.jti):
         return used_page()
     return claim
+
+
+def not_valid_page(status_code: int) -> HTMLResponse:
+    """400: not the shape of a link (cut short); 403: the shape, but not signed by us."""
+    intake_events.labels("link", "invalid").inc()
+    return page("This link is not valid",
+                "It may have been cut short or changed. Please reply to the message instead, "
+                "or call your care team.", status_code)
 
 
 def used_page() -> HTMLResponse:
@@ -129,7 +144,7 @@ async def use_link(token: Token, service: Service) -> HTMLResponse:
                     error=type(err).__name__)
         intake_events.labels("link", "failed").inc()
         return not_passed_on_page(service, claim)
-    intake_events.labels("link", claim.action).inc()
+    intake_events.labels("link", one_of(claim.action, LINK_ACTIONS)).inc()
     return page("Done", done)
 
 

@@ -7,6 +7,7 @@ Temporal is still coming up; ``/readyz`` says when it is reachable.
 from __future__ import annotations
 
 import asyncio
+import os
 
 from fastapi import Request
 from temporalio.client import Client
@@ -30,7 +31,11 @@ class Intake:
         self._store: AuditStore | None = None
         self._inbox: WebhookInbox | None = None
         self._codec: EncryptionCodec | None = None
+        self._spool_store: AuditStore | None = None
+        self._spool: WebhookInbox | None = None
         self._lock = asyncio.Lock()
+        # Apart: the spool is wanted exactly while opening the audit store hangs or fails.
+        self._spool_lock = asyncio.Lock()
 
     @property
     def target(self) -> TemporalTarget:
@@ -68,9 +73,23 @@ class Intake:
             self._inbox = WebhookInbox(await self.audit_store(), self.codec())
         return self._inbox
 
+    async def spool(self) -> WebhookInbox:
+        """Twilio's webhooks while the audit database is away: the same table, in a SQLite
+        file on this host that only its owner can read."""
+        if self._spool is None:
+            async with self._spool_lock:
+                if self._spool is None:
+                    path = self.settings.webhook_spool_path
+                    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+                    self._spool_store = await AuditStore.open(f"sqlite+aiosqlite:///{path}")
+                    self._spool = WebhookInbox(self._spool_store, self.codec())
+        return self._spool
+
     async def close(self) -> None:
-        if self._store is not None:
-            await self._store.close()
+        for store in (self._store, self._spool_store):
+            if store is not None:
+                await store.close()
 
 
 def intake(request: Request) -> Intake:

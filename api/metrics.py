@@ -1,6 +1,10 @@
 """Prometheus metrics for ``/metrics``: requests by route and outcome, and what came in.
 
-Labels carry route templates and outcomes only, never ids, numbers or message text.
+Every label value comes from a closed set: route templates of this app, HTTP methods from
+``METHODS``, status classes (``2xx`` ...), and outcome words the code names. Anything a
+caller chose (a method such as ``+15555550177``, a path, a Twilio status we do not know)
+is counted as ``other``: a label never carries an id, a number or text, and /metrics
+cannot be grown by sending odd requests.
 """
 
 from __future__ import annotations
@@ -39,6 +43,19 @@ intake_events = Counter(
 )
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+
+
+def one_of(value: str, allowed: frozenset[str] | set[str]) -> str:
+    """``value`` when it is in the closed set ``allowed``, else ``other``."""
+    return value if value in allowed else OTHER
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx" if 100 <= status <= 599 else OTHER
+
+
 inbound_waiting = Gauge(
     "aftercare_inbound_webhooks_waiting",
     "Twilio webhooks kept but not yet passed to Temporal (it was unreachable)",
@@ -66,9 +83,11 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
+            # A route's path is a template written in this app, never the requested path.
             route = getattr(scope.get("route"), "path", "unmatched")
-            http_requests.labels(scope["method"], route, str(status)).inc()
-            http_latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+            method = one_of(scope["method"], METHODS)
+            http_requests.labels(method, route, status_class(status)).inc()
+            http_latency.labels(method, route).observe(time.perf_counter() - started)
 
 
 async def metrics(_request: Request) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -25,8 +26,9 @@ from aftercare.followups.errors import ActionRefused, FollowUpNotFound
 from aftercare.followups.lookup import open_escalations_with_code, open_followup_of_sender
 from aftercare.logs import get_logger
 from aftercare.settings import Settings
+from aftercare.trail.inbox import WebhookInbox
 from api.intake import Intake, intake
-from api.metrics import inbound_waiting, intake_events
+from api.metrics import inbound_waiting, intake_events, one_of
 from api.problems import problems
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
@@ -38,7 +40,14 @@ from workflows.models import (
     Resolve,
 )
 from workflows.policy import ClinicPolicy
-from workflows.replies import HELP_WORDS, START_WORDS, STOP_WORDS, normalize
+from workflows.replies import (
+    DECLINE_WORDS,
+    HELP_WORDS,
+    SAFE_WORDS,
+    START_WORDS,
+    STOP_WORDS,
+    normalize,
+)
 
 router = APIRouter(prefix="/v1/twilio", tags=["twilio webhooks"])
 log = get_logger("aftercare.api.twilio")
@@ -51,6 +60,12 @@ OUTCOMES = " | ".join(outcome.value for outcome in ResolutionOutcome)
 # Twilio answers these keywords itself (Advanced Opt-Out): we act on them, silently.
 TWILIO_KEYWORDS = STOP_WORDS | START_WORDS | HELP_WORDS
 UNDELIVERED = {"undelivered", "failed"}
+# Twilio's message statuses: the only values the status callback's metric label takes.
+TWILIO_STATUSES = frozenset({
+    "accepted", "scheduled", "canceled", "queued", "sending", "sent", "failed", "delivered",
+    "undelivered", "receiving", "received", "read", "partially_delivered",
+})
+WEBHOOK_KINDS = frozenset({"inbound", "status"})
 
 
 class TwiML(Response):
@@ -91,7 +106,8 @@ async def signed_by_twilio(
         problem = "X-Twilio-Signature: does not match this request"
     else:
         return fields
-    intake_events.labels(request.url.path.rsplit("/", 1)[-1], "bad signature").inc()
+    kind = one_of(request.url.path.rsplit("/", 1)[-1], WEBHOOK_KINDS)
+    intake_events.labels(kind, "bad signature").inc()
     raise HTTPException(403, problem)
 
 
@@ -145,10 +161,9 @@ async def keep_and_pass_on(service: Intake, key: str, request: dict[str, Any]) -
         inbox = await service.inbox()
         fresh = await inbox.keep(key, request, datetime.now(UTC))
     except Exception as err:  # noqa: BLE001 - the audit database must not cost a client's text
-        log.warning("webhook not kept: audit database unavailable; passed on directly",
+        log.warning("audit database unavailable: webhook kept in the local spool",
                     kind=request["kind"], error=type(err).__name__)
-        intake_events.labels(request["kind"], "passed on unkept").inc()
-        return await pass_on(service, request)
+        return await spool_and_pass_on(service, key, request)
     if not fresh:
         intake_events.labels(request["kind"], "replay ignored").inc()
         return None
@@ -162,6 +177,51 @@ async def keep_and_pass_on(service: Intake, key: str, request: dict[str, Any]) -
         return answer_while_kept(request)
     await inbox.delivered(key, datetime.now(UTC))
     return answer
+
+
+async def spool_and_pass_on(service: Intake, key: str, request: dict[str, Any]) -> str | None:
+    """While the audit database is away: keep the webhook in the local spool, where a key
+    seen during the outage is a replay. What could lower a client's care if it were a
+    replay of an older text waits until the audit database can say; the rest (a crisis,
+    a call request, words for on-call to read, a delivery receipt) is passed on at once."""
+    try:
+        spool = await service.spool()
+        fresh = await spool.keep(key, request, datetime.now(UTC))
+    except Exception as err:  # noqa: BLE001 - unkept beats lost
+        log.error("webhook passed on unkept: neither the audit database nor the local spool "
+                  "could keep it", kind=request["kind"], error=type(err).__name__)
+        intake_events.labels(request["kind"], "passed on unkept").inc()
+        return await pass_on(service, request)
+    if not fresh:
+        intake_events.labels(request["kind"], "replay ignored").inc()
+        return None
+    if lowers_care(request):
+        await spool.release(key)
+        intake_events.labels(request["kind"], "held for the audit database").inc()
+        return answer_while_kept(request)
+    try:
+        answer = await pass_on(service, request)
+    except Exception as err:  # noqa: BLE001 - it waits in the spool to be redone
+        await spool.release(key)
+        log.warning("webhook kept for redelivery", kind=request["kind"],
+                    error=type(err).__name__)
+        intake_events.labels(request["kind"], "kept for redelivery").inc()
+        return answer_while_kept(request)
+    await spool.delivered(key, datetime.now(UTC))
+    return answer
+
+
+def lowers_care(request: dict[str, Any]) -> bool:
+    """Whether acting on this webhook a second time could take care away from a client: a
+    safe answer, an opt-out, a declined offer or a chosen slot, staff taking or closing a
+    page. A replay of anything else pages or asks someone to look, at worst once more."""
+    if request["kind"] != "inbound":
+        return False  # a receipt's fallback happens once per message, replayed or not
+    body = request["fields"].get("Body", "")
+    said = normalize(body)
+    return bool(STAFF_COMMAND.match(body) or said.rstrip("!. ") in SAFE_WORDS
+                or said in STOP_WORDS or said in DECLINE_WORDS
+                or (len(said) == 1 and said.isalpha()))
 
 
 async def pass_on(service: Intake, request: dict[str, Any]) -> str | None:
@@ -190,12 +250,19 @@ def answer_while_kept(request: dict[str, Any]) -> str | None:
             "the service is back. If it cannot wait, call the clinic.")
 
 
-async def redeliver_waiting(service: Intake) -> None:
-    """One pass of the redelivery loop: pass on, oldest first, every kept webhook nobody
-    is handling; stop at the first failure (Temporal is still away) and give the rest back."""
-    inbox = await service.inbox()
+async def redeliver_waiting(
+    service: Intake, inbox: WebhookInbox | None = None,
+    passable: Callable[[dict[str, Any]], bool] = lambda _request: True,
+) -> None:
+    """One pass of the redelivery loop over ``inbox`` (the audit database's by default):
+    pass on, oldest first, every kept webhook nobody is handling that is ``passable``; stop
+    at the first failure (Temporal is still away) and give the rest back."""
+    inbox = inbox or await service.inbox()
     claimed = await inbox.claim_waiting(datetime.now(UTC))
     for index, kept in enumerate(claimed):
+        if not passable(kept.request):
+            await inbox.release(kept.message_key)
+            continue
         try:
             await pass_on(service, kept.request)
         except Exception as err:  # noqa: BLE001 - the webhook waits for the next pass
@@ -209,9 +276,44 @@ async def redeliver_waiting(service: Intake) -> None:
     inbound_waiting.set(await inbox.waiting_count())
 
 
+async def empty_the_spool(service: Intake) -> None:
+    """Once the audit database answers, move what the spool kept into it: keys passed on
+    are recorded (a key it had already was a replay passed on during the outage: counted),
+    waiting webhooks are kept there for the redelivery loop, or ignored as the replays they
+    turn out to be. While it is still away, pass on what need not wait for it."""
+    spool = await service.spool()
+    try:
+        inbox = await service.inbox()
+        await inbox.waiting_count()
+    except Exception:  # noqa: BLE001 - still away: only what lowers no one's care goes on
+        await redeliver_waiting(service, spool, lambda request: not lowers_care(request))
+        return
+    now = datetime.now(UTC)
+    for key, received_at in await spool.delivered_keys():
+        if not await inbox.keep_delivered(key, received_at, now):
+            intake_events.labels(webhook_kind(key), "replay passed on while spooled").inc()
+        await spool.forget(key)
+    for kept in await spool.claim_waiting(now):
+        if await inbox.keep(kept.message_key, kept.request, now):
+            await inbox.release(kept.message_key)
+        else:
+            intake_events.labels(webhook_kind(kept.message_key), "replay ignored").inc()
+        await spool.forget(kept.message_key)
+
+
+def webhook_kind(message_key: str) -> str:
+    return one_of(message_key.split(":", 1)[0], WEBHOOK_KINDS)
+
+
 async def redeliver_forever(service: Intake) -> None:
-    """The API's background loop: kept webhooks reach their follow-ups once Temporal is back."""
+    """The API's background loop: kept webhooks reach their follow-ups once Temporal is
+    back, and what the spool kept reaches the audit database once that is."""
     while True:
+        if service.settings.webhook_spool_path.exists():
+            try:
+                await empty_the_spool(service)
+            except Exception as err:  # noqa: BLE001 - tried again next round
+                log.warning("webhook spool pass failed", error=type(err).__name__)
         try:
             await redeliver_waiting(service)
         except Exception as err:  # noqa: BLE001 - the audit database may be away too
@@ -295,7 +397,7 @@ async def delivery_status(
     """Twilio's word on a text it accepted: undelivered or failed → the other channel.
     Kept and de-duplicated like a text: Twilio reports each status of a message once."""
     status = fields.get("MessageStatus", "")
-    intake_events.labels("status", status or "none").inc()
+    intake_events.labels("status", one_of(status, TWILIO_STATUSES) if status else "none").inc()
     key = f"status:{_required(fields, 'MessageSid')}:{status}"
     await keep_and_pass_on(service, key, {"kind": "status", "fields": fields,
                                           "followup": followup})

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import logging
+import os
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,8 +24,11 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from mailbox import Maildir
 from pathlib import Path
+from typing import IO
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from devsinks.files import PRIVATE_FILE
 
 
 @dataclass
@@ -40,6 +44,16 @@ class ReceivedMail:
         return self.message.get_body(("plain",)).get_content().replace("\r\n", "\n")
 
 
+class PrivateMaildir(Maildir):
+    """A Maildir whose messages (names and addresses) only their owner can read: the
+    folders are 0700 already, each message file is made 0600 before anything is in it."""
+
+    def _create_tmp(self) -> IO[bytes]:
+        tmp = super()._create_tmp()
+        os.fchmod(tmp.fileno(), PRIVATE_FILE)
+        return tmp
+
+
 class Mailbox:
     """Keeps every message in ``messages`` and, given a folder, in a Maildir there.
 
@@ -48,7 +62,7 @@ class Mailbox:
     """
 
     def __init__(self, maildir: Path | None = None) -> None:
-        self.maildir = Maildir(maildir, create=True) if maildir is not None else None
+        self.maildir = PrivateMaildir(maildir, create=True) if maildir is not None else None
         self.messages: list[ReceivedMail] = []
         self.host = "127.0.0.1"
         self.port = 0

@@ -37,6 +37,7 @@ from aiohttp import BasicAuth, web
 from twilio.request_validator import RequestValidator
 
 from aftercare.settings import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
+from devsinks.files import private_file
 from devsinks.http import HttpSink
 from devsinks.mailbox import Mailbox
 
@@ -136,9 +137,14 @@ class SmsOutbox(HttpSink):
         outbox_file: Path | None = None,
         mailbox: Mailbox | None = None,
         send_status_callbacks: bool = False,
+        callback_token: str | None = None,
     ) -> None:
+        """``callback_token`` signs the status callbacks, as Twilio signs with the account's
+        token: the API's ``AFTERCARE_TWILIO_AUTH_TOKEN`` (by default ``auth_token``, which the
+        SMS activity presents when it talks to the outbox)."""
         self.account_sid = account_sid
         self.auth_token = auth_token
+        self.callback_token = callback_token or auth_token
         self.outbox_file = outbox_file
         self.mailbox = mailbox
         self.send_status_callbacks = send_status_callbacks
@@ -225,7 +231,8 @@ class SmsOutbox(HttpSink):
         if self.on_accept is not None:
             self.on_accept(sms)
         if self.outbox_file is not None:
-            with self.outbox_file.open("a", encoding="utf-8") as outbox:
+            # Numbers and words of clients: readable by this user only.
+            with open(self.outbox_file, "a", encoding="utf-8", opener=private_file) as outbox:
                 outbox.write(json.dumps(sms.as_dict()) + "\n")
         if self.send_status_callbacks and sms.status_callback:
             task = asyncio.create_task(self._report_status(sms))
@@ -287,7 +294,7 @@ class SmsOutbox(HttpSink):
             outcome = {"MessageStatus": "undelivered", "ErrorCode": str(error_code)}
         else:
             outcome = {"MessageStatus": "delivered"}
-        validator = RequestValidator(self.auth_token)
+        validator = RequestValidator(self.callback_token)
         # As from Twilio, receipts come after the send's own answer, never before it.
         await asyncio.sleep(_STATUS_CALLBACK_DELAY_SECONDS)
         async with aiohttp.ClientSession() as http:

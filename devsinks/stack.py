@@ -18,8 +18,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from aftercare.settings import get_settings
+from aftercare.settings import Settings, get_settings
 from devsinks.booking import BookingSink
+from devsinks.files import private_folder
 from devsinks.http import serve
 from devsinks.mailbox import Mailbox
 from devsinks.sms_outbox import SmsOutbox
@@ -48,13 +49,17 @@ async def start_dev_sinks(
     host: str = "127.0.0.1",
     http_port: int = DEFAULT_HTTP_PORT,
     smtp_port: int | None = 8025,
+    twilio_auth_token: str | None = None,
 ) -> DevSinks:
     """Start the sinks on ``host``; port 0 picks a free one (see ``.url``, ``.mailbox.port``).
-    ``smtp_port=None`` leaves the mailbox out, for a stack that mails through a real server."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ``smtp_port=None`` leaves the mailbox out, for a stack that mails through a real server.
+    ``twilio_auth_token`` signs the outbox's status callbacks, as the API checks them.
+    What they keep in ``data_dir`` is readable by this user only."""
+    private_folder(data_dir)
     mailbox = Mailbox(data_dir / "mail") if smtp_port is not None else None
     outbox = SmsOutbox(
-        outbox_file=data_dir / "outbox.jsonl", mailbox=mailbox, send_status_callbacks=True
+        outbox_file=data_dir / "outbox.jsonl", mailbox=mailbox, send_status_callbacks=True,
+        callback_token=twilio_auth_token,
     )
     booking = BookingSink(clinic_secrets)
     if mailbox is not None:
@@ -80,15 +85,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="mail goes to a real SMTP server: start no dev mailbox")
     args = parser.parse_args(argv)
     try:
-        asyncio.run(_serve_until_stopped(args, settings.booking_webhook_secrets))
+        asyncio.run(_serve_until_stopped(args, settings))
     except KeyboardInterrupt:
         pass
 
 
-async def _serve_until_stopped(args: argparse.Namespace, clinic_secrets: Mapping[str, str]) -> None:
+async def _serve_until_stopped(args: argparse.Namespace, settings: Settings) -> None:
     smtp_port = None if args.without_mailbox else args.smtp_port
     sinks = await start_dev_sinks(
-        args.data_dir, clinic_secrets, args.host, args.http_port, smtp_port
+        args.data_dir, settings.booking_webhook_secrets, args.host, args.http_port, smtp_port,
+        settings.twilio_auth_token,
     )
     print(f"dev outbox (Twilio API, booking webhooks, sent messages): {sinks.url}", flush=True)
     if sinks.mailbox is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from aftercare.followups.lookup import contact_key
 from aftercare.policies import PolicyBook
@@ -174,9 +175,12 @@ def test_the_api_refuses_to_start_without_a_twilio_auth_token(tmp_path):
     """No token, no fallback: a public development token would let anyone forge a client's
     "OK". The process stops at once with one line naming the setting."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("AFTERCARE_")}
-    env.update(AFTERCARE_API_KEYS="c:k", AFTERCARE_ENCRYPTION_KEYS=f"k:{'A' * 43}=",
-               AFTERCARE_LINK_SECRET="l", AFTERCARE_LOOKUP_SECRET="s",
-               AFTERCARE_METRICS_TOKEN="m", AFTERCARE_PUBLIC_BASE_URL="https://aftercare.example")
+    env.update(AFTERCARE_API_KEYS="c:clinic-key-for-tests",
+               AFTERCARE_ENCRYPTION_KEYS=f"k:{'A' * 43}=",
+               AFTERCARE_LINK_SECRET="link-secret-for-tests",
+               AFTERCARE_LOOKUP_SECRET="lookup-secret-for-tests",
+               AFTERCARE_METRICS_TOKEN="metrics-token-for-tests",
+               AFTERCARE_PUBLIC_BASE_URL="https://aftercare.example")
     serve = subprocess.run([sys.executable, str(REPO / "starter.py"), "serve"], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=60)
 
@@ -272,3 +276,75 @@ async def test_a_webhook_signed_with_the_public_development_token_is_refused(api
     assert api.settings.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN
     assert refused.status_code == 403
     assert accepted.status_code == 200
+
+
+async def test_a_replay_while_the_audit_database_is_away_is_not_acted_on_twice(
+    api, postgresql_url, tmp_path
+):
+    """A captured "OK" replayed while the audit database is away waits in the local spool
+    and, once the database can tell, is ignored as the replay it is. A call request sent
+    meanwhile is acted on at once, and its replay in the same outage is ignored."""
+    workflow_id = await open_followup(api)
+    url = make_url(postgresql_url)
+    audit_database = TcpRelay(f"{url.host}:{url.port}")
+    spool = tmp_path / "spool" / "webhooks.db"
+    settings = api.settings.model_copy(update={
+        "audit_database_url": url.set(host="127.0.0.1", port=audit_database.port)
+                                 .render_as_string(hide_password=False),
+        "webhook_spool_path": spool,
+        "inbox_retry_seconds": 0.2,
+    })
+    app = create_app(settings, api.client, PolicyBook({"default": {}}))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    safe = client_text("OK", "SM" + "c" * 32)
+    call = client_text("CALL", "SM" + "d" * 32)
+
+    async def replies(sid: str) -> int:
+        return sum(1 for entry in (await api.status(workflow_id)).trail
+                   if entry.step == "reply_received" and entry.provider_message_id == sid)
+
+    await audit_database.start()
+    async with (
+        serving(app, sock),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}") as http,
+    ):
+        async def text(fields: dict[str, str]) -> httpx.Response:
+            signature = twilio_signature(settings, "/v1/twilio/inbound", fields)
+            return await http.post("/v1/twilio/inbound", data=fields,
+                                   headers={"X-Twilio-Signature": signature})
+
+        first = await text(safe)
+        await api.until(lambda: replies(safe["MessageSid"]), "the first OK acted on")
+        await audit_database.stop()
+        replayed = await text(safe)
+        asked = await text(call)
+        await api.until(lambda: replies(call["MessageSid"]), "the call request acted on")
+        asked_again = await text(call)
+        held = await spool_rows(spool)
+        await audit_database.start()
+        await api.until(lambda: spool_is_empty(spool), "the spool emptied into the database")
+        await asyncio.sleep(1.0)  # time for a wrongly passed-on replay to arrive
+        safe_replies, call_replies = await replies(safe["MessageSid"]), await replies(
+            call["MessageSid"])
+    await audit_database.stop()
+
+    assert first.status_code == replayed.status_code == asked.status_code == 200
+    assert asked_again.text == EMPTY_TWIML
+    assert (safe_replies, call_replies) == (1, 1)
+    assert {row.message_key: row.delivered_at is not None for row in held} == {
+        f"inbound:{safe['MessageSid']}": False, f"inbound:{call['MessageSid']}": True}
+    assert spool.stat().st_mode & 0o777 == 0o600
+
+
+async def spool_rows(spool: Path) -> list:
+    store = await AuditStore.open(f"sqlite+aiosqlite:///{spool}")
+    try:
+        async with store.engine.connect() as conn:
+            return (await conn.execute(sa.select(inbound_webhooks))).all()
+    finally:
+        await store.close()
+
+
+async def spool_is_empty(spool: Path) -> bool:
+    return not await spool_rows(spool)

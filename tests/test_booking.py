@@ -146,3 +146,44 @@ async def test_the_webhook_learns_no_name_phone_or_email(delivery_settings, book
 
     body = json.loads(booking_sink.calls[0].body)
     assert set(body) == {"workflow_id", "clinic_id", "session_id", "client_id", "slot_start"}
+
+
+# Spellings of private addresses a policy's load-time check reads as names: each one is
+# private once resolved, so the activity refuses it at send time.
+PRIVATE_SPELLINGS = [
+    "https://2852039166/bookings",            # 169.254.169.254 (cloud metadata) as a number
+    "https://0xA9FEA9FE/bookings",            # the same in hex
+    "https://0251.0376.0251.0376/bookings",   # the same in octal
+    "https://127.1:8443/bookings",            # 127.0.0.1, short form
+    "https://[::ffff:169.254.169.254]/bookings",  # IPv4-mapped IPv6
+    "https://localhost/bookings",             # a name that resolves to loopback
+]
+
+
+@pytest.mark.parametrize("webhook_url", PRIVATE_SPELLINGS)
+async def test_a_private_address_is_refused_at_send_time_whatever_its_spelling(
+    delivery_settings, webhook_url
+):
+    """clinic-7's policy does not allow a private network (its system is on the internet)."""
+    settings = delivery_settings.model_copy(update={
+        "booking_webhook_secrets": {"clinic-7": "booking-secret-7-for-tests"}})
+
+    with pytest.raises(ApplicationError) as refused:
+        await book(settings, choice(webhook_url, clinic_id="clinic-7"))
+
+    assert refused.value.type == BOOKING_REJECTED and refused.value.non_retryable
+    assert "resolves to a loopback or private address" in refused.value.message
+
+
+async def test_a_policy_allowing_a_private_network_reaches_its_webhook_in_any_spelling(
+    delivery_settings, booking_sink
+):
+    """clinic-42's policy allows it (its system is the loopback sink): the short form of
+    127.0.0.1 reaches the sink, with the URL's own host in ``Host``."""
+    port = httpx.URL(booking_sink.webhook_url("clinic-42")).port
+    url = f"http://127.1:{port}/clinics/clinic-42/bookings"
+
+    confirmation = await book(delivery_settings, choice(url))
+
+    assert confirmation.booking_id is not None
+    assert booking_sink.calls[0].verified

@@ -46,8 +46,8 @@ async def test_worker_refuses_a_namespace_without_search_attributes_until_setup_
     settings = delivery_settings.model_copy(update={
         "task_queue": f"tq-{uuid.uuid4()}", "audit_database_url": sqlite_url,
         "encryption_keys": encryption_keys, "lookup_secret": "lookup-secret-for-tests",
-        "api_keys": {"clinic-42": "clinic-key"}, "metrics_token": "metrics-token",
-        "twilio_auth_token": "twilio-token",
+        "api_keys": {"clinic-42": "clinic-key-for-tests"},
+        "metrics_token": "metrics-token-for-tests", "twilio_auth_token": "twilio-token-for-tests",
     })
     address = bare_temporal.client.service_client.config.target_host
     environment = worker_environment(settings, address)

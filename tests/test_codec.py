@@ -4,16 +4,19 @@ import os
 import pytest
 from temporalio.api.failure.v1 import Failure
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import WorkflowSerializationContext
 from temporalio.exceptions import ApplicationError
 
 from aftercare.settings import Settings
 from aftercare.temporal.codec import (
     ENCRYPTED_ENCODING,
     KEY_ID_METADATA,
+    WORKFLOW_ID_METADATA,
     EncryptionCodec,
     EncryptionKeyError,
     PayloadDecryptionError,
     data_converter,
+    workflow_id_of,
 )
 
 PHONE = "+15555550123"
@@ -118,3 +121,16 @@ async def test_an_unencrypted_payload_is_refused_unless_migrating():
     with pytest.raises(PayloadDecryptionError, match="payload is not encrypted: refused"):
         await strict.decode(plain, [str])
     assert await migrating.decode(plain, [str]) == ["+15555550123"]
+
+
+async def test_a_payload_sealed_for_a_workflow_names_it_and_the_name_cannot_be_swapped():
+    converter = data_converter(Settings(encryption_keys={"k1": new_key()}))
+    for_followup = converter.with_context(WorkflowSerializationContext(
+        namespace="default", workflow_id="followup-demo-s-1"))
+    payload = (await encode_phone(for_followup))[0]
+
+    assert workflow_id_of(payload) == "followup-demo-s-1"
+    assert (await converter.decode([payload], [dict]))[0]["phone"] == PHONE
+    payload.metadata[WORKFLOW_ID_METADATA] = b"followup-demo-s-2"
+    with pytest.raises(PayloadDecryptionError, match="failed authentication"):
+        await converter.decode([payload], [dict])

@@ -37,8 +37,12 @@ async def test_the_dev_stack_keeps_what_was_sent_on_disk_and_shows_it(
     finally:
         await sinks.stop()
 
+    [mail] = (tmp_path / "mail" / "new").iterdir()
+    private = {path.name: path.stat().st_mode & 0o777
+               for path in (tmp_path, tmp_path / "outbox.jsonl", tmp_path / "mail", mail)}
+    assert private == {tmp_path.name: 0o700, "outbox.jsonl": 0o600, "mail": 0o700,
+                       mail.name: 0o600}
     [line] = (tmp_path / "outbox.jsonl").read_text().splitlines()
     assert json.loads(line)["to"] == sms_checkin().to == listed[0]["to"]
-    assert len(list((tmp_path / "mail" / "new").iterdir())) == 1
     assert booked.booking_id is not None
     assert "checking in after today" in page and "Checking in" in page

@@ -13,6 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devsinks.mailbox import Mailbox
@@ -143,3 +144,54 @@ async def test_a_taken_port_stops_every_started_part_with_one_line(tmp_path):
     assert not any(listening(port) for port in stack.ports)
     assert processes_mentioning(f"--port {stack.temporal}") == []
     assert processes_mentioning(str(stack.data_dir)) == []
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+async def test_make_run_keeps_client_details_private_and_signs_with_a_random_token_it_reuses(
+    tmp_path,
+):
+    """What `make run` writes holds clients' numbers and words: its owner's alone. Its Twilio
+    token is random per checkout, the outbox signs its receipts with it and the API takes
+    them; a second run reuses it."""
+    stack = DevStack(tmp_path)
+    await stack.start()
+    try:
+        await stack.until_running()
+        env = stack.cli_environment()
+        event = {**EXAMPLE, "session_id": f"s-{uuid.uuid4().hex[:10]}"}
+        (tmp_path / "event.json").write_text(json.dumps(event))
+        starter = await asyncio.create_subprocess_exec(
+            sys.executable, "starter.py", "start", str(tmp_path / "event.json"), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(starter.communicate(), timeout=60)
+        assert starter.returncode == 0, err.decode()
+        metrics_url = f"http://127.0.0.1:{stack.api}/metrics"
+        headers = {"Authorization": f"Bearer {env['AFTERCARE_METRICS_TOKEN']}"}
+        delivered = 'aftercare_intake_events_total{kind="status",outcome="delivered"}'
+
+        async def receipt_taken() -> str:
+            async with httpx.AsyncClient() as http:
+                while delivered not in (text := (await http.get(metrics_url,
+                                                                headers=headers)).text):
+                    await asyncio.sleep(0.5)
+            return text
+        metrics = await asyncio.wait_for(receipt_taken(), timeout=60)
+    finally:
+        assert await stack.stop() == 0
+    token = env["AFTERCARE_TWILIO_AUTH_TOKEN"]
+
+    assert 'outcome="bad signature"' not in metrics
+    assert token != "dev-outbox-token" and len(token) >= 32
+    assert mode(stack.data_dir) == 0o700
+    for name in ("dev.env", "outbox.jsonl", "audit.db", "temporal.db"):
+        assert mode(stack.data_dir / name) == 0o600, name
+
+    await stack.start()
+    try:
+        await stack.until_running()
+    finally:
+        assert await stack.stop() == 0
+    assert stack.cli_environment()["AFTERCARE_TWILIO_AUTH_TOKEN"] == token

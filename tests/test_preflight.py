@@ -42,11 +42,11 @@ def environment(policy: Path, **changes: str | None) -> dict[str, str]:
     settings = {
         "AFTERCARE_POLICY_FILE": str(policy),
         "AFTERCARE_ENCRYPTION_KEYS": "k1:" + "A" * 43 + "=",
-        "AFTERCARE_LINK_SECRET": "link-secret",
-        "AFTERCARE_LOOKUP_SECRET": "lookup-secret",
-        "AFTERCARE_API_KEYS": f"{CLINIC}:clinic-key",
-        "AFTERCARE_TWILIO_AUTH_TOKEN": "twilio-token",
-        "AFTERCARE_METRICS_TOKEN": "metrics-token",
+        "AFTERCARE_LINK_SECRET": "link-secret-for-tests",
+        "AFTERCARE_LOOKUP_SECRET": "lookup-secret-for-tests",
+        "AFTERCARE_API_KEYS": f"{CLINIC}:clinic-key-for-tests",
+        "AFTERCARE_TWILIO_AUTH_TOKEN": "twilio-token-for-tests",
+        "AFTERCARE_METRICS_TOKEN": "metrics-token-for-tests",
         "AFTERCARE_PUBLIC_BASE_URL": "https://aftercare.example",
         "AFTERCARE_AUDIT_SIGNING_KEYS": "s1:audit-signing-secret",
         "AFTERCARE_BOOKING_WEBHOOK_SECRETS": "",
@@ -123,7 +123,8 @@ def test_the_api_refuses_to_start_without_the_lookup_secret(tmp_path):
 
 def test_the_api_refuses_a_clinic_with_a_key_but_no_policy(tmp_path):
     policy = policy_file(tmp_path)
-    env = environment(policy, AFTERCARE_API_KEYS=f"{CLINIC}:clinic-key,clinic-9:other-key")
+    env = environment(
+        policy, AFTERCARE_API_KEYS=f"{CLINIC}:clinic-key-for-tests,clinic-9:other-key-for-tests")
 
     [line] = refusal(API, env, tmp_path)
 
@@ -162,7 +163,9 @@ def test_the_worker_refuses_to_start_without_its_audit_store(tmp_path):
                     "postgresql+asyncpg://aftercare:***@127.0.0.1:9/audit (ConnectionRefusedError)")
 
 
-OTHER_SECRETS = {"twilio_auth_token": "t", "metrics_token": "m",
+LINK, LOOKUP = "link-secret-for-tests", "lookup-secret-for-tests"
+OTHER_SECRETS = {"twilio_auth_token": "twilio-token-for-tests",
+                 "metrics_token": "metrics-token-for-tests",
                  "public_base_url": "https://aftercare.example",
                  "audit_signing_keys": {"s1": "audit-signing-secret"}}
 
@@ -170,7 +173,7 @@ OTHER_SECRETS = {"twilio_auth_token": "t", "metrics_token": "m",
 def test_a_sound_configuration_passes_both_checks(tmp_path):
     settings = Settings(
         policy_file=policy_file(tmp_path), encryption_keys={"k1": "A" * 43 + "="},
-        link_secret="l", lookup_secret="s", api_keys={CLINIC: "k"},
+        link_secret=LINK, lookup_secret=LOOKUP, api_keys={CLINIC: "clinic-key-for-tests"},
         twilio_api_base_url="http://127.0.0.1:9", **OTHER_SECRETS,
         audit_database_url=f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
     )
@@ -182,10 +185,57 @@ def test_a_sound_configuration_passes_both_checks(tmp_path):
 def test_the_example_policy_file_passes_with_make_runs_secrets(tmp_path):
     settings = Settings(
         audit_database_url=f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
-        encryption_keys={"k1": "A" * 43 + "="}, link_secret="l", lookup_secret="s",
-        api_keys={"demo": "k", "clinic-42": "k"}, twilio_api_base_url="http://127.0.0.1:9",
-        booking_webhook_secrets={"demo": "b", "clinic-42": "b"}, **OTHER_SECRETS,
+        encryption_keys={"k1": "A" * 43 + "="}, link_secret=LINK, lookup_secret=LOOKUP,
+        api_keys={"demo": "demo-key-for-tests", "clinic-42": "clinic-key-for-tests"},
+        twilio_api_base_url="http://127.0.0.1:9",
+        booking_webhook_secrets={"demo": "booking-secret-demo", "clinic-42": "booking-secret-42"},
+        **OTHER_SECRETS,
     )
 
     assert worker_problems(settings) == []
     assert api_problems(settings) == []
+
+
+CODEC_ENDPOINT = [sys.executable, "-m", "aftercare.temporal.codec_server"]
+MAKE_ONE = "set a random value, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+GUESSABLE = {
+    # What .env.example ships, copied unchanged into a production .env.
+    "placeholder from .env.example": (
+        API, "AFTERCARE_LINK_SECRET", "change-me-link-secret",
+        "AFTERCARE_LINK_SECRET: looks like a placeholder from an example file",
+    ),
+    "placeholder in a key list": (
+        API, "AFTERCARE_API_KEYS", f"{CLINIC}:change-me-demo-key",
+        f"AFTERCARE_API_KEYS: the secret for {CLINIC!r} looks like a placeholder from an "
+        "example file",
+    ),
+    "the development Twilio token": (
+        API, "AFTERCARE_TWILIO_AUTH_TOKEN", "dev-outbox-token",
+        "AFTERCARE_TWILIO_AUTH_TOKEN: is a development value published with the code",
+    ),
+    "a short metrics token": (
+        API, "AFTERCARE_METRICS_TOKEN", "hunter2",
+        "AFTERCARE_METRICS_TOKEN: is shorter than 16 characters",
+    ),
+    "a worker's audit signing key": (
+        WORKER, "AFTERCARE_AUDIT_SIGNING_KEYS", "s1:REPLACE-WITH-A-SECRET",
+        "AFTERCARE_AUDIT_SIGNING_KEYS: the secret for 's1' looks like a placeholder from an "
+        "example file",
+    ),
+    "a codec token": (
+        CODEC_ENDPOINT, "AFTERCARE_CODEC_AUTH_TOKENS", "ops:change-me-codec-token",
+        "AFTERCARE_CODEC_AUTH_TOKENS: the secret for 'ops' looks like a placeholder from an "
+        "example file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", GUESSABLE)
+def test_a_guessable_secret_stops_the_process_with_one_line_naming_the_setting(tmp_path, case):
+    command, name, value, expected = GUESSABLE[case]
+    env = environment(policy_file(tmp_path), **{name: value})
+
+    lines = refusal(command, env, tmp_path)
+
+    assert lines == [f"error: {expected}; {MAKE_ONE}"]
+    assert value.split(":")[-1] not in lines[0]  # the secret itself is never printed

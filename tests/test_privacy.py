@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -27,7 +28,7 @@ from tests.followup_harness import (
     make_event,
 )
 from workflows.followup import DepartureFollowUp
-from workflows.models import FollowUpInput, Resolve
+from workflows.models import Acknowledge, FollowUpInput, Resolve
 
 CODEC_TOKEN = "codec-token-for-tests"
 UI_ORIGIN = "http://127.0.0.1:8233"
@@ -156,13 +157,102 @@ async def test_every_decode_is_in_the_access_log_with_holder_and_follow_up(
         await store.close()
     assert refused.status_code == 403
     assert [(r.actor, r.action, r.target) for r in records] == [
-        ("codec:auditor-7", "decode",
-         "workflow followup-clinic--42-s-1 (1 payloads, namespace default)"),
-        ("codec:auditor-7", "decode", "workflow followup-clinic--42-s-1, followup-demo-s-2 "
-                                      "(2 payloads, namespace default)"),
+        ("codec:auditor-7", "encode", "followup-clinic--42-s-1 (1 payload); namespace default"),
+        ("codec:auditor-7", "encode", "followup-demo-s-2 (1 payload); namespace default"),
+        ("codec:auditor-7", "decode", "followup-clinic--42-s-1 (1 payload); namespace default"),
+        ("codec:auditor-7", "decode", "followup-clinic--42-s-1 (1 payload), "
+                                      "followup-demo-s-2 (1 payload); namespace default"),
     ]
     assert all(r.at.tzinfo is not None for r in records)
     assert CLIENT_PHONE not in str(records)
+
+
+async def test_a_payload_that_names_no_follow_up_is_recorded_as_unknown_with_the_reason(
+    codec_endpoint, codec_settings
+):
+    auth = {"Authorization": f"Bearer {CODEC_TOKEN}"}
+    async with httpx.AsyncClient(base_url=codec_endpoint, headers=auth) as http:
+        sealed = (await http.post("/encode", json=payloads_of({"note": "no id here"}))).json()
+        await http.post("/decode", json=sealed)
+
+    assert [(r.action, r.target) for r in await access_records(codec_settings)] == [
+        ("encode", "unknown follow-up (1 payload: its contents name none, and the protocol "
+                   "names no workflow); namespace default"),
+        ("decode", "unknown follow-up (1 payload: sealed without its follow-up's name "
+                   "(before payloads carried it, or through /encode), and its contents name "
+                   "none); namespace default"),
+    ]
+
+
+async def test_a_namespace_the_endpoint_does_not_serve_is_refused_and_never_written(
+    codec_endpoint, codec_settings
+):
+    auth = {"Authorization": f"Bearer {CODEC_TOKEN}"}
+    async with httpx.AsyncClient(base_url=codec_endpoint, headers=auth) as http:
+        sealed = (await http.post("/encode", json=payloads_of({"phone": CLIENT_PHONE}))).json()
+        spoofed = {path: await http.post(path, json=sealed,
+                                         headers={"X-Namespace": "prod; admin=yes"})
+                   for path in ("/encode", "/decode")}
+        unnamed = await http.post("/decode", json=sealed)
+
+    records = await access_records(codec_settings)
+    assert {path: answer.status_code for path, answer in spoofed.items()} == {
+        "/encode": 403, "/decode": 403}
+    assert spoofed["/decode"].json() == {
+        "detail": "X-Namespace: this codec endpoint serves namespace 'default' only"}
+    assert CLIENT_PHONE not in spoofed["/decode"].text
+    assert unnamed.status_code == 200
+    assert [r.action for r in records] == ["encode", "decode"]
+    assert "admin" not in str(records) and all(
+        r.target.endswith("; namespace default") for r in records)
+
+
+def plain_payloads(value: object) -> list[str]:
+    """The text of every payload the CLI showed, decoded from its JSON form."""
+    if isinstance(value, dict):
+        if isinstance(value.get("data"), str) and "metadata" in value:
+            return [base64.b64decode(value["data"]).decode(errors="replace")]
+        return [text for item in value.values() for text in plain_payloads(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in plain_payloads(item)]
+    return []
+
+
+async def access_records(settings: Settings) -> list:
+    store = await AuditStore.open(settings.audit_database_url)
+    try:
+        return await store.access_records()
+    finally:
+        await store.close()
+
+
+async def test_every_payload_the_cli_decodes_names_its_follow_up_staff_notes_included(
+    followups, codec_endpoint, codec_settings
+):
+    """Acknowledging and resolving with a note are updates whose payloads hold no workflow
+    id in their contents: they are named from what the payload codec sealed beside them."""
+    event = make_event("imminent")
+    handle = await followups.start(event)
+    await followups.until_step(handle, "escalation_started")
+    await handle.execute_update(DepartureFollowUp.acknowledge, Acknowledge(staff_id="t-oncall"))
+    await handle.execute_update(DepartureFollowUp.resolve, Resolve(
+        staff_id="t-oncall", outcome="reached_client", note="Called back, she is with family"))
+    await followups.finish(handle)
+
+    address = followups.client.service_client.config.target_host
+    code, shown = await temporal_workflow_show(address, handle.id, "--codec-endpoint",
+                                               codec_endpoint, "--codec-auth",
+                                               f"Bearer {CODEC_TOKEN}")
+
+    assert code == 0, shown
+    assert "she is with family" in " ".join(plain_payloads(json.loads(shown)))
+    decodes = [r.target for r in await access_records(codec_settings) if r.action == "decode"]
+    assert decodes
+    named = re.compile(rf"{re.escape(handle.id)} \(\d+ payloads?\); namespace default")
+    # The CLI also sends search attributes, which are not encrypted and hold no PHI.
+    nothing_read = "no payload holding client details; namespace default"
+    assert any(named.fullmatch(target) for target in decodes)
+    assert all(named.fullmatch(target) or target == nothing_read for target in decodes), decodes
 
 
 @pytest.mark.parametrize(("origin", "allowed"), [(UI_ORIGIN, True), ("https://evil.test", False)])

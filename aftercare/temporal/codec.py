@@ -4,12 +4,19 @@ Each payload is the whole original payload (data and metadata), serialised and s
 AES-256-GCM under the newest key. The key id travels in clear in the metadata so any worker,
 starter or auditor holding that key can open it after newer keys are added: rotation is
 "put the new key first, keep the old ones until their histories are gone".
+
+The follow-up a payload belongs to travels in clear beside it too (``workflow-id``, taken
+from the SDK's serialization context): workflow ids carry no PHI, and the codec endpoint
+names it in the access log of every decode, whatever the payload holds (a staff note in an
+update names no follow-up). Both are authenticated with the ciphertext, so neither can be
+swapped. Payloads sealed before this carry no workflow id and open as before.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
@@ -22,12 +29,15 @@ from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
     PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
 )
 
 from aftercare.settings import Settings
 
 ENCRYPTED_ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
+WORKFLOW_ID_METADATA = "workflow-id"
 _NONCE_BYTES = 12
 
 
@@ -51,8 +61,11 @@ def _decode_key(key_id: str, encoded: str) -> AESGCM:
     return AESGCM(key)
 
 
-class EncryptionCodec(PayloadCodec):
-    """AES-GCM payload codec with a key id per payload, for key rotation."""
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    """AES-GCM payload codec with a key id per payload, for key rotation, and the workflow
+    id of the payloads it seals for one workflow."""
+
+    _workflow_id: str | None = None
 
     def __init__(self, keys: Mapping[str, str], accept_unencrypted: bool = False) -> None:
         """``keys``: key id → base64 32-byte key; the first one encrypts, all decrypt.
@@ -69,6 +82,15 @@ class EncryptionCodec(PayloadCodec):
             )
         self._ciphers = {key_id: _decode_key(key_id, value) for key_id, value in keys.items()}
         self._current_key_id = next(iter(keys))
+
+    def with_context(self, context: SerializationContext) -> EncryptionCodec:
+        """This codec for one workflow's (or its activity's) payloads."""
+        workflow_id = getattr(context, "workflow_id", None)
+        if workflow_id == self._workflow_id:
+            return self
+        for_workflow = copy.copy(self)
+        for_workflow._workflow_id = workflow_id
+        return for_workflow
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self._encrypt(payload) for payload in payloads]
@@ -90,13 +112,14 @@ class EncryptionCodec(PayloadCodec):
 
     def _encrypt(self, payload: Payload) -> Payload:
         key_id = self._current_key_id
+        metadata = {"encoding": ENCRYPTED_ENCODING, KEY_ID_METADATA: key_id.encode()}
+        if self._workflow_id is not None:
+            metadata[WORKFLOW_ID_METADATA] = self._workflow_id.encode()
         nonce = os.urandom(_NONCE_BYTES)
-        # The key id is authenticated too, so it cannot be swapped for another key's id.
-        sealed = self._ciphers[key_id].encrypt(nonce, payload.SerializeToString(), key_id.encode())
-        return Payload(
-            metadata={"encoding": ENCRYPTED_ENCODING, KEY_ID_METADATA: key_id.encode()},
-            data=nonce + sealed,
-        )
+        # What travels in clear is authenticated too, so it cannot be swapped.
+        sealed = self._ciphers[key_id].encrypt(
+            nonce, payload.SerializeToString(), _associated_data(metadata))
+        return Payload(metadata=metadata, data=nonce + sealed)
 
     def _decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCRYPTED_ENCODING:
@@ -116,13 +139,26 @@ class EncryptionCodec(PayloadCodec):
             )
         nonce, sealed = payload.data[:_NONCE_BYTES], payload.data[_NONCE_BYTES:]
         try:
-            plain = cipher.decrypt(nonce, sealed, key_id.encode())
+            plain = cipher.decrypt(nonce, sealed, _associated_data(payload.metadata))
         except InvalidTag:
             raise PayloadDecryptionError(
                 f"payload encrypted with key {key_id!r} failed authentication: "
                 "it was altered, or the key with that id is not the one that sealed it"
             ) from None
         return Payload.FromString(plain)
+
+
+def _associated_data(metadata: Mapping[str, bytes]) -> bytes:
+    """The key id, and the workflow id where the payload carries one."""
+    key_id = metadata[KEY_ID_METADATA]
+    workflow_id = metadata.get(WORKFLOW_ID_METADATA)
+    return key_id if workflow_id is None else key_id + b"\0" + workflow_id
+
+
+def workflow_id_of(payload: Payload) -> str | None:
+    """The follow-up an encrypted payload was sealed for, if it says (see module doc)."""
+    workflow_id = payload.metadata.get(WORKFLOW_ID_METADATA)
+    return workflow_id.decode() if workflow_id is not None else None
 
 
 def data_converter(settings: Settings) -> DataConverter:

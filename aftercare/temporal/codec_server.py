@@ -8,9 +8,14 @@ Unlike the public sample's open codec server, every call must carry a bearer tok
 in only ``AFTERCARE_CODEC_UI_ORIGIN``, the Web UI that asks on the user's behalf.
 
 Each decode is an access to PHI, so it is written to the audit database's access log
-before the answer leaves: the token's holder, the follow-ups whose payloads were read
-(found in the decoded payloads themselves: the remote codec protocol names no workflow),
-the namespace and the time. No record, no answer.
+before the answer leaves: the token's holder, the follow-up of every payload read and how
+many, the namespace and the time. No record, no answer. The remote codec protocol names no
+workflow, so each payload says itself: the ``workflow-id`` the payload codec sealed beside
+it (``aftercare.temporal.codec``), or for one sealed before that, the workflow ids in its
+contents; a payload naming neither is counted as "unknown follow-up" with that reason.
+Encodes are recorded the same way. The namespace is the one this endpoint is configured
+for (``AFTERCARE_TEMPORAL_NAMESPACE`` or the SDK's): a caller's ``X-Namespace`` naming
+another is refused, and what a caller sent is never written to the log.
 
 Unencrypted payloads pass through here untouched: the UI and the CLI send search
 attributes too, which Temporal must read in clear (they never hold PHI). The worker's and
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -33,8 +39,16 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
 from aftercare.logs import configure_logging, get_logger
-from aftercare.settings import Settings, get_settings
-from aftercare.temporal.codec import EncryptionCodec, EncryptionKeyError, PayloadDecryptionError
+from aftercare.preflight import checked_settings, codec_endpoint_problems
+from aftercare.settings import Settings
+from aftercare.temporal.codec import (
+    ENCRYPTED_ENCODING,
+    EncryptionCodec,
+    EncryptionKeyError,
+    PayloadDecryptionError,
+    workflow_id_of,
+)
+from aftercare.temporal.connection import temporal_target
 from aftercare.trail.store import AuditStore
 from workflows.models import followup_workflow_id
 
@@ -48,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
             "no codec tokens configured: set AFTERCARE_CODEC_AUTH_TOKENS to holder:token pairs"
         )
     codec = EncryptionCodec(settings.encryption_keys, accept_unencrypted=True)
+    namespace = temporal_target(settings).namespace
     holders = [(holder, token.encode()) for holder, token in settings.codec_auth_tokens.items()]
     bearer = HTTPBearer(auto_error=False)
 
@@ -87,27 +102,68 @@ def create_app(settings: Settings) -> FastAPI:
             allow_credentials=True,
         )
 
-    @app.post("/encode")
-    async def encode(request: Request) -> Response:
-        return _answer(await _transformed(request, codec.encode))
+    def in_this_namespace(request: Request) -> None:
+        sent = request.headers.get("X-Namespace")
+        if sent is not None and sent != namespace:
+            raise HTTPException(
+                403, f"X-Namespace: this codec endpoint serves namespace {namespace!r} only")
 
-    @app.post("/decode")
-    async def decode(request: Request, holder: str = Depends(authorised)) -> Response:
-        decoded = await _transformed(request, codec.decode)
-        workflows = sorted(workflow_ids_in(decoded))
-        read = f"workflow {', '.join(workflows)}" if workflows else "no follow-up named"
-        namespace = request.headers.get("X-Namespace", "?")
+    async def record(request: Request, holder: str, action: str, read: str) -> None:
         try:
             await request.app.state.store.record_access(
-                actor=f"codec:{holder}", action="decode",
-                target=f"{read} ({len(decoded)} payloads, namespace {namespace})",
+                actor=f"codec:{holder}", action=action, target=f"{read}; namespace {namespace}",
                 at=datetime.now(UTC))
-        except Exception as err:  # noqa: BLE001 - whatever failed, the read is not on record
-            log.error("codec access not recorded; nothing decoded", error=type(err).__name__)
-            raise HTTPException(503, "the access log is unavailable: nothing decoded") from None
+        except Exception as err:  # noqa: BLE001 - whatever failed, the use is not on record
+            log.error("codec access not recorded; nothing done", action=action,
+                      error=type(err).__name__)
+            raise HTTPException(503, f"the access log is unavailable: nothing {action}d") from None
+
+    @app.post("/encode", dependencies=[Depends(in_this_namespace)])
+    async def encode(request: Request, holder: str = Depends(authorised)) -> Response:
+        plain = await _payloads(request)
+        await record(request, holder, "encode", payloads_by_followup(
+            [(None, payload) for payload in plain],
+            unknown="its contents name none, and the protocol names no workflow"))
+        return _answer(await _transformed(plain, codec.encode))
+
+    @app.post("/decode", dependencies=[Depends(in_this_namespace)])
+    async def decode(request: Request, holder: str = Depends(authorised)) -> Response:
+        sealed = await _payloads(request)
+        decoded = await _transformed(sealed, codec.decode)
+        read = [(before, after) for before, after in zip(sealed, decoded, strict=True)
+                if before.metadata.get("encoding") == ENCRYPTED_ENCODING]
+        await record(request, holder, "decode", payloads_by_followup(
+            read, unknown="sealed without its follow-up's name (before payloads carried it, "
+                          "or through /encode), and its contents name none"))
         return _answer(decoded)
 
     return app
+
+
+def payloads_by_followup(
+    payloads: Sequence[tuple[Payload | None, Payload]], unknown: str
+) -> str:
+    """``followup-a (2 payloads), unknown follow-up (1 payload: why)`` for pairs of (the
+    payload as sealed, if it was, and its plain form)."""
+    counts: Counter[str] = Counter()
+    for sealed, plain in payloads:
+        named = workflow_id_of(sealed) if sealed is not None else None
+        for workflow_id in [named] if named else sorted(workflow_ids_in([plain])) or [None]:
+            counts[workflow_id or UNKNOWN] += 1
+    if not counts:
+        return "no payload holding client details"
+    parts = [f"{workflow_id} ({_payloads_word(count)})"
+             for workflow_id, count in sorted(counts.items()) if workflow_id != UNKNOWN]
+    if counts[UNKNOWN]:
+        parts.append(f"{UNKNOWN} ({_payloads_word(counts[UNKNOWN])}: {unknown})")
+    return ", ".join(parts)
+
+
+UNKNOWN = "unknown follow-up"
+
+
+def _payloads_word(count: int) -> str:
+    return f"{count} payload" if count == 1 else f"{count} payloads"
 
 
 def workflow_ids_in(payloads: Sequence[Payload]) -> set[str]:
@@ -137,13 +193,16 @@ def workflow_ids_in(payloads: Sequence[Payload]) -> set[str]:
     return found
 
 
-async def _transformed(request: Request, transform: Transform) -> list[Payload]:
+async def _payloads(request: Request) -> list[Payload]:
     try:
-        payloads = json_format.Parse(await request.body(), Payloads())
+        return list(json_format.Parse(await request.body(), Payloads()).payloads)
     except json_format.ParseError:
         raise HTTPException(400, 'expected {"payloads": [...]} in Temporal\'s JSON form') from None
+
+
+async def _transformed(payloads: Sequence[Payload], transform: Transform) -> list[Payload]:
     try:
-        return await transform(payloads.payloads)
+        return await transform(payloads)
     except (EncryptionKeyError, PayloadDecryptionError) as err:
         # These messages name a key id at most, never a payload's contents.
         raise HTTPException(400, str(err)) from None
@@ -156,7 +215,7 @@ def _answer(payloads: Sequence[Payload]) -> Response:
 
 
 def serve() -> None:
-    settings = get_settings()
+    settings = checked_settings(codec_endpoint_problems)
     configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings),

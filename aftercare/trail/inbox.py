@@ -9,6 +9,10 @@ the table keeps no client's number or words beyond the wait.
 Whoever handles a webhook claims it for a while (``claimed_until``), so the API's
 redelivery loop, in this process or another replica, leaves it alone meanwhile. When
 Temporal cannot take it, the claim is given back and the loop delivers it later.
+
+The same table in a SQLite file on the API's own disk is the spool that stands in while
+the audit database is away (``api.sms_webhooks``); ``delivered_keys``, ``keep_delivered``
+and ``forget`` move what it holds into the audit database once that is back.
 """
 
 from __future__ import annotations
@@ -92,6 +96,31 @@ class WebhookInbox:
                 request = json.loads(self._codec.open(sealed))
                 claimed.append(KeptWebhook(key, request))
         return claimed
+
+    async def keep_delivered(self, message_key: str, received_at: datetime,
+                             now: datetime) -> bool:
+        """Record a key already passed on elsewhere; False when it was here before (the
+        webhook was a replay)."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(inbound_webhooks.insert().values(
+                    message_key=message_key, received_at=received_at, delivered_at=now))
+        except IntegrityError:
+            return False
+        return True
+
+    async def delivered_keys(self, limit: int = 200) -> list[tuple[str, datetime]]:
+        """Keys (and when they came) of webhooks passed on, oldest first."""
+        query = (sa.select(inbound_webhooks.c.message_key, inbound_webhooks.c.received_at)
+                 .where(inbound_webhooks.c.delivered_at.is_not(None))
+                 .order_by(inbound_webhooks.c.received_at).limit(limit))
+        async with self._engine.connect() as conn:
+            return [(key, received) for key, received in (await conn.execute(query)).all()]
+
+    async def forget(self, message_key: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(inbound_webhooks.delete()
+                               .where(inbound_webhooks.c.message_key == message_key))
 
     async def waiting_count(self) -> int:
         query = sa.select(sa.func.count()).where(inbound_webhooks.c.delivered_at.is_(None))
