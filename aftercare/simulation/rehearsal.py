@@ -167,19 +167,27 @@ class Rehearsal:
             await env.fast_forward(handle, step)
 
     async def settled(self, handle: WorkflowHandle) -> FollowUpStatus:
-        """The follow-up's status once nothing is in flight: no workflow task waiting, no
-        send or trail write running (or ``LONGEST_SETTLE`` has passed: a provider retrying)."""
-        deadline = asyncio.get_running_loop().time() + LONGEST_SETTLE
+        """The follow-up's status once nothing is in flight (no workflow task waiting, no send
+        or trail write running) and no deadline it names has passed unnoticed; or, a provider
+        retrying, after ``LONGEST_SETTLE``."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + LONGEST_SETTLE
         while True:
             described = (await handle.describe()).raw_description
             busy = bool(described.pending_activities) or described.HasField(
                 "pending_workflow_task")
-            if not busy or asyncio.get_running_loop().time() > deadline:
+            if not busy or loop.time() > give_up:
                 try:
-                    return await handle.query(DepartureFollowUp.status)
+                    status = await handle.query(DepartureFollowUp.status)
                 except RPCError as err:
                     if err.status is not RPCStatusCode.FAILED_PRECONDITION:
                         raise  # otherwise its first task is not scheduled yet
+                else:
+                    due = status.next_deadline
+                    overdue = due is not None and due <= await self.stage.env.get_current_time(
+                        handle)
+                    if not overdue or status.phase is Phase.CLOSED or loop.time() > give_up:
+                        return status
             await asyncio.sleep(SETTLE_POLL)
 
 
