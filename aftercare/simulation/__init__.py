@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from aftercare.policies import PolicyBook
-from aftercare.simulation.rehearsal import Rehearsal, StoryStuck, weeks_later
+from aftercare.simulation.rehearsal import Rehearsal, StoryStuck
 from aftercare.simulation.stage import TemporalBinaryMissing, simulation_stage
 from aftercare.simulation.stories import Story
 from aftercare.simulation.timeline import Moment, render, timeline
@@ -61,10 +62,8 @@ async def simulate(policy: ClinicPolicy, risk: str, story: Story,
                           for mail in stage.mail.messages}
     except (StoryStuck, TemporalBinaryMissing) as err:
         raise SimulationError(str(err)) from None
-    moments = timeline(
-        rehearsed.trail, policy, departed_at=rehearsed.departed_at,
-        shown_departure=weeks_later(rehearsed.departed_at, -rehearsed.weeks_later,
-                                    policy.timezone),
-        client_timezone=policy.timezone, delivered=delivered)
-    return Simulated(policy, risk, story, departed_at.astimezone(rehearsed.departed_at.tzinfo),
+    moments = timeline(rehearsed.trail, policy, departed_at=rehearsed.departed_at,
+                       shown_departure=departed_at, client_timezone=policy.timezone,
+                       delivered=delivered)
+    return Simulated(policy, risk, story, departed_at.astimezone(ZoneInfo(policy.timezone)),
                      moments)

@@ -49,12 +49,11 @@ class StoryStuck(RuntimeError):
 
 @dataclass
 class Rehearsed:
-    """The trail the follow-up sealed, and the departure it started from on Temporal's clock,
-    ``weeks_later`` than the one asked for (same weekday and local time)."""
+    """The trail the follow-up sealed, and the departure it started from on Temporal's clock:
+    whole weeks after the one asked for, on the same weekday and local time."""
 
     trail: list[AuditEntry]
     departed_at: datetime
-    weeks_later: int
 
 
 def sample_event(policy: ClinicPolicy, risk: str, departed_at: datetime) -> DepartureEvent:
@@ -80,7 +79,7 @@ def weeks_until(moment: datetime, earliest: datetime) -> int:
 
 
 def weeks_later(moment: datetime, weeks: int, timezone: str) -> datetime:
-    """The same local weekday and wall-clock time, ``weeks`` later (or earlier)."""
+    """The same local weekday and wall-clock time, ``weeks`` later."""
     local = moment.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
     return (local + timedelta(weeks=weeks)).replace(tzinfo=ZoneInfo(timezone))
 
@@ -113,7 +112,7 @@ class Rehearsal:
         await env.fast_forward(handle, until_departure)
         await self.play(handle)
         trail = (await handle.result()).trail
-        return Rehearsed(trail, departure, weeks)
+        return Rehearsed(trail, departure)
 
     async def play(self, handle: WorkflowHandle) -> None:
         if self.story.reply is not None:
