@@ -47,13 +47,12 @@ _KEEP_TRAIL = "aftercare_keep_replayed_trail"
 _KEEP_BATCH = "aftercare_keep_replayed_batch"
 _KEEP_CARRIED = "aftercare_keep_carried_trail"
 TRAIL_ACTIVITY = "append_audit_entries"
-_CLOSE_EVENTS = {
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "completed",
+# How a run ended without closing the follow-up (a closed one returns its trail).
+_ENDED_UNCLOSED = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "timed out",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "cancelled",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "terminated",
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: "continued as new",
 }
 
 
@@ -180,7 +179,7 @@ async def _compare_unfinished(
 ) -> None:
     """A history that has not closed: the trail its code sealed so far, against the store."""
     last = history.events[-1].event_type if history.events else None
-    report.unfinished = _CLOSE_EVENTS.get(last, "open")
+    report.unfinished = _ENDED_UNCLOSED.get(last, "open")
     recorded = await recorded_batches(history, converter)
     if not recorded and not replayed.carried_in:
         report.discrepancies.append(
@@ -196,8 +195,7 @@ async def _compare_unfinished(
                 "in the history differs from the one today's code seals")
     trail = replayed.carried_in + [entry for batch in batches for entry in batch]
     report.replayed_entries = len(trail)
-    stored_seqs = {entry.seq for entry in stored}
-    stored_up_to = max(stored_seqs, default=0)
+    stored_up_to = max((entry.seq for entry in stored), default=0)
     report.backlog = sum(1 for entry in trail if entry.seq > stored_up_to)
     report.discrepancies.extend(
         compare_trails([entry for entry in trail if entry.seq <= stored_up_to], stored))
