@@ -16,6 +16,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from aftercare.logs import configure_logging
 from aftercare.policies import PolicyBook, PolicyError
@@ -64,8 +65,16 @@ def run_simulation(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments are one line naming the problem, and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_PROBLEMS)
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="aftercare-policy", description=__doc__.splitlines()[0])
+    root = OneLineParser(prog="aftercare-policy", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
     checking = commands.add_parser("check", help="find what a policy file allows that it "
                                                  "should not")

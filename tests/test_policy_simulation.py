@@ -112,7 +112,9 @@ def test_a_departure_without_its_utc_offset_is_refused():
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
 
     assert done.returncode == 2
-    assert "has no UTC offset" in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: argument --departed-at: '2026-11-21T01:50:00' has no UTC offset: write it as "
+        "e.g. 2026-11-21T01:50:00-05:00"]
 
 
 def test_a_clinic_missing_from_the_book_is_named_by_the_library():

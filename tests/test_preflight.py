@@ -125,6 +125,16 @@ RISKY_POLICIES = {
         {"escalation": {"ack_timeout": "PT5S", "levels": [{"targets": ["on_call"]}]}},
         f"{CLINIC}.escalation.ack_timeout: PT5S is shorter than PT2M",
     ),
+    "a level that reaches nobody": (
+        {"clinic_lead": None},
+        f"{CLINIC}.escalation.levels.2: nobody reachable: clinic_lead: clinic_lead is not set",
+    ),
+    "a three-segment Spanish template": (
+        {"templates": with_template("es", checkin=(
+            "Hola {first_name}, somos {clinic}. ¿Cómo estás después de hoy? Responde OK si "
+            "estás bien, o LLAMAR si quieres que te llamemos."))},
+        f"{CLINIC}.templates.es.checkin: 3 SMS segments",
+    ),
 }
 
 
