@@ -13,6 +13,7 @@ import pytest
 
 from aftercare.policies import PolicyBook
 from aftercare.simulation import SimulationError, Story, simulate, simulation_policy
+from aftercare.simulation.rehearsal import weeks_later, weeks_until
 
 ROOT = Path(__file__).parents[1]
 POLICY = Path(__file__).parents[1] / "policies.example.yaml"
@@ -120,3 +121,17 @@ def test_a_departure_without_its_utc_offset_is_refused():
 def test_a_clinic_missing_from_the_book_is_named_by_the_library():
     with pytest.raises(SimulationError, match="no clinic 'nowhere'"):
         simulation_policy(PolicyBook.load(POLICY), "nowhere")
+
+
+def test_a_past_departure_runs_weeks_later_on_the_same_local_weekday_and_time():
+    # Before New York's clocks went back (1 November 2026), run after it: wall time holds.
+    departed = datetime.fromisoformat("2026-10-31T01:50:00-04:00")
+    now = datetime.fromisoformat("2026-11-20T12:00:00+00:00")
+
+    weeks = weeks_until(departed, now)
+    moved = weeks_later(departed, weeks, "America/New_York")
+
+    assert weeks == 3
+    assert moved >= now
+    assert (moved.weekday(), moved.hour, moved.minute) == (departed.weekday(), 1, 50)
+    assert moved.utcoffset() == timedelta(hours=-5)
