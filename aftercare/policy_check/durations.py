@@ -64,7 +64,8 @@ def _durations(policy: ClinicPolicy) -> Iterator[tuple[str, timedelta, SaneRange
         if level.ack_timeout is not None:
             yield f"escalation.levels.{i}.ack_timeout", level.ack_timeout, ACK_TIMEOUT
     yield "escalation.resolve_reminder", chain.resolve_reminder, RESOLVE_REMINDER
-    yield "escalation.repage_every", chain.repage_every, REPAGE_EVERY
+    if chain.repage_every is not None:  # None: at once, after the last level's ack timeout
+        yield "escalation.repage_every", chain.repage_every, REPAGE_EVERY
     if policy.reschedule.enabled:
         yield "reschedule.offer_window", policy.reschedule.offer_window, OFFER_WINDOW
 

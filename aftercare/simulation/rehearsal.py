@@ -41,6 +41,7 @@ LONGEST_STEP = timedelta(hours=1)
 PAST_DEADLINE = timedelta(milliseconds=100)
 SETTLE_POLL = 0.1  # seconds of real time
 LONGEST_SETTLE = 10.0
+OVERDUE_GRACE = 2.0
 
 
 class StoryStuck(RuntimeError):
@@ -132,8 +133,14 @@ class Rehearsal:
             if not needs_staff(status):
                 break
             await self.answer_as_staff(handle, status)
+        if status.phase is Phase.CLOSED:
+            return
         # Nothing is left for anyone to do: let the follow-up's clock run to its close.
-        await self.stage.env.fast_forward(handle)
+        try:
+            await self.stage.env.fast_forward(handle)
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise  # otherwise it closed meanwhile
 
     async def answer_as_staff(self, handle: WorkflowHandle, status: FollowUpStatus) -> None:
         esc = status.escalation
@@ -159,35 +166,45 @@ class Rehearsal:
                 raise StoryStuck(f"{what} did not come within {LONGEST_STORY.days} days of "
                                  "simulated time")
             step = LONGEST_STEP
-            if status.next_deadline is not None:
+            if (due := next_moment(status)) is not None:
                 # Just past the deadline: a skip fires the timers it crosses.
-                step = min(max(status.next_deadline - now, timedelta(0)) + PAST_DEADLINE,
-                           LONGEST_STEP)
+                step = min(max(due - now, timedelta(0)) + PAST_DEADLINE, LONGEST_STEP)
             await env.fast_forward(handle, step)
 
     async def settled(self, handle: WorkflowHandle) -> FollowUpStatus:
         """The follow-up's status once nothing is in flight (no workflow task waiting, no send
-        or trail write running) and no deadline it names has passed unnoticed; or, a provider
-        retrying, after ``LONGEST_SETTLE``."""
+        or trail write running) and the moment it next acts is still ahead; or, a provider
+        retrying, after ``LONGEST_SETTLE``; or a moment passed unanswered, after
+        ``OVERDUE_GRACE``."""
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + LONGEST_SETTLE
+        started = loop.time()
         while True:
             described = (await handle.describe()).raw_description
             busy = bool(described.pending_activities) or described.HasField(
                 "pending_workflow_task")
-            if not busy or loop.time() > give_up:
+            waited = loop.time() - started
+            if not busy or waited > LONGEST_SETTLE:
                 try:
                     status = await handle.query(DepartureFollowUp.status)
                 except RPCError as err:
                     if err.status is not RPCStatusCode.FAILED_PRECONDITION:
                         raise  # otherwise its first task is not scheduled yet
                 else:
-                    due = status.next_deadline
+                    due = next_moment(status)
                     overdue = due is not None and due <= await self.stage.env.get_current_time(
                         handle)
-                    if not overdue or status.phase is Phase.CLOSED or loop.time() > give_up:
+                    if not overdue or status.phase is Phase.CLOSED or waited > OVERDUE_GRACE:
                         return status
             await asyncio.sleep(SETTLE_POLL)
+
+
+def next_moment(status: FollowUpStatus) -> datetime | None:
+    """When the follow-up next acts of itself: the escalation's wait while one is open, or
+    else the protocol's next deadline."""
+    esc = status.escalation
+    if esc is not None and esc.resolved_by is None and esc.resume_at is not None:
+        return esc.resume_at
+    return status.next_deadline
 
 
 def needs_staff(status: FollowUpStatus) -> bool:

@@ -190,9 +190,10 @@ async def _compare_unfinished(
     batches = replayed.batches[:len(recorded)]
     for number, (ours, theirs) in enumerate(zip(batches, recorded, strict=False), start=1):
         if ours != theirs:
+            seqs = f" (entries {theirs[0].seq} to {theirs[-1].seq})" if theirs else ""
             report.discrepancies.append(
-                f"trail batch {number} (entries {theirs[0].seq} to {theirs[-1].seq}) recorded "
-                "in the history differs from the one today's code seals")
+                f"trail batch {number}{seqs} recorded in the history differs from the one "
+                "today's code seals")
     trail = replayed.carried_in + [entry for batch in batches for entry in batch]
     report.replayed_entries = len(trail)
     stored_up_to = max((entry.seq for entry in stored), default=0)
