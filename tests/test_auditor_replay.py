@@ -217,3 +217,16 @@ async def test_an_edited_entry_of_a_listening_follow_up_is_named(followups, tmp_
         f"{handle.id}: entry 3 (checkin_sent) was altered: stored outcome differs from the "
         "history",
     ]
+
+
+async def test_an_escalating_follow_up_is_verified_so_far(followups, tmp_path):
+    handle = await followups.start(make_event("high"))
+    await followups.advance(handle, timedelta(minutes=40))
+    await followups.until(handle, lambda s: s.escalation is not None and s.escalation.paged
+                          and not s.audit_backlog, "paging, its trail stored")
+    exported = await export_history(followups, handle.id, tmp_path / "history.json")
+
+    code, out = await replay(followups, "--history", str(exported))
+
+    assert code == 0, out
+    assert out.startswith(f"{handle.id}: verified so far (open): ")
