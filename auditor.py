@@ -317,7 +317,14 @@ async def _replay(
     report = await replay_and_compare(history, stored, converter, REPLAYED_WORKFLOWS)
     for discrepancy in report.discrepancies:
         out.write(f"{report.workflow_id}: {discrepancy}\n")
-    if report.verified:
+    if report.verified and report.unfinished:
+        out.write(
+            f"{report.workflow_id}: verified so far ({report.unfinished}): "
+            f"{report.replayed_entries} entries replayed, the stored chain matching them as "
+            f"far as it goes; {report.backlog} in the backlog (sealed in the history, not yet "
+            "stored)\n"
+        )
+    elif report.verified:
         out.write(
             f"{report.workflow_id}: verified ({report.replayed_entries} entries replayed, "
             "matching the stored chain)\n"

@@ -82,5 +82,9 @@ class PolicyBook:
         return policy
 
     @property
+    def source(self) -> str:
+        return self._source
+
+    @property
     def clinics(self) -> list[str]:
         return [name for name in self._policies if name != "default"]

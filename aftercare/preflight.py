@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from activities.email import EmailActivities
 from activities.sms import SmsActivities
 from aftercare.policies import PolicyBook, PolicyError
+from aftercare.policy_check import book_problems
 from aftercare.secret_strength import weak_secret_problems
 from aftercare.settings import (
     API_REQUIRED_SETTINGS,
@@ -120,10 +121,13 @@ def refuse_to_start(problems: list[str]) -> NoReturn:
 
 
 def _policy_book(settings: Settings) -> tuple[PolicyBook | None, list[str]]:
+    """The policy file, loaded, and what is wrong with it: what stops it loading, or what
+    it allows that ``aftercare-policy check`` refuses."""
     try:
-        return PolicyBook.load(settings.policy_file), []
+        book = PolicyBook.load(settings.policy_file)
     except PolicyError as err:
         return None, str(err).splitlines()
+    return book, book_problems(book)
 
 
 def _audit_store_problems(settings: Settings) -> list[str]:

@@ -9,9 +9,11 @@ import io
 import os
 import pwd
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 
 import auditor
 from aftercare.settings import Settings
@@ -19,7 +21,9 @@ from tests.changed_followup import CheckInWithoutDelay
 from tests.fixtures.databases import tamper_with
 from tests.fixtures.followups import closed_followup
 from tests.fixtures.temporal import temporal_workflow_show
-from tests.followup_harness import FollowUpHarness
+from tests.followup_harness import FollowUpHarness, make_event
+from workflows.followup import DepartureFollowUp
+from workflows.models import ClientReply, Phase
 
 
 def server_address(followups: FollowUpHarness) -> str:
@@ -152,3 +156,77 @@ async def test_the_command_replays_in_a_process_of_its_own(followups, tmp_path, 
     assert (process.returncode, out.decode()) == (
         0, f"{handle.id}: verified ({len(await followups.store.entries(handle.id))} entries "
         "replayed, matching the stored chain)\n")
+
+
+async def listening_followup(followups: FollowUpHarness):
+    """A follow-up the client answered "OK", past its reschedule offer: the protocol is done
+    and it listens for days, still running."""
+    handle = await followups.start(make_event())
+    await followups.advance(handle, timedelta(minutes=10))
+    await followups.until_step(handle, "checkin_sent")
+    await handle.signal(DepartureFollowUp.client_reply, ClientReply(text="OK", channel="sms"))
+    await followups.until_step(handle, "reply_received")
+    await followups.advance(handle, timedelta(hours=2))
+    await followups.until(handle, lambda s: s.phase is Phase.LISTENING and not s.audit_backlog,
+                          "listening, its trail stored")
+    return handle
+
+
+async def test_a_listening_follow_up_is_verified_so_far(followups, tmp_path):
+    handle = await listening_followup(followups)
+    exported = await export_history(followups, handle.id, tmp_path / "history.json")
+
+    code, out = await replay(followups, "--history", str(exported))
+
+    stored = await followups.store.entries(handle.id)
+    assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
+    assert (code, out) == (0, (
+        f"{handle.id}: verified so far (open): {len(stored)} entries replayed, the stored chain "
+        "matching them as far as it goes; 0 in the backlog (sealed in the history, not yet "
+        "stored)\n"))
+
+
+async def test_an_entry_missing_from_the_store_of_a_listening_follow_up_is_backlog(
+    followups, tmp_path
+):
+    handle = await listening_followup(followups)
+    exported = await export_history(followups, handle.id, tmp_path / "history.json")
+    last = len(await followups.store.entries(handle.id))
+    await tamper_with(followups.store.url, handle.id,
+                      f"DELETE FROM audit_entries WHERE workflow_id = :w AND seq = {last}")
+
+    code, out = await replay(followups, "--history", str(exported))
+
+    assert code == 0
+    assert out.endswith("; 1 in the backlog (sealed in the history, not yet stored)\n")
+
+
+async def test_an_edited_entry_of_a_listening_follow_up_is_named(followups, tmp_path):
+    handle = await listening_followup(followups)
+    exported = await export_history(followups, handle.id, tmp_path / "history.json")
+    await tamper_with(followups.store.url, handle.id,
+                      "UPDATE audit_entries SET outcome = 'no reply' WHERE workflow_id = :w "
+                      "AND seq = 3")
+
+    code, out = await replay(followups, "--history", str(exported))
+
+    assert code == 1
+    assert out.splitlines() == [
+        f"{handle.id}: stored chain broken at entry 3: entry 3 was edited: its hash no "
+        "longer matches",
+        f"{handle.id}: entry 3 (checkin_sent) was altered: stored outcome differs from the "
+        "history",
+    ]
+
+
+async def test_an_escalating_follow_up_is_verified_so_far(followups, tmp_path):
+    handle = await followups.start(make_event("high"))
+    await followups.advance(handle, timedelta(minutes=40))
+    await followups.until(handle, lambda s: s.escalation is not None and s.escalation.paged
+                          and not s.audit_backlog, "paging, its trail stored")
+    exported = await export_history(followups, handle.id, tmp_path / "history.json")
+
+    code, out = await replay(followups, "--history", str(exported))
+
+    assert code == 0, out
+    assert out.startswith(f"{handle.id}: verified so far (open): ")

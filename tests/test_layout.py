@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-ENTRY_POINTS = {"starter", "auditor", "worker", "devstack"}
+ENTRY_POINTS = {"starter", "auditor", "worker", "devstack", "policy_cli"}
 
 
 def imported_modules(path: Path) -> Iterator[str]:

@@ -56,7 +56,7 @@ def test_example_policy_file_loads_and_clinics_inherit_the_default():
     book = PolicyBook.load(Path("policies.example.yaml"))
     demo = book.for_clinic("demo")
     assert demo.checkin_delay.moderate == timedelta(seconds=5)
-    assert demo.crisis_line_for("es").startswith("Si estás en crisis")
+    assert demo.crisis_line_for("es").startswith("Si estas en crisis")
     riverside = book.for_clinic("clinic-42")
     assert riverside.escalation.ack_timeout == timedelta(minutes=10), "from the default"
     unknown = book.for_clinic("clinic-new")

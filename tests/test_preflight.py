@@ -25,8 +25,10 @@ CLINIC = "clinic-7"
 
 def policy_file(tmp_path: Path, **clinic_changes: Any) -> Path:
     clinic: dict[str, Any] = {
-        "staff": {"t-1": {"name": "Dr. One", "phone": "+15555550142", "channel": "sms"}},
-        "rota": {"on_call": [{"staff_id": "t-1", "days": [0, 1, 2, 3, 4]}]},
+        "staff": {"t-1": {"name": "Dr. One", "phone": "+15555550142", "channel": "sms"},
+                  "t-2": {"name": "Dr. Two", "email": "two@clinic.example", "channel": "email"}},
+        "rota": {"on_call": [{"staff_id": "t-1"}], "backup": [{"staff_id": "t-2"}]},
+        "clinic_lead": "t-2",
         **clinic_changes,
     }
     document = {
@@ -106,6 +108,40 @@ def test_a_policy_mistake_stops_the_process_with_one_line_naming_clinic_and_key(
     tmp_path, command, mistake
 ):
     changes, expected = POLICY_MISTAKES[mistake]
+    policy = policy_file(tmp_path, **changes)
+
+    [line] = refusal(command, environment(policy), tmp_path)
+
+    assert line.startswith(f"error: {policy}: {expected}")
+
+
+RISKY_POLICIES = {
+    "a gap in the on-call rota": (
+        {"rota": {"on_call": [{"staff_id": "t-1", "days": [0, 1, 2, 3, 4]}],
+                  "backup": [{"staff_id": "t-2"}]}},
+        f"{CLINIC}.rota.on_call: nobody on call Sat 00:00–Mon 00:00 (America/New_York)",
+    ),
+    "an ack timeout of seconds in a production clinic": (
+        {"escalation": {"ack_timeout": "PT5S", "levels": [{"targets": ["on_call"]}]}},
+        f"{CLINIC}.escalation.ack_timeout: PT5S is shorter than PT2M",
+    ),
+    "a level that reaches nobody": (
+        {"clinic_lead": None},
+        f"{CLINIC}.escalation.levels.2: nobody reachable: clinic_lead: clinic_lead is not set",
+    ),
+    "a three-segment Spanish template": (
+        {"templates": with_template("es", checkin=(
+            "Hola {first_name}, somos {clinic}. ¿Cómo estás después de hoy? Responde OK si "
+            "estás bien, o LLAMAR si quieres que te llamemos."))},
+        f"{CLINIC}.templates.es.checkin: 3 SMS segments",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", [WORKER, API], ids=["worker", "api"])
+@pytest.mark.parametrize("risk", RISKY_POLICIES)
+def test_a_policy_the_check_refuses_stops_the_process_with_its_line(tmp_path, command, risk):
+    changes, expected = RISKY_POLICIES[risk]
     policy = policy_file(tmp_path, **changes)
 
     [line] = refusal(command, environment(policy), tmp_path)

@@ -296,13 +296,23 @@ class ClinicPolicy(PolicyModel):
     crisis_line: dict[str, Annotated[str, Field(min_length=1)]] = Field(
         default_factory=lambda: {
             "en": "If you are in crisis, call or text 988 (Suicide & Crisis Lifeline) any time.",
-            "es": "Si estás en crisis, llama o envía un mensaje de texto al 988 en cualquier "
+            "es": "Si estas en crisis, llama o envia un mensaje de texto al 988 en cualquier "
             "momento.",
         }
     )
     crisis_words: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_CRISIS_WORDS))
     templates: dict[str, MessageTemplates] = Field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
     default_language: str = "en"
+    languages: list[str] = Field(
+        default_factory=list,
+        description="Languages the clinic's clients are written to in, besides "
+        "default_language: each needs templates and a crisis line (checked at start-up)",
+    )
+    demo: bool = Field(
+        default=False,
+        description="A demonstration or test clinic, never real clients: its timings may be "
+        "seconds, which the start-up check refuses for any other clinic",
+    )
 
     @model_validator(mode="after")
     def _references_are_known(self) -> ClinicPolicy:

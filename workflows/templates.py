@@ -160,51 +160,51 @@ DEFAULT_TEMPLATES: dict[str, MessageTemplates] = {
     ),
     "es": MessageTemplates(
         checkin=(
-            "Hola {first_name}, somos {clinic} y queremos saber cómo estás después de hoy. "
-            "Responde OK (o 1) si estás bien, o LLAMAR (o 2) si quieres que te llamemos."
+            "Hola {first_name}, somos {clinic} y queremos saber como estas después de hoy. "
+            "Responde OK (o 1) si estas bien, o LLAMAR (o 2) si quieres que te llamemos."
         ),
         reminder=(
             "Hola {first_name}, somos {clinic} de nuevo. Queremos saber de ti: responde OK (1) "
-            "si estás bien o LLAMAR (2) para una llamada."
+            "si estas bien o LLAMAR (2) para una llamada."
         ),
         crisis_resources=(
-            "Hola {first_name}, somos {clinic}. No estás solo/a: estamos contactando a alguien "
+            "Hola {first_name}, somos {clinic}. No estas solo/a: estamos contactando a alguien "
             "de nuestro equipo para comunicarse contigo ahora."
         ),
         glad_you_are_ok="Gracias, {first_name}. Nos alegra saber de ti.",
-        call_requested="Gracias, {first_name}. Alguien de {clinic} te llamará pronto.",
-        reply_received="Gracias, {first_name}. Alguien de {clinic} leerá tu mensaje.",
+        call_requested="Gracias, {first_name}. Alguien de {clinic} te llamara pronto.",
+        reply_received="Gracias, {first_name}. Alguien de {clinic} leera tu mensaje.",
         opted_in=(
-            "Vuelves a recibir mensajes de {clinic}, {first_name}. Responde OK (1) si estás "
+            "Vuelves a recibir mensajes de {clinic}, {first_name}. Responde OK (1) si estas "
             "bien o LLAMAR (2) para una llamada."
         ),
         help=(
-            "{clinic} se comunica contigo después de tu sesión. Responde OK (1) si estás bien, "
-            "LLAMAR (2) para una llamada, STOP para no recibir más mensajes."
+            "{clinic} se comunica contigo después de tu sesion. Responde OK (1) si estas bien, "
+            "LLAMAR (2) para una llamada, STOP para no recibir mas mensajes."
         ),
-        reschedule_offer="{first_name}, ¿quieres reservar tu próxima sesión? {slots}",
+        reschedule_offer="{first_name}, ¿quieres reservar tu proxima sesion? {slots}",
         slot_choice="Responde {letter} para {slot}.",
         book_online="O reserva en {url}",
         slot_time="{weekday} {day}/{month} {time}",
-        weekdays=["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
+        weekdays=["lun", "mar", "mié", "jue", "vie", "sab", "dom"],
         booking_confirmed="Tu cita es el {slot}, {first_name}. Hasta entonces.",
         staff_page=(
-            "Aftercare {clinic}: un seguimiento necesita atención ({reason}). Ref {ref}. "
+            "Aftercare {clinic}: un seguimiento necesita atencion ({reason}). Ref {ref}. "
             "{staff_action}"
         ),
         staff_reminder=(
-            "Aftercare {clinic}: el seguimiento {ref} está reconocido pero sin resolver."
+            "Aftercare {clinic}: el seguimiento {ref} esta reconocido pero sin resolver."
         ),
-        staff_resolved="Aftercare {clinic}: el seguimiento {ref} está resuelto.",
+        staff_resolved="Aftercare {clinic}: el seguimiento {ref} esta resuelto.",
         staff_cancelled="Aftercare {clinic}: el seguimiento {ref} fue cerrado por el personal.",
         staff_client_replied=(
-            "Aftercare {clinic}: la persona del seguimiento {ref} respondió ({reply}). "
+            "Aftercare {clinic}: la persona del seguimiento {ref} respondio ({reply}). "
             "Resuélvelo cuando lo hayas atendido."
         ),
         emergency_contact_notice=(
-            "Hola {contact_name}, somos {clinic}. Intentamos comunicarnos con {first_name}, "
-            "quien te nombró como contacto de emergencia. Por favor, comunícate con esa persona. "
-            "Si alguien está en peligro inmediato, llama al 911."
+            "Hola {contact_name}, somos {clinic}. Intentamos contactar a {first_name}, "
+            "quien te nombro como contacto de emergencia. Por favor, comunicate con esa persona. "
+            "Si alguien esta en peligro inmediato, llama al 911."
         ),
         subject_client="Un mensaje de {clinic}",
         subject_staff="Aftercare: el seguimiento {ref} necesita atención",

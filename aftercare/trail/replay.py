@@ -4,6 +4,12 @@ the replay rebuilds against the chain in the audit store.
 The trail is not read from the history's recorded result: the workflow is re-executed by
 Temporal's ``Replayer`` and the outcome its code returns this time is what is compared. So
 "verified" means today's code, fed the recorded inputs, takes the very steps that were stored.
+
+A follow-up still running (listening, escalating) has no outcome yet. Its trail so far is
+what the replayed code handed to the audit store: the batches it passed to
+``append_audit_entries``, one per activity the history scheduled, each also checked
+against the batch the history recorded. The stored chain must equal that trail as far as
+it goes; what the history sealed and the store does not hold yet is the backlog.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import (
@@ -25,6 +32,7 @@ from temporalio.worker import (
     ExecuteWorkflowInput,
     Interceptor,
     Replayer,
+    StartActivityInput,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
     WorkflowOutboundInterceptor,
@@ -32,10 +40,20 @@ from temporalio.worker import (
 
 from aftercare.temporal.codec import KEY_ID_METADATA
 from aftercare.trail.verification import first_broken_link
-from workflows.models import AuditEntry, FollowUpInput, FollowUpOutcome
+from workflows.models import AuditBatch, AuditEntry, FollowUpInput, FollowUpOutcome
 from workflows.sandbox import workflow_runner
 
 _KEEP_TRAIL = "aftercare_keep_replayed_trail"
+_KEEP_BATCH = "aftercare_keep_replayed_batch"
+_KEEP_CARRIED = "aftercare_keep_carried_trail"
+TRAIL_ACTIVITY = "append_audit_entries"
+# How a run ended without closing the follow-up (a closed one returns its trail).
+_ENDED_UNCLOSED = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "timed out",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "cancelled",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "terminated",
+}
 
 
 class HistoryFileError(ValueError):
@@ -98,10 +116,23 @@ class ReplayReport:
     workflow_id: str
     replayed_entries: int = 0
     discrepancies: list[str] = field(default_factory=list)
+    # Set for a history that does not close: "open", or how it ended ("terminated").
+    unfinished: str | None = None
+    # Entries the history sealed that the store does not hold yet (an unfinished history).
+    backlog: int = 0
 
     @property
     def verified(self) -> bool:
         return not self.discrepancies
+
+
+@dataclass
+class _ReplayedTrail:
+    """What the replayed code handed out of the sandbox."""
+
+    final: list[list[AuditEntry]] = field(default_factory=list)  # outcome or carried over
+    carried_in: list[AuditEntry] = field(default_factory=list)  # from an earlier run
+    batches: list[list[AuditEntry]] = field(default_factory=list)  # to append_audit_entries
 
 
 async def replay_and_compare(
@@ -118,31 +149,73 @@ async def replay_and_compare(
     elif (found := first_broken_link(stored)) is not None:
         report.discrepancies.append(f"stored chain broken at entry {found[0]}: {found[1]}")
 
-    trails: list[list[AuditEntry]] = []
+    replayed = _ReplayedTrail()
     replayer = Replayer(
         workflows=list(workflows),
         workflow_runner=workflow_runner(),
         data_converter=converter,
-        interceptors=[_OutcomeKeeper(trails.append)],
+        interceptors=[_TrailKeeper(replayed)],
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     if result.replay_failure is not None:
         report.discrepancies.append(_describe_failure(result.replay_failure))
         return report
-    if not trails:
-        report.discrepancies.append(
-            "the history does not end with the follow-up closing or handing on to a new run: "
-            "no trail to compare"
-        )
+    if replayed.final:
+        trail = replayed.final[0]
+        report.replayed_entries = len(trail)
+        if stored and trail:
+            # A run that handed on to a new one holds the trail up to then; later runs store
+            # more.
+            kept = [entry for entry in stored if entry.seq <= trail[-1].seq]
+            report.discrepancies.extend(compare_trails(trail, kept))
         return report
-
-    replayed = trails[0]
-    report.replayed_entries = len(replayed)
-    if stored and replayed:
-        # A run that handed on to a new one holds the trail up to then; later runs store more.
-        kept = [entry for entry in stored if entry.seq <= replayed[-1].seq]
-        report.discrepancies.extend(compare_trails(replayed, kept))
+    await _compare_unfinished(history, stored, converter, replayed, report)
     return report
+
+
+async def _compare_unfinished(
+    history: WorkflowHistory, stored: Sequence[AuditEntry], converter: DataConverter,
+    replayed: _ReplayedTrail, report: ReplayReport,
+) -> None:
+    """A history that has not closed: the trail its code sealed so far, against the store."""
+    last = history.events[-1].event_type if history.events else None
+    report.unfinished = _ENDED_UNCLOSED.get(last, "open")
+    recorded = await recorded_batches(history, converter)
+    if not recorded and not replayed.carried_in:
+        report.discrepancies.append(
+            f"the history does not end with the follow-up closing or handing on to a new run, "
+            f"and schedules no {TRAIL_ACTIVITY}: no trail to compare")
+        return
+    # The replay may run one task past the history's end: only batches it scheduled count.
+    batches = replayed.batches[:len(recorded)]
+    for number, (ours, theirs) in enumerate(zip(batches, recorded, strict=False), start=1):
+        if ours != theirs:
+            seqs = f" (entries {theirs[0].seq} to {theirs[-1].seq})" if theirs else ""
+            report.discrepancies.append(
+                f"trail batch {number}{seqs} recorded in the history differs from the one "
+                "today's code seals")
+    trail = replayed.carried_in + [entry for batch in batches for entry in batch]
+    report.replayed_entries = len(trail)
+    stored_up_to = max((entry.seq for entry in stored), default=0)
+    report.backlog = sum(1 for entry in trail if entry.seq > stored_up_to)
+    report.discrepancies.extend(
+        compare_trails([entry for entry in trail if entry.seq <= stored_up_to], stored))
+
+
+async def recorded_batches(
+    history: WorkflowHistory, converter: DataConverter
+) -> list[list[AuditEntry]]:
+    """The trail batches the history scheduled for the audit store, decrypted, in order."""
+    batches = []
+    for event in history.events:
+        if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            continue
+        scheduled = event.activity_task_scheduled_event_attributes
+        if scheduled.activity_type.name != TRAIL_ACTIVITY:
+            continue
+        [batch] = await converter.decode(scheduled.input.payloads, [AuditBatch])
+        batches.append(batch.entries)
+    return batches
 
 
 def compare_trails(replayed: Sequence[AuditEntry], stored: Sequence[AuditEntry]) -> list[str]:
@@ -181,32 +254,43 @@ def _describe_failure(failure: Exception) -> str:
     )
 
 
-class _OutcomeKeeper(Interceptor):
-    """Hands the trail each replayed run ends with (its outcome's, or the one it carries over
-    to its next run) out of the sandbox, through an extern function (the sandbox's
-    sanctioned way out)."""
+class _TrailKeeper(Interceptor):
+    """Hands out of the sandbox, through extern functions (the sandbox's sanctioned way
+    out): the trail each replayed run ends with (its outcome's, or the one it carries over to
+    its next run), the trail it was started with, and each batch it sends to the store."""
 
-    def __init__(self, keep: Any) -> None:
-        self._keep = keep
+    def __init__(self, replayed: _ReplayedTrail) -> None:
+        self._replayed = replayed
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
     ) -> type[WorkflowInboundInterceptor]:
-        input.unsafe_extern_functions[_KEEP_TRAIL] = self._keep
+        input.unsafe_extern_functions[_KEEP_TRAIL] = self._replayed.final.append
+        input.unsafe_extern_functions[_KEEP_CARRIED] = self._replayed.carried_in.extend
+        input.unsafe_extern_functions[_KEEP_BATCH] = self._replayed.batches.append
         return _ReturnedTrail
 
 
 class _ReturnedTrail(WorkflowInboundInterceptor):
     def init(self, outbound: WorkflowOutboundInterceptor) -> None:
-        super().init(_CarriedTrail(outbound))
+        super().init(_SentTrail(outbound))
 
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        started: FollowUpInput = input.args[0]
+        if started.carried_over is not None:
+            workflow.extern_functions()[_KEEP_CARRIED](list(started.carried_over.trail))
         outcome: FollowUpOutcome = await super().execute_workflow(input)
         workflow.extern_functions()[_KEEP_TRAIL](outcome.trail)
         return outcome
 
 
-class _CarriedTrail(WorkflowOutboundInterceptor):
+class _SentTrail(WorkflowOutboundInterceptor):
+    def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle[Any]:
+        if input.activity == TRAIL_ACTIVITY:
+            batch: AuditBatch = input.args[0]
+            workflow.extern_functions()[_KEEP_BATCH](list(batch.entries))
+        return super().start_activity(input)
+
     def continue_as_new(self, input: ContinueAsNewInput) -> NoReturn:
         carried: FollowUpInput = input.args[0]
         if carried.carried_over is not None:
