@@ -28,7 +28,7 @@ async def main(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     open_followups = (
-        asyncio.create_task(report_open_followups(client, runtime, settings.task_queue))
+        asyncio.create_task(report_open_followups(settings, runtime))
         if runtime is not None else None)
     async with running_worker(client, settings):
         log.info("worker started", task_queue=settings.task_queue,

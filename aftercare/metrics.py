@@ -16,10 +16,9 @@ interceptor, so the protocol's code stays free of them:
   ``failed`` writes climb, and once the store is back the lag shows how far behind it was;
 - ``aftercare_escalations{event}``: ``opened``, ``acknowledged``, ``resolved``, ``exhausted``
   (every level paged and nobody acknowledged), read from the steps the trail records;
-- ``aftercare_followups_open{phase}``: follow-ups still running on the worker's task queue,
-  by phase (``not_recorded``
-  for those started before phases were searchable), counted in Temporal's visibility store
-  every ``OPEN_FOLLOWUPS_INTERVAL_SECONDS`` (each worker reports the same numbers).
+- ``aftercare_followups_open{phase}``: follow-ups not yet closed, by the phase of the view
+  each stored with its trail, counted in the audit store every
+  ``OPEN_FOLLOWUPS_INTERVAL_SECONDS`` (each worker reports the same numbers).
 
 Workflow-side counters use ``workflow.metric_meter()``, which records nothing while a
 history replays, so a replayed step is not counted twice. Labels carry names from fixed
@@ -32,12 +31,11 @@ import asyncio
 import re
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity, workflow
-from temporalio.client import Client
 from temporalio.common import MetricCounter
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.service import RPCError
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -50,6 +48,7 @@ from temporalio.worker import (
 )
 
 from aftercare.settings import Settings
+from aftercare.trail.store import AuditStore
 from workflows.models import (
     PERMANENT_DELIVERY_FAILURE,
     AuditBatch,
@@ -70,8 +69,7 @@ ESCALATION_STEPS = {
 FALLBACK_STEP = "channel_fallback"
 CHANNELS = {channel.value for channel in Channel}
 OPEN_FOLLOWUPS_INTERVAL_SECONDS = 30.0
-OPEN_FOLLOWUPS_QUERY = 'WorkflowType="DepartureFollowUp" AND ExecutionStatus="Running"'
-OPEN_PHASES = [phase for phase in Phase if phase not in (Phase.RECEIVED, Phase.CLOSED)]
+OPEN_PHASES = [phase for phase in Phase if phase is not Phase.CLOSED]
 # A message kind is a word from the workflow's fixed set; anything else is reported as
 # "other" rather than risk a label that carries data.
 KIND = re.compile(r"[a-z][a-z_]{0,39}")
@@ -191,28 +189,27 @@ class _CountAuditedSteps(WorkflowOutboundInterceptor):
                 self._fallbacks.add(1, {"channel": channel})
 
 
-async def open_followups_by_phase(client: Client, task_queue: str) -> dict[str, int]:
-    """Running follow-ups on ``task_queue`` by phase, from Temporal's visibility store.
-    ``not_recorded``: those started before phases were searchable, or in their first task."""
-    open_here = f'{OPEN_FOLLOWUPS_QUERY} AND TaskQueue = "{task_queue}"'
-    running = (await client.count_workflows(open_here)).count
-    counts = {phase.value: (await client.count_workflows(
-        f'{open_here} AND AftercarePhase = "{phase.value}"')).count
-        for phase in OPEN_PHASES}
-    counts["not_recorded"] = running - sum(counts.values())
-    return counts
+async def open_followups_by_phase(store: AuditStore) -> dict[str, int]:
+    """Follow-ups not yet closed, by the phase their stored view shows. Every worker reports
+    the same clinic-wide figures: alert on ``max``, never on ``sum``."""
+    counts = await store.open_phase_counts()
+    return {phase.value: counts.get(phase.value, 0) for phase in OPEN_PHASES}
 
 
-async def report_open_followups(client: Client, runtime: Runtime, task_queue: str) -> None:
+async def report_open_followups(settings: Settings, runtime: Runtime) -> None:
     """Keep ``aftercare_followups_open`` current until cancelled."""
     gauge = runtime.metric_meter.create_gauge(
-        "aftercare_followups_open", "Follow-ups still running, by the phase they are in")
-    while True:
-        try:
-            counts = await open_followups_by_phase(client, task_queue)
-        except (RPCError, RuntimeError):
-            pass  # the SDK's own metrics show a lost connection; try again next round
-        else:
-            for phase, count in counts.items():
-                gauge.set(count, {"phase": phase})
-        await asyncio.sleep(OPEN_FOLLOWUPS_INTERVAL_SECONDS)
+        "aftercare_followups_open", "Follow-ups still open, by the phase they are in")
+    store = await AuditStore.open(settings.audit_database_url)
+    try:
+        while True:
+            try:
+                counts = await open_followups_by_phase(store)
+            except (OSError, SQLAlchemyError):
+                pass  # the audit-write metrics show the store is away; try again next round
+            else:
+                for phase, count in counts.items():
+                    gauge.set(count, {"phase": phase})
+            await asyncio.sleep(OPEN_FOLLOWUPS_INTERVAL_SECONDS)
+    finally:
+        await store.close()

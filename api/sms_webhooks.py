@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from aftercare.followups import actions, views
+from aftercare.followups import actions
 from aftercare.followups.errors import ActionRefused, FollowUpNotFound
 from aftercare.followups.lookup import open_escalations_with_code, open_followup_of_sender
 from aftercare.logs import get_logger
@@ -38,6 +38,7 @@ from workflows.models import (
     DeliveryFailure,
     ResolutionOutcome,
     Resolve,
+    clinic_of_followup,
 )
 from workflows.policy import ClinicPolicy
 from workflows.replies import (
@@ -346,13 +347,13 @@ async def pass_on_client_text(
 async def act_for_staff(
     service: Intake, client: Client, sender: str, verb: str, code: str, rest: str
 ) -> str:
-    store = await service.audit_store()
     for workflow_id in await open_escalations_with_code(client, code):
-        try:
-            view = await views.read_view(store, workflow_id)
-        except FollowUpNotFound:
-            continue  # its first view is not stored yet: whose clinic it is, unknown
-        staff_id = staff_with_phone(service.policies.for_clinic(view.clinic_id), sender)
+        # The clinic is in the follow-up's id: a page answered before its view is stored
+        # still finds it, and the update itself refuses anyone not on that clinic's staff.
+        clinic_id = clinic_of_followup(workflow_id)
+        if clinic_id is None:
+            continue
+        staff_id = staff_with_phone(service.policies.for_clinic(clinic_id), sender)
         if staff_id is None:
             continue
         try:

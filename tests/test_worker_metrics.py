@@ -65,7 +65,7 @@ async def metered(
     runtime = worker_runtime(settings)
     client = await connect(settings, runtime)
     store = await AuditStore.open(sqlite_url)
-    census = asyncio.create_task(report_open_followups(client, runtime, settings.task_queue))
+    census = asyncio.create_task(report_open_followups(settings, runtime))
     try:
         async with running_worker(client, settings):
             yield FollowUpHarness(temporal_env, settings, sms_outbox, mailbox, booking_sink,
@@ -98,7 +98,11 @@ async def test_metrics_endpoint_serves_sdk_and_aftercare_metrics_without_ids(
     await handle.execute_update(DepartureFollowUp.acknowledge, Acknowledge(staff_id="t-oncall"))
     await followups.until(handle, lambda s: s.phase is Phase.AWAITING_RESOLUTION,
                           "waiting for staff to resolve")
-    by_phase = await open_followups_by_phase(followups.env.client, followups.settings.task_queue)
+    for _ in range(100):  # the view reaches the store with the next batch of the trail
+        by_phase = await open_followups_by_phase(followups.store)
+        if by_phase["awaiting_resolution"] == 1:
+            break
+        await asyncio.sleep(0.1)
     assert by_phase["awaiting_resolution"] == 1, by_phase
     assert sum(by_phase.values()) == 1, by_phase
     await handle.execute_update(DepartureFollowUp.resolve,

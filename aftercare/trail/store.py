@@ -220,6 +220,13 @@ class AuditStore:
         async with self._engine.execution_options(**READS_ONLY).connect() as conn:
             return [_row_view(row) for row in await conn.execute(query)]
 
+    async def open_phase_counts(self) -> dict[str, int]:
+        """How many follow-ups not yet closed stand in each phase, across every clinic."""
+        query = (sa.select(followup_views.c.phase, sa.func.count())
+                 .where(followup_views.c.is_open).group_by(followup_views.c.phase))
+        async with self._engine.execution_options(**READS_ONLY).connect() as conn:
+            return {phase: count for phase, count in await conn.execute(query)}
+
     async def closed_views(self, clinic_id: str, since: datetime) -> list[StoredView]:
         """The clinic's follow-ups closed since ``since``, newest first."""
         query = (sa.select(followup_views)
