@@ -324,3 +324,4 @@ async def test_a_check_in_never_accepted_pages_staff_and_sends_no_reminder(
     outcome = await followups.finish(handle)
     assert not followups.texts_to(CLIENT_PHONE), "a late check-in is withdrawn once staff close it"
     assert [e.outcome for e in outcome.trail if e.step == "checkin_failed"][-1] == "withdrawn"
+

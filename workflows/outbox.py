@@ -279,6 +279,12 @@ class Outbox:
             if isinstance(err, asyncio.CancelledError):
                 raise
             return None
+        except Exception:
+            # Our side broke (an answer it cannot read): this channel failed, try the next.
+            workflow.logger.exception(DEFECT)
+            self.trail.record(f"{kind}_failed", channel=channel, recipient=recipient,
+                              outcome=DEFECT)
+            return None
         self.sent[delivery.provider_message_id] = (recipient, message)
         self.trail.record(f"{kind}_sent", channel=channel, recipient=recipient,
                           provider_message_id=delivery.provider_message_id, outcome="accepted")
