@@ -17,5 +17,5 @@ class CheckInWithoutDelay(DepartureFollowUp):
     async def run(self, input: FollowUpInput) -> FollowUpOutcome:
         return await super().run(input)
 
-    async def check_in(self) -> None:
-        await self.message_client("checkin", links=self.reply_links())
+    async def triage_and_check_in(self) -> None:
+        self.outbox.to_client("checkin", links=self.reply_links())
