@@ -7,9 +7,10 @@ that took the text."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from sqlalchemy.engine import make_url
@@ -82,12 +83,13 @@ def keys(messages: list[OutboundMessage]) -> list[str]:
     return [m.message_key.split("-", 1)[1] for m in messages]
 
 
-@contextmanager
-def audit_store_locked(followups: FollowUpHarness) -> Iterator[None]:
-    """A backup or an auditor's long transaction holds the audit store's write lock."""
+@asynccontextmanager
+async def audit_store_locked(followups: FollowUpHarness) -> AsyncIterator[None]:
+    """A backup or an auditor's long transaction holds the audit store's write lock. It is
+    taken off the event loop: the worker in this process must finish a write under way."""
     holder = sqlite3.connect(make_url(followups.settings.audit_database_url).database,
-                             isolation_level=None, timeout=30)
-    holder.execute("BEGIN EXCLUSIVE")
+                             isolation_level=None, timeout=30, check_same_thread=False)
+    await asyncio.to_thread(holder.execute, "BEGIN EXCLUSIVE")
     try:
         yield
     finally:
@@ -123,7 +125,7 @@ async def test_a_crisis_text_while_closing_with_the_audit_store_locked_reopens_a
 ):
     handle = await followups.start(make_event(), listen_after_close="PT1M")
     await settled_to_listening(followups, handle)
-    with audit_store_locked(followups):
+    async with audit_store_locked(followups):
         await followups.advance(handle, timedelta(minutes=2))
         await followups.until_step(handle, "closed")  # the close waits for the store
         await send_text(handle, CRISIS)
@@ -151,7 +153,7 @@ async def test_a_crisis_text_after_a_staff_cancel_pages_by_email_while_sms_is_do
 ):
     handle = await followups.start(make_event())
     await checked_in(followups, handle)
-    with audit_store_locked(followups):
+    async with audit_store_locked(followups):
         await handle.execute_update(DepartureFollowUp.cancel,
                                     Cancel(staff_id="t-oncall", reason="client came back"))
         followups.sms.down = True

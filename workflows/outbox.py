@@ -335,5 +335,5 @@ def why_not_sent(err: BaseException) -> str:
     if isinstance(err, ActivityError) and err.retry_state is RetryState.TIMEOUT or (
         isinstance(cause, ActivityTimeoutError) and cause.type is TimeoutType.SCHEDULE_TO_CLOSE
     ):
-        return "not accepted before its moment passed"
+        return "dropped: not accepted before its moment passed"
     return "gave up retrying"
