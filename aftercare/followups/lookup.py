@@ -43,7 +43,7 @@ async def closed_followup_of_sender(
     """The follow-up for the client texting from ``phone`` that closed last, if it closed
     after ``closed_since`` (the late-text retention): the clinic that last followed them."""
     key = contact_key(lookup_secret, phone)
-    since = closed_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    since = closed_since.astimezone(UTC).isoformat().replace("+00:00", "Z")
     query = f"{CONTACT_KEY.name} = '{key}' AND {_CLOSED} AND CloseTime > '{since}'"
     found = [(wf.close_time, wf.id) async for wf in client.list_workflows(query, limit=20)
              if wf.close_time is not None]
