@@ -5,6 +5,7 @@ with no follow-up in the retention gets the crisis line, as before."""
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from datetime import timedelta
 
@@ -136,7 +137,32 @@ async def test_a_text_needing_a_person_after_the_listening_window_pages_on_call(
     status = await api.until_step(late, "escalation_started")
     assert status.trail[0].detail["late_reply_to"] == workflow_id
     [page] = await api.until(lambda: api.sms.sent_to(ON_CALL_PHONE), "on-call paged")
-    assert "ACK" in page.body
+    code = re.search(r"ACK (\d{6})", page.body).group(1)
+    await api.until_visible(f"AftercareAckCode = '{code}'")
+    ack = await api.twilio_post("/v1/twilio/inbound", {
+        "From": ON_CALL_PHONE, "Body": f"ACK {code}", "MessageSid": new_sid()})
+    assert f"Ref {code}: acknowledged by t-oncall" in ack.text
+
+
+@pytest.mark.parametrize("clinic_42_policy", [QUICK_TO_CLOSE])
+async def test_a_text_after_the_late_followup_closed_starts_it_again(api, phone):
+    workflow_id = await open_followup(api, phone)
+    await api.twilio_post("/v1/twilio/inbound", text_from(phone, "OK", new_sid()))
+    await until_closed(api, workflow_id)
+    await api.twilio_post("/v1/twilio/inbound", text_from(phone, "OK", new_sid()))
+    late = api.client.get_workflow_handle(f"{workflow_id}-late")
+    await api.until_step(late.id, "reply_received")
+    await until_closed(api, late.id)
+    first_run = (await late.describe()).run_id
+
+    response = await api.twilio_post(
+        "/v1/twilio/inbound", text_from(phone, "can someone call me", new_sid()))
+
+    assert response.text == EMPTY_TWIML
+    status = await api.until_step(late.id, "escalation_started")
+    assert (await late.describe()).run_id != first_run
+    assert status.trail[0].detail["late_reply_to"] == workflow_id
+    await api.until(lambda: api.sms.sent_to(ON_CALL_PHONE), "on-call paged")
 
 
 @pytest.mark.parametrize("api_settings", [{"late_text_retention": timedelta(0)}])
