@@ -373,7 +373,10 @@ async def passed_to_late_followup(
     closed_id = await closed_followup_of_sender(client, secret, sender, closed_since)
     if closed_id is None:
         return False
-    await start_late_followup(client, service.settings, service.policies, closed_id, reply)
+    try:
+        await start_late_followup(client, service.settings, service.policies, closed_id, reply)
+    except FollowUpNotFound:
+        return False  # its history was deleted after visibility found it: nothing to go on
     return True
 
 

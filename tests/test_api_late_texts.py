@@ -12,7 +12,9 @@ from datetime import timedelta
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
+from aftercare.followups.errors import FollowUpNotFound
 from aftercare.followups.lookup import contact_key
+from aftercare.followups.start import departure_of
 from tests.fixtures.api import CLINIC_KEY, IMMEDIATE, bearer, steps
 from tests.followup_harness import ON_CALL_PHONE, policy_document
 from tests.test_api_sms import EMPTY_TWIML
@@ -177,3 +179,8 @@ async def test_a_followup_closed_before_the_retention_leaves_the_old_answer(api,
     late = await api.client.count_workflows(f"WorkflowId = '{earlier}-late'")
     assert late.count == 0
     assert api.sms.sent_to(ON_CALL_PHONE) == []
+
+
+async def test_a_followup_whose_history_is_gone_has_no_departure_to_start_from(api):
+    with pytest.raises(FollowUpNotFound):
+        await departure_of(api.client, "followup-clinic--42-s-history-deleted")

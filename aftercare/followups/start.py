@@ -25,7 +25,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from aftercare.followups.errors import InvalidInput, SessionConflict
+from aftercare.followups.errors import FollowUpNotFound, InvalidInput, SessionConflict
 from aftercare.followups.lookup import contact_key, followup_input
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
@@ -102,7 +102,7 @@ async def start_late_followup(
     start it with the text as its first signal, or, while it runs, only signal it. A late
     follow-up that has closed itself starts a new run under the same id."""
     earlier_id = closed_id.removesuffix(LATE_SUFFIX)
-    event = (await followup_input(client, closed_id)).event
+    event = await departure_of(client, closed_id)
     late_id = earlier_id + LATE_SUFFIX
     await client.start_workflow(
         DepartureFollowUp.run,
@@ -116,6 +116,17 @@ async def start_late_followup(
         start_signal_args=[reply],
     )
     return late_id
+
+
+async def departure_of(client: Client, workflow_id: str) -> DepartureEvent:
+    """The departure event a follow-up was started with; FollowUpNotFound once Temporal
+    has deleted its history (past the namespace's retention)."""
+    try:
+        return (await followup_input(client, workflow_id)).event
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise FollowUpNotFound(f"no follow-up with id {workflow_id}") from None
+        raise
 
 
 def policy_for(policies: PolicyBook, event: DepartureEvent) -> ClinicPolicy:
