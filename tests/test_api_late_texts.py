@@ -14,10 +14,12 @@ from temporalio.client import WorkflowExecutionStatus
 
 from aftercare.followups.errors import FollowUpNotFound
 from aftercare.followups.lookup import contact_key
-from aftercare.followups.start import departure_of
+from aftercare.followups.start import departure_of, start_late_followup
+from aftercare.policies import PolicyBook
 from tests.fixtures.api import CLINIC_KEY, IMMEDIATE, bearer, steps
 from tests.followup_harness import ON_CALL_PHONE, policy_document
 from tests.test_api_sms import EMPTY_TWIML
+from workflows.models import Channel, ClientReply
 
 # A client who answers OK is offered nothing and listened to for three seconds.
 QUICK_TO_CLOSE = policy_document(checkin_delay=IMMEDIATE, listen_after_close="PT3S",
@@ -184,3 +186,28 @@ async def test_a_followup_closed_before_the_retention_leaves_the_old_answer(api,
 async def test_a_followup_whose_history_is_gone_has_no_departure_to_start_from(api):
     with pytest.raises(FollowUpNotFound):
         await departure_of(api.client, "followup-clinic--42-s-history-deleted")
+
+
+async def test_starting_a_running_late_followup_again_only_signals_it(api, phone):
+    """The webhook's second text usually finds the late follow-up open; before visibility
+    shows it, the text takes the signal-with-start path again and must join it too."""
+    earlier = await cancelled_followup(api, phone)
+    policies = PolicyBook({"default": {}, "clinic-42": policy_document(checkin_delay=IMMEDIATE)})
+    first, second = (ClientReply(text=text, channel=Channel.SMS, provider_message_id=new_sid())
+                     for text in ("I want to end my life", "please call me"))
+
+    late_id = await start_late_followup(api.client, api.settings, policies, earlier, first)
+    await api.until_step(late_id, "escalation_started")
+    run = (await api.client.get_workflow_handle(late_id).describe()).run_id
+    again = await start_late_followup(api.client, api.settings, policies, earlier, second)
+
+    async def both_replies() -> list[str | None]:
+        status = await api.status(late_id)
+        replies = [entry.provider_message_id for entry in status.trail
+                   if entry.step == "reply_received"]
+        return replies if len(replies) == 2 else []
+
+    assert again == late_id == f"{earlier}-late"
+    replies = await api.until(both_replies, "the second start joins as a signal")
+    assert replies == [first.provider_message_id, second.provider_message_id]
+    assert (await api.client.get_workflow_handle(late_id).describe()).run_id == run
