@@ -16,7 +16,8 @@ from workflows.followup import ACK_CODE
 from workflows.models import FollowUpInput
 
 _OPEN = "ExecutionStatus = 'Running'"
-_CLOSED = "ExecutionStatus != 'Running'"
+# A run that continued as new is not an end: the follow-up goes on in its next run.
+_CLOSED = "ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew'"
 
 
 def contact_key(secret: str, phone: str) -> str:
