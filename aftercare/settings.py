@@ -6,6 +6,7 @@ and production sets its own. Lists of keys are written ``id:value,id:value``.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -94,6 +95,11 @@ class Settings(BaseSettings):
     )
     lookup_secret: str | None = Field(
         default=None, description="Keys the hash that finds a follow-up from a phone number"
+    )
+    late_text_retention: timedelta = Field(
+        default=timedelta(days=30),
+        description="How long after a follow-up closed a text from its client still reaches "
+        "the clinic, through a late follow-up (ISO 8601, e.g. P30D)",
     )
 
     metrics_token: str | None = Field(

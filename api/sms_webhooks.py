@@ -23,7 +23,12 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from aftercare.followups import actions
 from aftercare.followups.errors import ActionRefused, FollowUpNotFound
-from aftercare.followups.lookup import open_escalations_with_code, open_followup_of_sender
+from aftercare.followups.lookup import (
+    closed_followup_of_sender,
+    open_escalations_with_code,
+    open_followup_of_sender,
+)
+from aftercare.followups.start import start_late_followup
 from aftercare.logs import get_logger
 from aftercare.settings import Settings
 from aftercare.trail.inbox import WebhookInbox
@@ -325,23 +330,54 @@ async def redeliver_forever(service: Intake) -> None:
 async def pass_on_client_text(
     service: Intake, client: Client, sender: str, body: str, message_sid: str | None
 ) -> str | None:
+    """A client's text goes to their open follow-up; failing that, to a late follow-up of
+    the one that last closed within the retention. The follow-up texts back (crisis line
+    included), so Twilio gets no answer of ours. A number with neither gets the crisis line.
+    A keyword Twilio answers itself (STOP, HELP...) starts no late follow-up."""
     secret = service.settings.lookup_secret
-    workflow_id = await open_followup_of_sender(client, secret, sender) if secret else None
-    if workflow_id is not None:
-        reply = ClientReply(text=body[:1600], channel=Channel.SMS, provider_message_id=message_sid)
-        try:
-            await actions.send_reply(client, workflow_id, reply)
-        except FollowUpNotFound:
-            pass
-        else:
-            intake_events.labels("inbound", "client reply").inc()
-            return None
+    reply = ClientReply(text=body[:1600], channel=Channel.SMS, provider_message_id=message_sid)
+    if secret and await passed_to_open_followup(client, secret, sender, reply):
+        intake_events.labels("inbound", "client reply").inc()
+        return None
+    keyword = normalize(body) in TWILIO_KEYWORDS
+    if secret and not keyword and await passed_to_late_followup(
+        service, client, secret, sender, reply
+    ):
+        intake_events.labels("inbound", "late reply").inc()
+        return None
     intake_events.labels("inbound", "no open follow-up").inc()
-    if normalize(body) in TWILIO_KEYWORDS:
+    if keyword:
         return None
     default = service.policies.for_clinic("default")
     return ("There is no open check-in for this number. "
             + default.crisis_line_for(default.default_language))
+
+
+async def passed_to_open_followup(
+    client: Client, secret: str, sender: str, reply: ClientReply
+) -> bool:
+    workflow_id = await open_followup_of_sender(client, secret, sender)
+    if workflow_id is None:
+        return False
+    try:
+        await actions.send_reply(client, workflow_id, reply)
+    except FollowUpNotFound:
+        return False  # it closed just now: the late follow-up takes the text
+    return True
+
+
+async def passed_to_late_followup(
+    service: Intake, client: Client, secret: str, sender: str, reply: ClientReply
+) -> bool:
+    closed_since = datetime.now(UTC) - service.settings.late_text_retention
+    closed_id = await closed_followup_of_sender(client, secret, sender, closed_since)
+    if closed_id is None:
+        return False
+    try:
+        await start_late_followup(client, service.settings, service.policies, closed_id, reply)
+    except FollowUpNotFound:
+        return False  # its history was deleted after visibility found it: nothing to go on
+    return True
 
 
 async def act_for_staff(

@@ -2,6 +2,9 @@
 finds the follow-up it started, a different event for the same session is refused.
 
 An invalid event starts nothing: it is validated before Temporal hears of it.
+
+A text after a follow-up has closed starts (or joins) its late follow-up: one per earlier
+follow-up, under the earlier id plus ``-late``, started with the text as its first signal.
 """
 
 from __future__ import annotations
@@ -22,16 +25,24 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from aftercare.followups.errors import InvalidInput, SessionConflict
-from aftercare.followups.lookup import contact_key
+from aftercare.followups.errors import FollowUpNotFound, InvalidInput, SessionConflict
+from aftercare.followups.lookup import contact_key, followup_input
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
 from aftercare.temporal.search_attributes import CLINIC, CONTACT_KEY
 from aftercare.validation import describe_validation_error
 from workflows.followup import DepartureFollowUp
-from workflows.models import DepartureEvent, FollowUpInput, legacy_followup_workflow_id
+from workflows.models import (
+    ClientReply,
+    DepartureEvent,
+    FollowUpInput,
+    legacy_followup_workflow_id,
+)
+from workflows.policy import ClinicPolicy
 
 FINGERPRINT_MEMO = "event_fingerprint"
+LATE_SUFFIX = "-late"
+CLIENT_REPLY_SIGNAL = "client_reply"  # DepartureFollowUp.client_reply
 
 
 @dataclass(frozen=True)
@@ -62,26 +73,16 @@ async def start_followup(
     legacy_id = legacy_followup_workflow_id(event.clinic_id, event.session_id)
     if legacy_id != event.workflow_id and await _started_as(client, legacy_id, fingerprint):
         return Started(legacy_id, created=False)
-    keys = [contact_key(settings.lookup_secret, event.client.phone)] if (
-        settings.lookup_secret and event.client.phone
-    ) else []
-    pairs: list[SearchAttributePair] = [SearchAttributePair(CLINIC, event.clinic_id)]
-    if keys:
-        pairs.append(SearchAttributePair(CONTACT_KEY, keys))
-    search_attributes = TypedSearchAttributes(pairs)
     try:
         await client.start_workflow(
             DepartureFollowUp.run,
-            FollowUpInput(
-                event=event,
-                policy=policies.for_clinic(event.clinic_id).for_client(event.client.language),
-            ),
+            FollowUpInput(event=event, policy=policy_for(policies, event)),
             id=event.workflow_id,
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             memo={FINGERPRINT_MEMO: fingerprint},
-            search_attributes=search_attributes,
+            search_attributes=search_attributes_for(settings, event),
         )
     except WorkflowAlreadyStartedError:
         described = await client.get_workflow_handle(event.workflow_id).describe()
@@ -92,6 +93,54 @@ async def start_followup(
             ) from None
         return Started(event.workflow_id, created=False)
     return Started(event.workflow_id, created=True)
+
+
+async def start_late_followup(
+    client: Client, settings: Settings, policies: PolicyBook, closed_id: str, reply: ClientReply
+) -> str:
+    """Hand a client's text to the late follow-up of the closed follow-up ``closed_id``:
+    start it with the text as its first signal, or, while it runs, only signal it. A late
+    follow-up that has closed itself starts a new run under the same id."""
+    earlier_id = closed_id.removesuffix(LATE_SUFFIX)
+    event = await departure_of(client, closed_id)
+    late_id = earlier_id + LATE_SUFFIX
+    await client.start_workflow(
+        DepartureFollowUp.run,
+        FollowUpInput(event=event, policy=policy_for(policies, event), late_reply_to=earlier_id),
+        id=late_id,
+        task_queue=settings.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=search_attributes_for(settings, event),
+        start_signal=CLIENT_REPLY_SIGNAL,
+        start_signal_args=[reply],
+    )
+    return late_id
+
+
+async def departure_of(client: Client, workflow_id: str) -> DepartureEvent:
+    """The departure event a follow-up was started with; FollowUpNotFound once Temporal
+    has deleted its history (past the namespace's retention)."""
+    try:
+        return (await followup_input(client, workflow_id)).event
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise FollowUpNotFound(f"no follow-up with id {workflow_id}") from None
+        raise
+
+
+def policy_for(policies: PolicyBook, event: DepartureEvent) -> ClinicPolicy:
+    """The clinic's policy as it is now, in the client's language."""
+    return policies.for_clinic(event.clinic_id).for_client(event.client.language)
+
+
+def search_attributes_for(settings: Settings, event: DepartureEvent) -> TypedSearchAttributes:
+    """The clinic, and the keyed hash that finds the follow-up from the client's number."""
+    pairs: list[SearchAttributePair] = [SearchAttributePair(CLINIC, event.clinic_id)]
+    if settings.lookup_secret and event.client.phone:
+        key = contact_key(settings.lookup_secret, event.client.phone)
+        pairs.append(SearchAttributePair(CONTACT_KEY, [key]))
+    return TypedSearchAttributes(pairs)
 
 
 async def _started_as(client: Client, workflow_id: str, fingerprint: str) -> bool:
