@@ -26,13 +26,13 @@ from workflows.models import ClientReply
 # - a timer for the check-in's acceptance, cancelled when the provider takes it (2);
 # - its audit batches as regular activities, so that only entries of tasks the server
 #   accepted reach the store: 3 events each, and the workflow task their completion wakes
-#   when nothing else does (a batch per burst of steps: 5 to 7 here).
+#   when nothing else does (a batch per burst of steps and per new phase: 6 to 9 here).
 # No patch markers and no search-attribute upserts: version 1 has no patches, and phases
 # are read from the stored view. 96 to 112, measured. 120 leaves room for a signal racing a
 # completion, not for an audit write per step (17 steps) or a timer per record.
 HAPPY_PATH_EVENT_BUDGET = 120
 # Entries reach the audit store in batches, one in flight at a time: never one per step.
-AUDIT_BATCHES = 8
+AUDIT_BATCHES = 10
 # The time-skipping test server records these; a production history has none.
 TEST_SERVER_ONLY = {"WORKFLOW_EXECUTION_OPTIONS_UPDATED",
                     "WORKFLOW_EXECUTION_TIME_SKIPPING_TRANSITIONED"}
