@@ -283,6 +283,11 @@ async def test_ok_during_a_no_reply_escalation_stops_the_emergency_contact_notic
     assert "emergency_contact_notified" not in [e.step for e in status.trail]
     await ack_and_resolve(handle, "t-backup")
     await followups.finish(handle)
+    # What each mail to the backup is says so in its subject: a page needs them, the
+    # all-clear does not.
+    page, all_clear = [m.message["Subject"] for m in followups.mail.sent_to(BACKUP_EMAIL)]
+    assert "needs attention" in page
+    assert "resolved, no action needed" in all_clear and "needs attention" not in all_clear
 
 
 async def test_a_check_in_accepted_late_gives_the_client_a_whole_window(
