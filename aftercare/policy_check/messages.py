@@ -1,7 +1,7 @@
 """The messages a clinic sends: one in every language it serves, and no text to a client
 longer than two SMS segments, crisis line included, as Twilio counts them.
 
-Texts are rendered as the follow-up renders them (``workflows/outreach.py``): the template
+Texts are rendered as the follow-up renders them (``workflows/outbox.py``): the template
 filled in, then a new line and the crisis line of that language. The client's first name
 is ``SAMPLE_FIRST_NAME``, a long name in plain letters: a name with a letter outside the
 GSM-7 alphabet (``María``) turns any text into UCS-2, which no template can rule out.
