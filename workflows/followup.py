@@ -93,6 +93,7 @@ class DepartureFollowUp:
         self.reply_for_review = carried.reply_for_review
         self.chosen_slot: datetime | None = None
         self.declined = False
+        self.booked = False
         self.slots: list[datetime] = []
         self.resolution: Resolve | None = None
         self.cancellation: Cancel | None = None
@@ -134,6 +135,7 @@ class DepartureFollowUp:
                     await self.offer_reschedule()
                     await self.until_escalation_resolved()
                 self.next_step = NextStep.LISTEN
+                self.debrief_therapist()
             await self.listen()
         except FollowUpCancelled:
             pass
@@ -282,8 +284,23 @@ class DepartureFollowUp:
             self.ask_staff(Reason.BOOKING_FAILED)
             return
         self.trail.record("booking_confirmed", outcome=confirmation.booking_id or "booked")
+        self.booked = True
         self.outbox.to_client("booking_confirmed",
                               slot=self.slot_label(self.slots.index(slot)))
+
+    def debrief_therapist(self) -> None:
+        """The treating therapist hears how the follow-up ended and whether a session is
+        booked: nothing clinical beyond what they already know, in the clinic's language."""
+        therapist = self.event.therapist_id
+        if not (self.policy.therapist_debrief and therapist in self.policy.staff):
+            return
+        templates = self.policy.templates[self.policy.default_language]
+        booked = (templates.debrief_booked.format(
+                      slot=self.slot_label(self.slots.index(self.chosen_slot)))
+                  if self.booked else templates.debrief_not_booked)
+        outcome = "client unreachable" if self.unreachable else self.closing_reason()
+        self.outbox.to_staff("staff_debrief", therapist, self.event.session_id,
+                             outcome=outcome, booked=booked)
 
     async def listen(self) -> None:
         """The protocol is done, but for a while a text from the client still reaches the

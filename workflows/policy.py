@@ -276,6 +276,12 @@ class ClinicPolicy(PolicyModel):
         default=timedelta(days=3),
         description="How long a closed follow-up still acts on the client's texts",
     )
+    therapist_debrief: bool = Field(
+        default=True,
+        description="When the protocol ends, tell the treating therapist (the event's "
+        "therapist_id, a staff member of this policy) how it ended and whether a session "
+        "is booked",
+    )
     sms_keywords_answered_by_provider: bool = Field(
         default=True,
         description="Twilio's (Advanced) Opt-Out answers HELP, START and STOP texts itself; "

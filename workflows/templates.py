@@ -40,6 +40,10 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "subject_staff_resolved": _TO_STAFF,
     "subject_staff_cancelled": _TO_STAFF,
     "subject_staff_reminder": _TO_STAFF,
+    "staff_debrief": _TO_STAFF | {"outcome", "booked"},
+    "debrief_booked": frozenset({"slot"}),
+    "debrief_not_booked": frozenset(),
+    "subject_staff_debrief": _TO_STAFF,
 }
 
 # Values of the same types the workflow passes, to try a template's format specs on.
@@ -102,6 +106,13 @@ class MessageTemplates(BaseModel):
     subject_staff_resolved: str = "Aftercare: follow-up {ref} resolved, no action needed"
     subject_staff_cancelled: str = "Aftercare: follow-up {ref} closed by staff, no action needed"
     subject_staff_reminder: str = "Aftercare: follow-up {ref} acknowledged, still to resolve"
+    # To the treating therapist when the protocol ends; {ref} is the session's id.
+    staff_debrief: str = (
+        "Aftercare {clinic}: the follow-up after session {ref} has ended: {outcome}. "
+        "{booked} Please plan the next session with your client.")
+    debrief_booked: str = "Next session booked: {slot}."
+    debrief_not_booked: str = "No session is booked yet."
+    subject_staff_debrief: str = "Aftercare: how the follow-up after session {ref} ended"
 
     @field_validator(*PLACEHOLDERS)
     @classmethod
@@ -212,6 +223,12 @@ DEFAULT_TEMPLATES: dict[str, MessageTemplates] = {
         subject_staff_cancelled=(
             "Aftercare: seguimiento {ref} cerrado por el personal, nada que hacer"),
         subject_staff_reminder="Aftercare: seguimiento {ref} reconocido, falta resolverlo",
+        staff_debrief=(
+            "Aftercare {clinic}: el seguimiento tras la sesión {ref} terminó: {outcome}. "
+            "{booked} Por favor, planifique la próxima sesión con su cliente."),
+        debrief_booked="Próxima sesión reservada: {slot}.",
+        debrief_not_booked="Aún no hay sesión reservada.",
+        subject_staff_debrief="Aftercare: cómo terminó el seguimiento tras la sesión {ref}",
     ),
 }
 
