@@ -28,6 +28,7 @@ from tests.followup_harness import (
     steps_in_order,
 )
 from tests.test_followup import checked_in, reply
+from worker import running_worker
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
     Acknowledge,
@@ -332,3 +333,32 @@ async def test_a_check_in_never_accepted_pages_staff_and_sends_no_reminder(
     assert not followups.texts_to(CLIENT_PHONE), "a late check-in is withdrawn once staff close it"
     assert [e.outcome for e in outcome.trail if e.step == "checkin_failed"][-1] == "withdrawn"
 
+
+
+async def test_ok_in_the_same_task_as_the_window_ending_is_safe(followups_without_worker):
+    followups = followups_without_worker
+    seconds = {"checkin_delay": {"low": "PT1S", "moderate": "PT1S", "high": "PT1S"},
+               "response_window": {"low": "PT5S", "moderate": "PT5S", "high": "PT5S",
+                                   "imminent": "PT5S"},
+               "reminders": []}
+    async with running_worker(followups.client, followups.settings):
+        handle = await followups.start(make_event(), **seconds)
+        await followups.until_step(handle, "checkin_sent")
+    # No worker: the window ends and the "OK" arrives; the next worker gets both in one task.
+    await asyncio.sleep(6)
+    await send_text(handle, "OK")
+    async with running_worker(followups.client, followups.settings):
+        status = await followups.until_step(handle, "glad_you_are_ok_sent")
+        assert "no_reply" not in [e.step for e in status.trail]
+        assert status.escalation is None
+        assert not followups.texts_to(ON_CALL_PHONE)
+        kinds = [e.event_type for e in (await handle.fetch_history()).events]
+        signaled = kinds.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+        started = kinds.index(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED, signaled)
+        before = max(i for i in range(signaled)
+                     if kinds[i] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+        assert EventType.EVENT_TYPE_TIMER_FIRED in kinds[before:started], (
+            "the window's end and the text reached the worker in one task")
+        await handle.execute_update(DepartureFollowUp.cancel,
+                                    Cancel(staff_id="t-oncall", reason="test over"))
+        await followups.finish(handle)
