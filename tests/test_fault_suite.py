@@ -109,8 +109,12 @@ async def step_seen(handle: WorkflowHandle, step: str) -> FollowUpStatus | None:
 
 
 def page_due(status: FollowUpStatus) -> datetime:
-    """When the no-reply page falls due by the protocol: the check-in's planned time plus the
-    response window (the trail records the plan in ``checkin_scheduled``)."""
+    """When the no-reply page falls due by the protocol: the response window counts from the
+    check-in's acceptance; a check-in no channel took pages at the end of the window it was
+    planned for (the trail records the plan in ``checkin_scheduled``)."""
+    accepted = [e.at for e in status.trail if e.step == "checkin_sent"]
+    if accepted:
+        return accepted[0] + RESPONSE_WINDOW
     [scheduled] = [e for e in status.trail if e.step == "checkin_scheduled"]
     return datetime.fromisoformat(scheduled.detail["due"]) + RESPONSE_WINDOW
 
