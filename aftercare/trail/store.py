@@ -38,7 +38,6 @@ from aftercare.trail.schema import (
     audit_entries,
     deliveries,
     followup_views,
-    send_attempts,
     staff_notes,
     used_links,
 )
@@ -349,32 +348,6 @@ class AuditStore:
                     f"{existing.provider_message_id}, now reported as "
                     f"{delivery.provider_message_id}"
                 )
-
-    async def record_send_attempt(
-        self, workflow_id: str, message_key: str, attempt: int, started_at: datetime
-    ) -> None:
-        """Note that a message is about to reach the provider. The first note of an attempt
-        stands: it marks the earliest moment the message may have gone out."""
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(send_attempts.insert().values(
-                    workflow_id=workflow_id, message_key=message_key, attempt=attempt,
-                    started_at=started_at,
-                ))
-        except IntegrityError:
-            pass
-
-    async def first_send_attempt(self, workflow_id: str, message_key: str) -> datetime | None:
-        """When the message first headed for the provider, or None if it never did."""
-        query = (
-            sa.select(send_attempts.c.started_at)
-            .where(send_attempts.c.workflow_id == workflow_id,
-                   send_attempts.c.message_key == message_key)
-            .order_by(send_attempts.c.started_at)
-            .limit(1)
-        )
-        async with self._reader.connect() as conn:
-            return await conn.scalar(query)
 
     async def provider_message_ids(self, workflow_id: str) -> set[str]:
         """Every provider message id recorded for the follow-up, under any message key."""
