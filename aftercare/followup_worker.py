@@ -18,6 +18,7 @@ from activities.sms import SmsActivities
 from aftercare.metrics import AftercareMetrics
 from aftercare.settings import Settings
 from aftercare.temporal.codec import EncryptionCodec
+from aftercare.temporal.stale_query_guard import StaleQueryGuard
 from aftercare.trail.store import AuditStore
 from workflows.followup import DepartureFollowUp
 from workflows.sandbox import workflow_runner
@@ -44,7 +45,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             client,
             task_queue=settings.task_queue,
             workflows=[DepartureFollowUp],
-            workflow_runner=workflow_runner(),
+            workflow_runner=StaleQueryGuard(workflow_runner()),
             activities=[
                 sms.send_sms,
                 email.send_email,

@@ -32,6 +32,7 @@ from workflows.followup import DepartureFollowUp
 from workflows.trail import first_break
 
 REPO = Path(__file__).parents[1]
+UNREPLAYABLE_DIR = REPO / ".test-results" / "unreplayable"
 ON_CALL_PHONE = "+15555550100"  # the demo clinic's on-call
 ON_CALL_EMAIL = "oncall@demo.example"
 
@@ -213,4 +214,10 @@ async def replays(client: Client, handle: WorkflowHandle, store: AuditStore,
     stored = await store.entries(handle.id)
     report = await replay_and_compare(history, stored, data_converter(settings),
                                       [DepartureFollowUp])
+    if report.discrepancies:
+        # Kept for whoever reads the failure: `temporal workflow show --output json` form.
+        kept = UNREPLAYABLE_DIR / f"{handle.id}.json"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(history.to_json())
+        return [*report.discrepancies, f"history kept in {kept.relative_to(REPO)}"]
     return report.discrepancies
