@@ -14,10 +14,11 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 
 from tests.fixtures.followups import closed_followup
 from tests.followup_harness import make_event
+from tests.test_long_escalation import SECONDS_ESCALATION, short_histories  # noqa: F401
 from workflows.followup import DepartureFollowUp
 from workflows.models import Acknowledge, ClientReply, Resolve
 
@@ -28,6 +29,10 @@ async def save(handle: WorkflowHandle, scenario: str) -> None:
     """Write the history under a name no earlier recording has: a second recording on the
     same day gets a number, so the code an earlier file proves stays proven."""
     history = await handle.fetch_history()
+    await save_history(history, scenario)
+
+
+async def save_history(history: WorkflowHistory, scenario: str) -> None:
     stem = f"followup-{scenario}-{date.today().isoformat()}"
     path = HISTORIES / f"{stem}.json"
     number = 1
@@ -97,6 +102,25 @@ async def test_record_a_text_while_listening_that_pages(followups):
                                 Resolve(staff_id="t-oncall", outcome="reached_client"))
     await followups.finish(handle)
     await save(handle, "listening")
+
+
+async def test_record_an_escalation_that_hands_on_to_a_new_run(short_histories):  # noqa: F811
+    """Both runs: the first ends by handing on, the second starts from what it carried."""
+    followups = short_histories
+    handle = await followups.start(
+        make_event("imminent"), escalation=SECONDS_ESCALATION, listen_after_close="PT1S",
+        reschedule={"slots": [{"after": "P1D", "at": "10:00"}], "offer_window": "PT1S"})
+    first_run = (await handle.describe()).run_id
+    await followups.until(handle, lambda s: "continued" in [e.step for e in s.trail],
+                          "the follow-up handed on to a new run", timeout=120)
+    latest = followups.client.get_workflow_handle_for(DepartureFollowUp.run, handle.id)
+    await latest.execute_update(DepartureFollowUp.acknowledge, Acknowledge(staff_id="t-oncall"))
+    await latest.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-oncall", outcome="reached_client"))
+    await latest.result()
+    first = followups.client.get_workflow_handle(handle.id, run_id=first_run)
+    await save_history(await first.fetch_history(), "hand-on-first-run")
+    await save(latest, "hand-on-second-run")
 
 
 if __name__ == "__main__":
