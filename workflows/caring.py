@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from temporalio import workflow
 
@@ -42,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
         SeriesState,
     )
     from workflows.outbox import Outbox, staff_recipient
-    from workflows.policy import day_after
+    from workflows.policy import local_label
     from workflows.staff_actions import refuse, staff_problem
     from workflows.trail import TrailWriter
 
@@ -114,12 +113,8 @@ class CaringContacts:
     def send_time(self, index: int) -> datetime:
         """The message's day from the schedule, at a time drawn within the client's waking
         hours (``workflow.random``: the same on replay), moved out of quiet hours."""
-        zone = ZoneInfo(self.event.client.timezone)
-        day = day_after(self.started_at.astimezone(zone).date(), self.options.schedule[index])
-        window = self.options.send_between
-        opens = datetime.combine(day, window.start, tzinfo=zone)
-        minutes = int((datetime.combine(day, window.end, tzinfo=zone) - opens)
-                      / timedelta(minutes=1))
+        opens, minutes = self.options.send_window(self.started_at, index,
+                                                  self.event.client.timezone)
         at = max(opens + timedelta(minutes=workflow.random().randrange(max(minutes, 1))),
                  workflow.now())
         return self.calendar.quiet_hours_end(at) or at
@@ -128,8 +123,10 @@ class CaringContacts:
         last = len(self.options.schedule) - 1
         kind = "caring_first" if index == 0 else "caring_last" if index == last else (
             "caring_contact")
-        self.trail.record("caring_contact_due", outcome=kind,
-                          detail={"message": str(index + 1), "of": str(last + 1)})
+        assert self.next_send_at is not None
+        self.trail.record("caring_contact_due", outcome=kind, detail={
+            "message": str(index + 1), "of": str(last + 1),
+            "scheduled": self.next_send_at.isoformat()})
         self.next_message, self.sent_in_this_run = index + 1, self.sent_in_this_run + 1
         message = self.outbox.to_client(kind, lasting=MESSAGE_LASTING)
         await workflow.wait_condition(message.done)
@@ -232,9 +229,8 @@ class CaringContacts:
         self.trail.record("reply_for_review", recipient=reviewer and staff_recipient(reviewer),
                           outcome="staff to read", detail={"due": self.review_due.isoformat()})
         if reviewer is not None:
-            due = self.review_due.astimezone(ZoneInfo(self.policy.timezone))
             self.outbox.to_staff("staff_caring_reply", reviewer, self.trail.workflow_id,
-                                 due=f"{due:%Y-%m-%d %H:%M}")
+                                 due=local_label(self.review_due, self.policy.timezone))
 
     def watch_review(self) -> None:
         async def until_read() -> None:

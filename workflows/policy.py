@@ -302,6 +302,20 @@ class CaringContacts(PolicyModel):
     def reviewer_for(self, policy: ClinicPolicy) -> str | None:
         return self.reviewer or policy.clinic_lead
 
+    def send_window(self, started_at: datetime, index: int, tz: str) -> tuple[datetime, int]:
+        """When message ``index``'s waking window opens in the client's zone ``tz``, on its
+        day of the schedule counted from ``started_at``, and how many minutes it lasts."""
+        zone = ZoneInfo(tz)
+        day = day_after(started_at.astimezone(zone).date(), self.schedule[index])
+        opens = datetime.combine(day, self.send_between.start, tzinfo=zone)
+        closes = datetime.combine(day, self.send_between.end, tzinfo=zone)
+        return opens.astimezone(started_at.tzinfo), int((closes - opens) / timedelta(minutes=1))
+
+
+def local_label(at: datetime, tz: str) -> str:
+    """A moment as staff read it in the clinic's zone: ``2026-11-23 17:00``."""
+    return f"{at.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M}"
+
 
 def _is_loopback_host(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
