@@ -50,6 +50,7 @@ CARING_POLICY: dict[str, Any] = {
     "reschedule": {"slots": []},  # nothing to book: the follow-up ends unbooked
     "listen_after_close": "PT1H",
 }
+HISTORY_BOUND = 200
 FIRST_LINE = "No need to reply; we read replies on weekdays. Text STOP"
 
 
@@ -153,3 +154,166 @@ async def test_an_unbooked_followup_starts_the_series_which_sends_on_schedule_in
     await actions.stop_caring_contacts(followups.client, followup.id,
                                        Cancel(staff_id="t-lead", reason="end of test"))
     await series.result()
+
+
+async def test_stop_ends_the_series_at_once(followups: FollowUpHarness):
+    _, series = await unbooked_followup_then_series(followups)
+    await through_message(followups, series, 1)
+    texts_before = len(followups.texts_to(CLIENT_PHONE))
+
+    await reply(followups, series, "STOP")
+    outcome = await series.result()
+
+    assert outcome.state is SeriesState.STOPPED and outcome.why == "client opted out"
+    assert outcome.messages_sent == 1
+    steps = [e.step for e in outcome.trail]
+    assert steps[-1] == "closed" and "series_stopped" in steps
+    (stopped,) = [e for e in outcome.trail if e.step == "series_stopped"]
+    assert stopped.actor == "client"
+    assert len(followups.texts_to(CLIENT_PHONE)) == texts_before, "STOP is not answered"
+    assert not [e for e in outcome.trail if e.step == "reply_for_review"]
+
+
+async def test_a_crisis_text_in_month_four_pages_the_on_call_at_once_and_sends_the_crisis_line(
+    followups: FollowUpHarness,
+):
+    _, series = await unbooked_followup_then_series(followups)
+    await through_message(followups, series, 6)  # day 1, week 1, months 1 to 4
+    due = scheduled((await followups.status(series)).trail)[-1]
+    assert local(due).date() == day_after(
+        local((await followups.status(series)).trail[0].at).date(), "P4M")
+    pages_before = len(followups.texts_to(ON_CALL_PHONE))
+    texts_before = len(followups.texts_to(CLIENT_PHONE))
+
+    # The text reaches the series the way the SMS webhook routes it: by the sender's number.
+    found = await open_followup_of_sender(followups.client, followups.settings.lookup_secret,
+                                          CLIENT_PHONE)
+    assert found == series.id
+    await actions.send_reply(followups.client, found,
+                             ClientReply(text="i want to end it all tonight", channel="sms"))
+    status = await followups.until(
+        series, lambda s: {"staff_page_sent", "crisis_resources_sent"}
+        <= {e.step for e in s.trail}, "the on-call paged and the crisis line sent")
+
+    (page,) = followups.texts_to(ON_CALL_PHONE)[pages_before:]
+    assert "crisis words in a reply" in page
+    (crisis_text,) = followups.texts_to(CLIENT_PHONE)[texts_before:]
+    assert "You are not alone" in crisis_text and "988" in crisis_text
+    (started,) = [e for e in status.trail if e.step == "escalation_started"]
+    (received,) = [e for e in status.trail if e.step == "reply_received"]
+    (paged,) = [e for e in status.trail if e.step == "staff_page_sent"]
+    assert received.outcome == "crisis_words" and started.outcome == "crisis words in a reply"
+    assert paged.recipient == "staff:t-oncall" and paged.at - received.at < timedelta(minutes=1)
+    assert status.phase.value == "escalating"
+
+    code = status.escalation.code
+    await actions.acknowledge(followups.client, series.id,
+                              Acknowledge(staff_id="t-oncall", code=code))
+    await actions.resolve(followups.client, series.id,
+                          Resolve(staff_id="t-oncall", outcome=ResolutionOutcome.REACHED_CLIENT))
+    status = await followups.until_step(series, "resolved")
+    assert status.caring_contacts.state is SeriesState.ACTIVE, "the series goes on"
+    await actions.stop_caring_contacts(followups.client, series.id,
+                                       Cancel(staff_id="t-lead", reason="end of test"))
+    await series.result()
+
+
+async def test_a_neutral_reply_goes_to_staff_to_read_with_no_crisis_text(
+    followups: FollowUpHarness,
+):
+    _, series = await unbooked_followup_then_series(followups)
+    await through_message(followups, series, 1)
+    texts_before = len(followups.texts_to(CLIENT_PHONE))
+    pages_before = len(followups.texts_to(ON_CALL_PHONE))
+
+    await reply(followups, series, "thank you, that was kind. rough week")
+    status = await followups.until_step(series, "staff_caring_reply_sent")
+
+    (notice,) = followups.mails_to(LEAD_EMAIL)
+    assert series.id in notice and "acknowledge it by" in notice
+    assert "rough week" not in notice, "the reply itself is read in the console, not mailed"
+    assert len(followups.texts_to(CLIENT_PHONE)) == texts_before, "no automatic answer"
+    assert len(followups.texts_to(ON_CALL_PHONE)) == pages_before, "nobody is paged"
+    steps = [e.step for e in status.trail]
+    assert "escalation_started" not in steps and "crisis_resources_sent" not in steps
+    (review,) = [e for e in status.trail if e.step == "reply_for_review"]
+    assert review.recipient == "staff:t-lead"
+    due = datetime.fromisoformat(review.detail["due"])
+    assert due.astimezone(ZoneInfo("America/New_York")).time() == time(17, 0)
+    assert due.astimezone(ZoneInfo("America/New_York")).weekday() < 5
+    assert status.reply_for_review == "thank you, that was kind. rough week"
+    assert status.caring_contacts.review_due == due
+
+    result = await actions.acknowledge(followups.client, series.id,
+                                       Acknowledge(staff_id="t-lead"))
+    assert result.message == "reply read by t-lead"
+    status = await followups.until_step(series, "reply_read")
+    assert status.caring_contacts.review_due is None
+    await actions.stop_caring_contacts(followups.client, series.id,
+                                       Cancel(staff_id="t-lead", reason="end of test"))
+    await series.result()
+
+
+async def test_staff_stop_the_series_with_a_reason(followups: FollowUpHarness):
+    followup, series = await unbooked_followup_then_series(followups)
+    await through_message(followups, series, 1)
+    texts_before = len(followups.texts_to(CLIENT_PHONE))
+
+    with pytest.raises(ActionRefused, match="t-nobody is not a staff member"):
+        await actions.stop_caring_contacts(followups.client, followup.id,
+                                           Cancel(staff_id="t-nobody", reason="x"))
+    result = await actions.stop_caring_contacts(
+        followups.client, followup.id, Cancel(staff_id="t-lead", reason="client came back"))
+    assert result.message == "stopped by t-lead"
+    outcome = await series.result()
+
+    assert outcome.state is SeriesState.STOPPED and outcome.why == "stopped by staff"
+    (stopped,) = [e for e in outcome.trail if e.step == "series_stopped"]
+    assert stopped.actor == "staff" and stopped.recipient == "staff:t-lead"
+    assert "client came back" not in str(stopped), "staff free text stays out of the trail"
+    (note,) = await followups.store.notes(series.id)
+    assert note.staff_id == "t-lead" and note.audit_seq == stopped.seq
+    assert len(followups.texts_to(CLIENT_PHONE)) == texts_before
+
+
+async def test_a_year_long_series_ends_with_its_last_message_in_short_runs_that_replay_and_verify(
+    followups: FollowUpHarness,
+):
+    followup, series = await unbooked_followup_then_series(followups)
+    texts_before = len(followups.texts_to(CLIENT_PHONE))
+
+    outcome = await followups.finish(series, timeout=180)
+
+    assert outcome.state is SeriesState.ENDED and outcome.messages_sent == len(COMTOIS_SCHEDULE)
+    texts = followups.texts_to(CLIENT_PHONE)[texts_before:]
+    assert len(texts) == len(COMTOIS_SCHEDULE)
+    assert "last of our messages" in texts[-1]
+    assert all("last" not in text for text in texts[:-1])
+    sends = caring_sends(outcome.trail)
+    assert [e.step for e in sends] == (["caring_first_sent"] + ["caring_contact_sent"] * 8
+                                       + ["caring_last_sent"])
+    last_due = scheduled(outcome.trail)[-1]
+    assert local(last_due).date() == day_after(local(outcome.trail[0].at).date(), "P12M")
+    assert [e.step for e in outcome.trail][-2:] == ["series_ended", "closed"]
+
+    # Bounded history: a new run every few messages, each run's history short.
+    runs = [run async for run in followups.client.list_workflows(f"WorkflowId = '{series.id}'")]
+    assert len(runs) >= 4, "the series continued as new"
+    converter = data_converter(followups.settings)
+    stored = await followups.store.entries(series.id)
+    assert first_break(stored) is None, "the stored chain verifies"
+    assert stored == outcome.trail
+    for run in runs:
+        history = await followups.client.get_workflow_handle(
+            series.id, run_id=run.run_id).fetch_history()
+        assert len(history.events) < HISTORY_BOUND, (run.run_id, len(history.events))
+        report = await replay_and_compare(history, stored, converter,
+                                          [DepartureFollowUp, CaringContacts])
+        assert report.discrepancies == [], run.run_id
+
+    # What people read comes from the store: the follow-up shows its ended series.
+    status = await read_status(followups.store, EncryptionCodec(followups.settings.encryption_keys),
+                               followup.id)
+    assert status.caring_contacts is not None
+    assert status.caring_contacts.state is SeriesState.ENDED
+    assert status.caring_contacts.messages_sent == len(COMTOIS_SCHEDULE)
