@@ -23,6 +23,7 @@ from tests.followup_harness import (
     ON_CALL_PHONE,
     FollowUpHarness,
     make_event,
+    policy_document,
 )
 from tests.test_followup import checked_in, reply
 from workflows.caring import CaringContacts
@@ -317,3 +318,32 @@ async def test_a_year_long_series_ends_with_its_last_message_in_short_runs_that_
     assert status.caring_contacts is not None
     assert status.caring_contacts.state is SeriesState.ENDED
     assert status.caring_contacts.messages_sent == len(COMTOIS_SCHEDULE)
+
+
+def test_the_policy_check_names_a_series_that_goes_backwards_or_whose_replies_nobody_reads():
+    from aftercare.policy_check import clinic_problems
+    from workflows.policy import ClinicPolicy
+    from workflows.templates import DEFAULT_TEMPLATES
+
+    def problems(caring: dict[str, Any], **policy: Any) -> list[str]:
+        return clinic_problems(ClinicPolicy.model_validate(
+            {**policy_document(**policy), "clinic_id": "clinic-42",
+             "caring_contacts": {"enabled": True, **caring}}))
+
+    assert problems({}) == []
+    assert problems({"schedule": ["P1M", "P7D"]}) == [
+        "caring_contacts.schedule.1: P7D is not after P1M: each message comes later than "
+        "the one before"]
+    assert problems({"schedule": ["P1D", "P6Y"]}) == [
+        "caring_contacts.schedule.1: P6Y is longer than P5Y, the longest allowed"]
+    assert problems({"send_between": {"start": "22:00", "end": "23:30"}},
+                    quiet_hours=QUIET_HOURS) == [
+        "caring_contacts.send_between: falls wholly in quiet_hours: every message would "
+        "wait for their end"]
+    assert problems({}, clinic_lead=None) == [
+        "escalation.levels.2: nobody reachable: clinic_lead: clinic_lead is not set",
+        "caring_contacts.reviewer: nobody reads replies: set a reviewer or clinic_lead"]
+    long_spanish = {**DEFAULT_TEMPLATES["es"].model_dump(), "caring_last": "Hola " * 60}
+    assert [p.split(":")[0] for p in problems(
+        {}, templates={"en": DEFAULT_TEMPLATES["en"].model_dump(), "es": long_spanish},
+        languages=["es"])] == ["templates.es.caring_last"]
