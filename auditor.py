@@ -53,6 +53,7 @@ from aftercare.trail.replay import (
 )
 from aftercare.trail.store import AuditStore
 from aftercare.trail.verification import verify_chain
+from workflows.caring import CaringContacts
 from workflows.followup import DepartureFollowUp
 
 EXIT_OK, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
@@ -263,7 +264,7 @@ async def _notes(
 
 # --- replay -----------------------------------------------------------------------------
 
-REPLAYED_WORKFLOWS: tuple[type, ...] = (DepartureFollowUp,)
+REPLAYED_WORKFLOWS: tuple[type, ...] = (DepartureFollowUp, CaringContacts)
 """Today's workflow code, which every replayed history must still fit."""
 
 

@@ -1,4 +1,5 @@
-"""The worker's parts: the follow-up workflow and the activities it drives, polling a task
+"""The worker's parts: the follow-up workflow, the Caring Contacts series that may follow
+it, and the activities they drive, polling a task
 queue. ``worker.py`` runs it as a service; the policy simulation runs it on a private server."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aftercare.settings import Settings
 from aftercare.temporal.codec import EncryptionCodec
 from aftercare.temporal.stale_query_guard import StaleQueryGuard
 from aftercare.trail.store import AuditStore
+from workflows.caring import CaringContacts
 from workflows.followup import DepartureFollowUp
 from workflows.sandbox import workflow_runner
 
@@ -44,7 +46,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         worker = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[DepartureFollowUp],
+            workflows=[DepartureFollowUp, CaringContacts],
             workflow_runner=StaleQueryGuard(workflow_runner()),
             activities=[
                 sms.send_sms,

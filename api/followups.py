@@ -193,6 +193,19 @@ async def cancel_followup(
 
 
 @router.post(
+    "/followups/{workflow_id}/caring-contacts/stop", response_model=ActionResult,
+    responses=ACTION_ERRORS,
+)
+async def stop_caring_contacts(
+    workflow_id: WorkflowId, stop: Cancel, clinic_id: CallingClinic, service: Service
+) -> ActionResult:
+    """Stop the Caring Contacts series that followed this follow-up (``workflow_id`` may
+    also be the series' own id): no more messages; an open escalation stays open."""
+    return await act_on_followup(service, clinic_id, actions.series_of(workflow_id),
+                                 actions.stop_caring_contacts, stop)
+
+
+@router.post(
     "/followups/{workflow_id}/reply",
     status_code=202,
     response_model=ReplyAccepted,

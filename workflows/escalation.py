@@ -13,10 +13,11 @@ reason, and never after the client answered the silence that was the reason.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
     from workflows.calendar import wait_until
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.outbox import (
         EMERGENCY_CONTACT,
         PERSISTENT_DEADLINE,
+        SEND_DEADLINE,
         Outbox,
         staff_recipient,
     )
@@ -55,6 +57,12 @@ class Reason:
     @classmethod
     def more_urgent(cls, reason: str, than: str) -> bool:
         return cls.URGENCY.index(reason) < cls.URGENCY.index(than)
+
+
+# Staff answer a page by texting "ACK <code>": the code finds the workflow that paged them.
+ACK_CODE = SearchAttributeKey.for_keyword("AftercareAckCode")
+# Crisis resources no channel accepted are tried again after this, while staff work.
+CRISIS_RESOURCES_RETRY = timedelta(minutes=1)
 
 
 class Escalation:
@@ -272,3 +280,61 @@ def nobody_reachable(sends: list[asyncio.Task[Any]] | None) -> bool:
     return sends is not None and all(task.done() and (task.cancelled() or not task.result())
                                      for task in sends)
 
+
+
+class StaffCalls:
+    """Who owns the escalations of one workflow (a follow-up, or the Caring Contacts series
+    after it): a reason opens one, or raises the one already out; a crisis also keeps the
+    client's crisis resources going until a channel takes them."""
+
+    def __init__(self, policy: ClinicPolicy, outbox: Outbox, trail: TrailWriter,
+                 carried: EscalationState | None = None) -> None:
+        self.policy = policy
+        self.outbox = outbox
+        self.trail = trail
+        self.escalation = carried and Escalation(carried, policy, outbox, trail)
+        self.opened = 1 if carried else 0
+        self.crisis_resources: asyncio.Task[bool] | None = None
+
+    def is_open(self) -> bool:
+        return self.escalation is not None and not self.escalation.resolved
+
+    def ask(self, reason: str) -> None:
+        """Page for ``reason`` now. With a chain already out, a more urgent reason is paged
+        at its current level; a crisis restarts it from level 1 (or pages level 1 and the
+        acknowledger) and re-sends the client crisis resources, whatever else is open."""
+        esc = self.escalation
+        if esc is not None and self.is_open():
+            if reason == Reason.CRISIS_WORDS or Reason.more_urgent(reason, esc.state.reason):
+                esc.raise_to(reason)
+        else:
+            esc = self.escalation = Escalation(
+                EscalationState(reason=reason, code=self.new_code(), started_at=workflow.now()),
+                self.policy, self.outbox, self.trail)
+            self.opened += 1
+            self.trail.record("escalation_started", outcome=reason,
+                              detail={"code": esc.state.code})
+            workflow.upsert_search_attributes([ACK_CODE.value_set(esc.state.code)])
+            esc.start()  # pages go out before anything the client is sent
+        if reason in Reason.CONTACT_AT_ONCE:
+            self.send_crisis_resources(esc)
+
+    def send_crisis_resources(self, esc: Escalation) -> None:
+        """Until some channel accepts them, for as long as the escalation is open."""
+        if self.crisis_resources is not None and not self.crisis_resources.done():
+            return
+
+        async def until_accepted() -> bool:
+            while not esc.resolved:
+                if await self.outbox.message_client("crisis_resources", [], SEND_DEADLINE,
+                                                    None):
+                    return True
+                await wait_until(workflow.now() + CRISIS_RESOURCES_RETRY, lambda: esc.resolved)
+            return False
+
+        self.crisis_resources = self.outbox.fire(until_accepted(), False, "crisis_resources",
+                                                 "client")
+        self.outbox.client_tasks.append(self.crisis_resources)
+
+    def new_code(self) -> str:
+        return f"{workflow.random().randint(100000, 999999)}"

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import TypedSearchAttributes
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from workflows.calendar import ClientCalendar, wait_until
-    from workflows.escalation import Escalation, Reason
+    from workflows.escalation import ACK_CODE, Escalation, Reason, StaffCalls
     from workflows.inbox import Inbox
     from workflows.models import (
         Acknowledge,
@@ -29,10 +30,11 @@ with workflow.unsafe.imports_passed_through():
         BookingConfirmation,
         BookingRequest,
         Cancel,
+        CaringContactsInput,
+        CaringContactsView,
         CarriedOver,
         ClientReply,
         DeliveryFailure,
-        EscalationState,
         FollowUpInput,
         FollowUpOutcome,
         FollowUpStatus,
@@ -43,27 +45,27 @@ with workflow.unsafe.imports_passed_through():
         ResolutionOutcome,
         Resolve,
         RiskLevel,
+        caring_contacts_id,
     )
     from workflows.outbox import PERSISTENT_DEADLINE, SEND_DEADLINE, SEND_RETRY, Outbox
+    from workflows.staff_actions import refuse, staff_problem
     from workflows.trail import TrailWriter
 
 
-ACK_CODE = SearchAttributeKey.for_keyword("AftercareAckCode")
-ACTION_REFUSED = "ActionRefused"
+__all__ = ["ACK_CODE", "DepartureFollowUp"]
+
 SLOT_LETTERS = "ABCDE"
-# Crisis resources no channel accepted are tried again after this, while staff work.
-CRISIS_RESOURCES_RETRY = timedelta(minutes=1)
+# The series that may follow a follow-up (workflows/caring.py), started by name: it imports
+# this module, not the other way round.
+CARING_CONTACTS = "CaringContacts"
+CARING_CONTACTS_PATCH = "caring-contacts-series"
+# What a series needs of its follow-up's search attributes: a text from the client's number
+# finds the series (the contact key), the console its clinic.
+REPLY_ROUTING_ATTRIBUTES = {"AftercareContactKey", "AftercareClinic"}
 
 
 class FollowUpCancelled(Exception):
     """Staff cancelled the follow-up: stop wherever the protocol is."""
-
-
-def refuse(problem: str | None) -> None:
-    """Refuse a staff action by failing its update, not by a validator: a failed update is
-    in the history, so replay sees exactly what happened."""
-    if problem:
-        raise ApplicationError(problem, type=ACTION_REFUSED, non_retryable=True)
 
 
 @workflow.defn
@@ -85,22 +87,21 @@ class DepartureFollowUp:
         self.inbox = Inbox(self.policy, self.event.risk_level, self.trail, self)
         self.stage = carried.stage
         self.next_step = carried.next_step
-        self.escalation = carried.escalation and Escalation(
-            carried.escalation, self.policy, self.outbox, self.trail)
-        self.escalations_opened = 1 if carried.escalation else 0
+        self.staff_calls = StaffCalls(self.policy, self.outbox, self.trail, carried.escalation)
         self.client_safe = carried.client_safe
         self.unreachable = carried.unreachable
         self.reply_for_review = carried.reply_for_review
+        self.late_reply_to = input.late_reply_to
+        self.caring_contacts_started = carried.caring_contacts_started
         self.chosen_slot: datetime | None = None
         self.declined = False
-        self.booked = False
+        self.booked = carried.booked
         self.slots: list[datetime] = []
         self.resolution: Resolve | None = None
         self.cancellation: Cancel | None = None
         self.closed_reason: str | None = None
         self.next_deadline: datetime | None = None
         self.next_deadline_reason: str | None = None
-        self.crisis_resources: asyncio.Task[bool] | None = None
         self.checkin_accepted_at: datetime | None = None
         self.late_checkin: asyncio.Task[bool] | None = None
         if input.carried_over is None:
@@ -324,6 +325,8 @@ class DepartureFollowUp:
             self.stage = Phase.CLOSED
             self.next_deadline = self.next_deadline_reason = None
             self.closed_reason = self.closing_reason()
+            if self.caring_contacts_due():
+                await self.start_caring_contacts()
             self.trail.record("closed", outcome=self.closed_reason)
             await workflow.wait_condition(
                 lambda: self.stage is not Phase.CLOSED
@@ -334,6 +337,38 @@ class DepartureFollowUp:
                     client_safe=self.client_safe,
                     escalation=self.escalation and self.escalation.state,
                     rescheduled_slot=self.chosen_slot, trail=self.trail.entries)
+
+    def caring_contacts_due(self) -> bool:
+        """Caring Contacts follow a follow-up that ended without a booked session, an
+        opt-out, a staff cancel or an open escalation, where the clinic turned them on."""
+        return (self.policy.caring_contacts.enabled and not self.caring_contacts_started
+                and self.late_reply_to is None and not self.booked
+                and not self.outbox.opted_out and self.cancellation is None
+                and not self.escalation_open()
+                # Asked only with the option on: no follow-up had it before this release, so
+                # histories with it off replay without a marker. The patch guards the rest.
+                and workflow.patched(CARING_CONTACTS_PATCH))
+
+    async def start_caring_contacts(self) -> None:
+        """Start the series as a child that outlives this follow-up (ABANDON), under this
+        follow-up's id plus ``-caring``. A failure to start it never fails the follow-up."""
+        series = caring_contacts_id(self.trail.workflow_id)
+        routing = TypedSearchAttributes([
+            pair for pair in workflow.info().typed_search_attributes
+            if pair.key.name in REPLY_ROUTING_ATTRIBUTES])
+        self.caring_contacts_started = True
+        try:
+            await workflow.start_child_workflow(
+                CARING_CONTACTS,
+                CaringContactsInput(event=self.event, policy=self.policy,
+                                    followup_id=self.trail.workflow_id),
+                id=series, parent_close_policy=ParentClosePolicy.ABANDON,
+                search_attributes=routing)
+        except WorkflowAlreadyStartedError:
+            self.trail.record("caring_contacts_started", outcome="already running",
+                              detail={"series": series})
+            return
+        self.trail.record("caring_contacts_started", detail={"series": series})
 
     # ------------------------------------------------------------------ what people send
 
@@ -406,10 +441,7 @@ class DepartureFollowUp:
         return self.action_result(f"cancelled by {cancel.staff_id}")
 
     def staff_problem(self, staff_id: str) -> str | None:
-        """An action by someone the clinic does not know would stop the chain for nobody."""
-        if staff_id not in self.policy.staff:
-            return f"{staff_id} is not a staff member of this clinic"
-        return None
+        return staff_problem(self.policy, staff_id)
 
     def closed_to_staff(self) -> bool:
         return self.stage is Phase.CLOSED or (
@@ -418,42 +450,15 @@ class DepartureFollowUp:
     # ------------------------------------------------------------------ what replies do
 
     def ask_staff(self, reason: str) -> None:
-        """Page for ``reason`` now. With a chain already out, a more urgent reason is paged
-        at its current level; a crisis restarts it from level 1 (or pages level 1 and the
-        acknowledger) and re-sends the client crisis resources, whatever else is open."""
-        esc = self.escalation
-        if esc is not None and self.escalation_open():
-            if reason == Reason.CRISIS_WORDS or Reason.more_urgent(reason, esc.state.reason):
-                esc.raise_to(reason)
-        else:
-            esc = self.escalation = Escalation(
-                EscalationState(reason=reason, code=self.new_code(), started_at=workflow.now()),
-                self.policy, self.outbox, self.trail)
-            self.escalations_opened += 1
-            self.trail.record("escalation_started", outcome=reason,
-                              detail={"code": esc.state.code})
-            # Staff answer a page by texting "ACK <code>": the code finds this follow-up.
-            workflow.upsert_search_attributes([ACK_CODE.value_set(esc.state.code)])
-            esc.start()  # pages go out before anything the client is sent
-        if reason in Reason.CONTACT_AT_ONCE:
-            self.send_crisis_resources(esc)
+        self.staff_calls.ask(reason)
 
-    def send_crisis_resources(self, esc: Escalation) -> None:
-        """Until some channel accepts them, for as long as the escalation is open."""
-        if self.crisis_resources is not None and not self.crisis_resources.done():
-            return
+    @property
+    def escalation(self) -> Escalation | None:
+        return self.staff_calls.escalation
 
-        async def until_accepted() -> bool:
-            while not esc.resolved:
-                if await self.outbox.message_client("crisis_resources", [], SEND_DEADLINE,
-                                                    None):
-                    return True
-                await wait_until(workflow.now() + CRISIS_RESOURCES_RETRY, lambda: esc.resolved)
-            return False
-
-        self.crisis_resources = self.outbox.fire(until_accepted(), False, "crisis_resources",
-                                                 "client")
-        self.outbox.client_tasks.append(self.crisis_resources)
+    @property
+    def escalations_opened(self) -> int:
+        return self.staff_calls.opened
 
     def client_is_safe(self) -> None:
         self.client_safe = True
@@ -556,6 +561,7 @@ class DepartureFollowUp:
                 trail_refused=self.trail.refused, view_revision=self.trail.view_revision,
                 outbox=self.outbox.state(), client_safe=self.client_safe,
                 unreachable=self.unreachable, reply_for_review=self.reply_for_review,
+                booked=self.booked, caring_contacts_started=self.caring_contacts_started,
             ),
         ))
 
@@ -591,6 +597,10 @@ class DepartureFollowUp:
             escalation=self.escalation and self.escalation.state.model_copy(deep=True),
             reply_for_review=self.reply_for_review,
             closed_reason=self.closed_reason,
+            caring_contacts=CaringContactsView(
+                series_id=caring_contacts_id(self.trail.workflow_id),
+                messages_planned=len(self.policy.caring_contacts.schedule))
+            if self.caring_contacts_started else None,
             trail_length=len(self.trail.entries),
         )
 
@@ -609,9 +619,6 @@ class DepartureFollowUp:
     def reply_links(self) -> list[LinkAction]:
         return [LinkAction(label="I'm OK", action="reply", value="OK"),
                 LinkAction(label="Please call me", action="reply", value="CALL")]
-
-    def new_code(self) -> str:
-        return f"{workflow.random().randint(100000, 999999)}"
 
     def slot_label(self, index: int) -> str:
         """A slot in the client's language, at the clinic's local time."""

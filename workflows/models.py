@@ -234,6 +234,7 @@ class Phase(StrEnum):
     AWAITING_RESOLUTION = "awaiting_resolution"
     OFFERING_RESCHEDULE = "offering_reschedule"
     LISTENING = "listening"  # the protocol is done; a text from the client is still acted on
+    CARING_CONTACTS = "caring_contacts"  # a Caring Contacts series between its messages
     CLOSED = "closed"
 
 
@@ -267,6 +268,25 @@ class EscalationState(Model):
         "timeout or the next reminder): a new run of the follow-up goes on from there")
 
 
+class SeriesState(StrEnum):
+    ACTIVE = "active"
+    STOPPED = "stopped"  # by the client's STOP or by staff, before its last message
+    ENDED = "ended"  # its last message went out
+
+
+class CaringContactsView(Model):
+    """Where a Caring Contacts series stands: what ``GET`` and the console show of it."""
+
+    series_id: str
+    state: SeriesState = SeriesState.ACTIVE
+    why: str | None = Field(default=None, description="Why it stopped or ended")
+    next_send_at: datetime | None = None
+    messages_sent: int = 0
+    messages_planned: int = 0
+    review_due: datetime | None = Field(
+        default=None, description="A reply staff have not read yet must be read by then")
+
+
 class FollowUpView(Model):
     """What people read about a follow-up: the workflow keeps it current and stores it with
     each batch of its trail, so the board, the escalation page and ``GET`` read it from the
@@ -287,6 +307,8 @@ class FollowUpView(Model):
         default=None, description="A reply on-call staff were asked to read"
     )
     closed_reason: str | None = None
+    caring_contacts: CaringContactsView | None = Field(
+        default=None, description="The Caring Contacts series that followed, if any")
     trail_length: int = Field(default=0, description="Entries in the trail as of this view")
     revision: int = Field(default=0, description="Grows with every change: a store keeps the "
                           "highest it was given, whatever order batches arrive in")
@@ -418,6 +440,8 @@ class CarriedOver(Model):
     client_safe: bool = False
     unreachable: bool = False
     reply_for_review: str | None = None
+    booked: bool = False
+    caring_contacts_started: bool = False
 
 
 class FollowUpInput(Model):
@@ -427,3 +451,45 @@ class FollowUpInput(Model):
     late_reply_to: str | None = Field(
         default=None, description="The follow-up a text came after: this one was started "
         "for it, and its reply arrives with the start")
+
+
+# --- the Caring Contacts series ----------------------------------------------------
+
+CARING_CONTACTS_SUFFIX = "-caring"
+
+
+def caring_contacts_id(followup_id: str) -> str:
+    """The series that follows a follow-up: one per follow-up, found from its id."""
+    return followup_id + CARING_CONTACTS_SUFFIX
+
+
+
+class SeriesCarriedOver(Model):
+    """What a series hands to its next run, every few messages: its history stays short
+    for a year or more, and its trail goes on unbroken."""
+
+    started_at: datetime
+    next_message: int = 0
+    state: SeriesState = SeriesState.ACTIVE
+    why: str | None = None
+    review_due: datetime | None = None
+    reply_for_review: str | None = None
+    trail: list[AuditEntry] = Field(default_factory=list)
+    trail_refused: int = 0
+    view_revision: int = 0
+    outbox: OutboxState | None = None
+
+
+class CaringContactsInput(Model):
+    event: DepartureEvent
+    policy: ClinicPolicy
+    followup_id: str = Field(description="The follow-up whose end started this series")
+    carried_over: SeriesCarriedOver | None = None
+
+
+class CaringContactsOutcome(Model):
+    workflow_id: str
+    state: SeriesState
+    why: str | None = None
+    messages_sent: int = 0
+    trail: list[AuditEntry]

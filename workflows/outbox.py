@@ -323,7 +323,8 @@ class Outbox:
 
 
 # Staff messages whose subject says what they are; any other kind needs the reader.
-SUBJECTS = {"staff_resolved", "staff_cancelled", "staff_reminder", "staff_debrief"}
+SUBJECTS = {"staff_resolved", "staff_cancelled", "staff_reminder", "staff_debrief",
+            "staff_caring_reply"}
 
 
 def why_not_sent(err: BaseException) -> str:

@@ -7,14 +7,15 @@ Everything here is pure computation on that data: the workflow calls it freely.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+import re
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from ipaddress import ip_address
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from workflows.fields import OpaqueId, PhoneNumber, TimeZoneName
 from workflows.templates import DEFAULT_CRISIS_WORDS, DEFAULT_TEMPLATES, MessageTemplates
@@ -224,6 +225,98 @@ class RescheduleOptions(PolicyModel):
         return slots
 
 
+_CALENDAR_OFFSET = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?")
+
+
+def _calendar_offset(value: str) -> str:
+    if value == "P" or not _CALENDAR_OFFSET.fullmatch(value):
+        raise ValueError(f"{value!r} is not a whole-day ISO 8601 duration such as P1D, P2W, "
+                         "P1M or P1Y (the time of day is chosen within send_between)")
+    return value
+
+
+CalendarOffset = Annotated[str, AfterValidator(_calendar_offset)]
+
+
+def day_after(start: date, offset: str) -> date:
+    """``start`` plus a calendar offset: months and years as on a calendar (31 January plus
+    P1M is the last day of February), weeks and days as days."""
+    years, months, weeks, days = (int(n or 0) for n in _CALENDAR_OFFSET.fullmatch(
+        offset).groups())  # type: ignore[union-attr]
+    month_index = start.month - 1 + months + 12 * years
+    year, month = start.year + month_index // 12, month_index % 12 + 1
+    last_day = (date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)).day
+    return date(year, month, min(start.day, last_day)) + timedelta(weeks=weeks, days=days)
+
+
+class LocalHours(PolicyModel):
+    start: time
+    end: time
+
+    def contains(self, local: time) -> bool:
+        return self.start <= local < self.end
+
+
+class BusinessHours(PolicyModel):
+    """When the clinic's staff read what is not urgent, in the clinic's time zone."""
+
+    days: list[Annotated[int, Field(ge=0, le=6)]] = Field(
+        default_factory=lambda: [0, 1, 2, 3, 4], min_length=1,
+        description="0 = Monday … 6 = Sunday")
+    end: time = time(17, 0)
+
+    def deadline(self, at: datetime, business_days: int, tz: str) -> datetime:
+        """The end of the ``business_days``-th business day after ``at``'s own day."""
+        day, left = at.astimezone(ZoneInfo(tz)).date(), business_days
+        while left > 0:
+            day += timedelta(days=1)
+            left -= day.weekday() in self.days
+        return datetime.combine(day, self.end, tzinfo=ZoneInfo(tz)).astimezone(at.tzinfo)
+
+
+# Comtois et al. 2019: day 1, week 1, months 1 to 4, then every other month to 12 months.
+COMTOIS_SCHEDULE = ["P1D", "P7D", "P1M", "P2M", "P3M", "P4M", "P6M", "P8M", "P10M", "P12M"]
+
+
+class CaringContacts(PolicyModel):
+    """Brief messages that ask for nothing, over months, to a client whose follow-up ended
+    without a booked session or an opt-out. Off unless a clinic turns it on."""
+
+    enabled: bool = False
+    schedule: list[CalendarOffset] = Field(
+        default_factory=lambda: list(COMTOIS_SCHEDULE), min_length=2,
+        description="When each message is due, counted in calendar days, weeks, months and "
+        "years from the day the follow-up closed; the last one says it is the last")
+    send_between: LocalHours = Field(
+        default_factory=lambda: LocalHours(start=time(10, 0), end=time(19, 0)),
+        description="Waking hours in the client's time zone; each message goes out at a "
+        "different time within them, never in quiet hours")
+    reviewer: OpaqueId | None = Field(
+        default=None, description="The staff member who reads replies that are not a "
+        "crisis; the clinic lead when unset")
+    review_within: int = Field(
+        default=1, ge=1, le=5, description="Business days staff have to read such a reply "
+        "before the escalation chain is paged to read it")
+    business_hours: BusinessHours = BusinessHours()
+
+    def reviewer_for(self, policy: ClinicPolicy) -> str | None:
+        return self.reviewer or policy.clinic_lead
+
+    def send_window(self, started_at: datetime, index: int, tz: str) -> tuple[datetime, int]:
+        """When message ``index``'s waking window opens in the client's zone ``tz``, on its
+        day of the schedule counted from ``started_at``, and how many minutes it lasts."""
+        zone = ZoneInfo(tz)
+        day = day_after(started_at.astimezone(zone).date(), self.schedule[index])
+        opens = datetime.combine(day, self.send_between.start, tzinfo=zone)
+        closes = datetime.combine(day, self.send_between.end, tzinfo=zone)
+        return opens.astimezone(started_at.tzinfo), int((closes - opens) / timedelta(minutes=1))
+
+
+def local_label(at: datetime, tz: str) -> str:
+    """A moment as staff read it in the clinic's zone: ``2026-11-23 17:00``."""
+    return f"{at.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M}"
+
+
 def _is_loopback_host(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -282,6 +375,7 @@ class ClinicPolicy(PolicyModel):
         "therapist_id, a staff member of this policy) how it ended and whether a session "
         "is booked",
     )
+    caring_contacts: CaringContacts = CaringContacts()
     sms_keywords_answered_by_provider: bool = Field(
         default=True,
         description="Twilio's (Advanced) Opt-Out answers HELP, START and STOP texts itself; "
@@ -328,6 +422,9 @@ class ClinicPolicy(PolicyModel):
         unknown = sorted({n for n in named if n not in self.staff})
         if unknown:
             raise ValueError(f"rota or clinic_lead names staff not in staff: {', '.join(unknown)}")
+        reviewer = self.caring_contacts.reviewer
+        if reviewer and reviewer not in self.staff:
+            raise ValueError(f"caring_contacts.reviewer names staff not in staff: {reviewer}")
         if self.default_language not in self.templates:
             raise ValueError(f"templates has no {self.default_language!r} entry")
         # Every client message carries the crisis line of the language it is written in.

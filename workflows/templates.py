@@ -44,6 +44,11 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "debrief_booked": frozenset({"slot"}),
     "debrief_not_booked": frozenset(),
     "subject_staff_debrief": _TO_STAFF,
+    "caring_first": _TO_CLIENT,
+    "caring_contact": _TO_CLIENT,
+    "caring_last": _TO_CLIENT,
+    "staff_caring_reply": _TO_STAFF | {"due"},
+    "subject_staff_caring_reply": _TO_STAFF,
 }
 
 # Values of the same types the workflow passes, to try a template's format specs on.
@@ -113,6 +118,23 @@ class MessageTemplates(BaseModel):
     debrief_booked: str = "Next session booked: {slot}."
     debrief_not_booked: str = "No session is booked yet."
     subject_staff_debrief: str = "Aftercare: how the follow-up after session {ref} ended"
+    # Caring Contacts: they ask for nothing. The first says when replies are read and how to
+    # stop; the last says it is the last.
+    caring_first: str = (
+        "Hi {first_name}, it's {clinic}. We're thinking of you and will write now and then "
+        "in the coming months. No need to reply; we read replies on weekdays. "
+        "Text STOP to stop these messages.")
+    caring_contact: str = (
+        "Hi {first_name}, {clinic} here, just thinking of you and hoping things are going "
+        "alright. No need to reply.")
+    caring_last: str = (
+        "Hi {first_name}, {clinic} here. This is the last of our messages. We have been glad "
+        "to write to you, and you are always welcome back.")
+    # To the staff member who reads replies to them; {ref} is the series' id.
+    staff_caring_reply: str = (
+        "Aftercare {clinic}: a client replied to a Caring Contacts message ({ref}). "
+        "Please read it in the console and acknowledge it by {due}.")
+    subject_staff_caring_reply: str = "Aftercare: a Caring Contacts reply to read ({ref})"
 
     @field_validator(*PLACEHOLDERS)
     @classmethod
@@ -229,6 +251,20 @@ DEFAULT_TEMPLATES: dict[str, MessageTemplates] = {
         debrief_booked="Próxima sesión reservada: {slot}.",
         debrief_not_booked="Aún no hay sesión reservada.",
         subject_staff_debrief="Aftercare: cómo terminó el seguimiento tras la sesión {ref}",
+        caring_first=(
+            "Hola {first_name}, somos {clinic}. Pensamos en ti y te escribiremos a veces en "
+            "los proximos meses. No hace falta responder; leemos respuestas de lunes a "
+            "viernes. STOP para dejar de recibirlos."),
+        caring_contact=(
+            "Hola {first_name}, somos {clinic}. Solo queriamos decirte que pensamos en ti y "
+            "esperamos que estés bien. No hace falta responder."),
+        caring_last=(
+            "Hola {first_name}, somos {clinic}. Este es el ultimo de nuestros mensajes. Nos ha "
+            "alegrado escribirte, y siempre seras bienvenido/a."),
+        staff_caring_reply=(
+            "Aftercare {clinic}: una persona respondio a un mensaje de Caring Contacts ({ref}). "
+            "Léelo en la consola y reconócelo antes del {due}."),
+        subject_staff_caring_reply="Aftercare: una respuesta de Caring Contacts ({ref})",
     ),
 }
 

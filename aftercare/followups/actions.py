@@ -1,5 +1,6 @@
 """Acting on a follow-up that exists: pass it a client's reply, and the staff's actions on
-it (acknowledge, resolve, cancel), which its update validators may refuse.
+it (acknowledge, resolve, cancel, stop its Caring Contacts series), which the workflow may
+refuse.
 
 Each names what went wrong with the errors in ``aftercare.followups.errors``: a follow-up
 that is not there, or closed, or that refused the action.
@@ -13,13 +14,16 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from aftercare.followups.errors import ActionRefused, FollowUpNotFound
+from workflows.caring import CaringContacts
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
+    CARING_CONTACTS_SUFFIX,
     Acknowledge,
     ActionResult,
     Cancel,
     ClientReply,
     Resolve,
+    caring_contacts_id,
 )
 
 
@@ -68,3 +72,16 @@ async def resolve(client: Client, workflow_id: str, resolution: Resolve) -> Acti
 
 async def cancel(client: Client, workflow_id: str, cancellation: Cancel) -> ActionResult:
     return await _staff_action(client, workflow_id, DepartureFollowUp.cancel, cancellation)
+
+
+def series_of(workflow_id: str) -> str:
+    """The Caring Contacts series of a follow-up, named by the follow-up's id or its own."""
+    return (workflow_id if workflow_id.endswith(CARING_CONTACTS_SUFFIX)
+            else caring_contacts_id(workflow_id))
+
+
+async def stop_caring_contacts(
+    client: Client, workflow_id: str, stop: Cancel
+) -> ActionResult:
+    """Staff stop the series that followed ``workflow_id`` (or the series ``workflow_id``)."""
+    return await _staff_action(client, series_of(workflow_id), CaringContacts.stop, stop)

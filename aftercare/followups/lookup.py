@@ -13,7 +13,7 @@ from temporalio.client import Client
 from aftercare.followups.errors import FollowUpNotFound
 from aftercare.temporal.search_attributes import CONTACT_KEY
 from workflows.followup import ACK_CODE
-from workflows.models import FollowUpInput
+from workflows.models import CARING_CONTACTS_SUFFIX, CaringContactsInput, FollowUpInput
 
 _OPEN = "ExecutionStatus = 'Running'"
 # A run that continued as new is not an end: the follow-up goes on in its next run.
@@ -51,12 +51,17 @@ async def closed_followup_of_sender(
     return max(found)[1] if found else None
 
 
-async def followup_input(client: Client, workflow_id: str) -> FollowUpInput:
-    """The follow-up's start input (the departure event and policy), decrypted."""
+async def followup_input(
+    client: Client, workflow_id: str
+) -> FollowUpInput | CaringContactsInput:
+    """The start input (the departure event and policy) of a follow-up, or of the Caring
+    Contacts series that followed one, decrypted."""
     handle = client.get_workflow_handle(workflow_id)
+    kind = (CaringContactsInput if workflow_id.endswith(CARING_CONTACTS_SUFFIX)
+            else FollowUpInput)
     async for event in handle.fetch_history_events():
         payloads = event.workflow_execution_started_event_attributes.input.payloads
-        (started,) = await client.data_converter.decode(payloads, [FollowUpInput])
+        (started,) = await client.data_converter.decode(payloads, [kind])
         return started
     raise FollowUpNotFound(f"no follow-up with id {workflow_id}")
 

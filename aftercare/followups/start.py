@@ -5,6 +5,7 @@ An invalid event starts nothing: it is validated before Temporal hears of it.
 
 A text after a follow-up has closed starts (or joins) its late follow-up: one per earlier
 follow-up, under the earlier id plus ``-late``, started with the text as its first signal.
+A text after the Caring Contacts series that followed it goes to the same late follow-up.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from aftercare.temporal.search_attributes import CLINIC, CONTACT_KEY
 from aftercare.validation import describe_validation_error
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
+    CARING_CONTACTS_SUFFIX,
     ClientReply,
     DepartureEvent,
     FollowUpInput,
@@ -101,7 +103,7 @@ async def start_late_followup(
     """Hand a client's text to the late follow-up of the closed follow-up ``closed_id``:
     start it with the text as its first signal, or, while it runs, only signal it. A late
     follow-up that has closed itself starts a new run under the same id."""
-    earlier_id = closed_id.removesuffix(LATE_SUFFIX)
+    earlier_id = closed_id.removesuffix(LATE_SUFFIX).removesuffix(CARING_CONTACTS_SUFFIX)
     event = await departure_of(client, closed_id)
     late_id = earlier_id + LATE_SUFFIX
     await client.start_workflow(
@@ -119,8 +121,9 @@ async def start_late_followup(
 
 
 async def departure_of(client: Client, workflow_id: str) -> DepartureEvent:
-    """The departure event a follow-up was started with; FollowUpNotFound once Temporal
-    has deleted its history (past the namespace's retention)."""
+    """The departure event a follow-up (or its Caring Contacts series) was started with;
+    FollowUpNotFound once Temporal has deleted its history (past the namespace's
+    retention). A series carries the event itself: its follow-up's history may be long gone."""
     try:
         return (await followup_input(client, workflow_id)).event
     except RPCError as err:

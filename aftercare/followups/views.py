@@ -20,7 +20,13 @@ from aftercare.temporal.codec import EncryptionCodec
 from aftercare.temporal.search_attributes import CLINIC
 from aftercare.trail.store import AuditStore, StoredView
 from workflows.followup import ACK_CODE
-from workflows.models import FollowUpStatus, FollowUpView, RiskLevel
+from workflows.models import (
+    CARING_CONTACTS_SUFFIX,
+    FollowUpStatus,
+    FollowUpView,
+    RiskLevel,
+    caring_contacts_id,
+)
 
 RISK_RANK = {RiskLevel.IMMINENT: 0, RiskLevel.HIGH: 1, RiskLevel.MODERATE: 2, RiskLevel.LOW: 3}
 
@@ -36,10 +42,16 @@ async def read_status(
     store: AuditStore, codec: EncryptionCodec, workflow_id: str, *, clinic_id: str | None = None
 ) -> FollowUpStatus:
     """The stored view with the stored trail and the client's reply for review, unsealed:
-    for callers already authorised to read the follow-up."""
+    for callers already authorised to read the follow-up. A follow-up that a Caring Contacts
+    series followed shows the series as the series last stored it."""
     stored = await _stored(store, workflow_id, clinic_id)
     reply = stored.sealed_reply and codec.open(stored.sealed_reply).decode()
-    return await with_trail(store, stored.view.model_copy(update={"reply_for_review": reply}))
+    update: dict[str, object] = {"reply_for_review": reply}
+    if not workflow_id.endswith(CARING_CONTACTS_SUFFIX):
+        series = await store.view(caring_contacts_id(workflow_id))
+        if series is not None and series.view.caring_contacts is not None:
+            update["caring_contacts"] = series.view.caring_contacts
+    return await with_trail(store, stored.view.model_copy(update=update))
 
 
 async def with_trail(store: AuditStore, view: FollowUpView) -> FollowUpStatus:

@@ -3,7 +3,8 @@
 The policy model already refuses what cannot work (a typo, an unknown staff id). These
 checks refuse what works but should not: timings no production clinic means, an escalation
 level that reaches nobody, hours of the week with nobody on call, a language served
-without messages, texts that cost more than two SMS segments. Every clinic in the file is
+without messages, texts that cost more than two SMS segments, a Caring Contacts series that
+goes backwards or whose replies nobody reads. Every clinic in the file is
 checked; the ``default`` entry only as the clinics inherit it.
 """
 
@@ -12,12 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from aftercare.policies import PolicyBook, PolicyError
+from aftercare.policy_check.caring import caring_contacts_problems
 from aftercare.policy_check.chain import chain_problems, rota_gaps
 from aftercare.policy_check.durations import duration_problems
 from aftercare.policy_check.messages import language_problems, sms_length_problems
 from workflows.policy import ClinicPolicy
 
-CHECKS = (duration_problems, chain_problems, rota_gaps, language_problems, sms_length_problems)
+CHECKS = (duration_problems, chain_problems, rota_gaps, language_problems, sms_length_problems,
+          caring_contacts_problems)
 
 
 def clinic_problems(policy: ClinicPolicy) -> list[str]:

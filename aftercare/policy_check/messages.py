@@ -20,9 +20,12 @@ SAMPLE_FIRST_NAME = "Maria Guadalupe"  # 15 letters, a common compound first nam
 SAMPLE_CONTACT_NAME = "Maximiliano"
 SAMPLE_SLOT = {"weekday_index": 2, "day": 25, "month": 11, "time": "14:00"}
 
-# What the follow-up texts a client, each ending with the crisis line.
+# What the follow-up (and its Caring Contacts series) texts a client, each ending with the
+# crisis line.
 CLIENT_TEXTS = ("checkin", "reminder", "crisis_resources", "glad_you_are_ok", "call_requested",
-                "reply_received", "opted_in", "help", "reschedule_offer", "booking_confirmed")
+                "reply_received", "opted_in", "help", "reschedule_offer", "booking_confirmed",
+                "caring_first", "caring_contact", "caring_last")
+CARING_TEXTS = ("caring_first", "caring_contact", "caring_last")
 
 
 def served_languages(policy: ClinicPolicy) -> list[str]:
@@ -66,6 +69,8 @@ def client_texts(policy: ClinicPolicy, language: str) -> Iterator[tuple[str, str
     crisis_line = policy.crisis_line_for(language)
     for kind in CLIENT_TEXTS:
         if kind in ("reschedule_offer", "booking_confirmed") and not policy.reschedule.enabled:
+            continue
+        if kind in CARING_TEXTS and not policy.caring_contacts.enabled:
             continue
         yield kind, f"{getattr(templates, kind).format(**fields)}\n{crisis_line}"
     notice = templates.emergency_contact_notice.format(

@@ -5,7 +5,9 @@ The trail is not read from the history's recorded result: the workflow is re-exe
 Temporal's ``Replayer`` and the outcome its code returns this time is what is compared. So
 "verified" means today's code, fed the recorded inputs, takes the very steps that were stored.
 
-A follow-up still running (listening, escalating) has no outcome yet. Its trail so far is
+A Caring Contacts series replays the same way: its runs carry and return their trails as a
+follow-up's do. A follow-up or series still running (listening, escalating, between two
+caring messages) has no outcome yet. Its trail so far is
 what the replayed code handed to the audit store: the batches it passed to
 ``append_audit_entries``, one per activity the history scheduled, each also checked
 against the batch the history recorded. The stored chain must equal that trail as far as
@@ -40,7 +42,14 @@ from temporalio.worker import (
 
 from aftercare.temporal.codec import KEY_ID_METADATA
 from aftercare.trail.verification import first_broken_link
-from workflows.models import AuditBatch, AuditEntry, FollowUpInput, FollowUpOutcome
+from workflows.models import (
+    AuditBatch,
+    AuditEntry,
+    CaringContactsInput,
+    CaringContactsOutcome,
+    FollowUpInput,
+    FollowUpOutcome,
+)
 from workflows.sandbox import workflow_runner
 
 _KEEP_TRAIL = "aftercare_keep_replayed_trail"
@@ -276,10 +285,11 @@ class _ReturnedTrail(WorkflowInboundInterceptor):
         super().init(_SentTrail(outbound))
 
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
-        started: FollowUpInput = input.args[0]
+        # A follow-up and a Caring Contacts series carry and return their trails alike.
+        started: FollowUpInput | CaringContactsInput = input.args[0]
         if started.carried_over is not None:
             workflow.extern_functions()[_KEEP_CARRIED](list(started.carried_over.trail))
-        outcome: FollowUpOutcome = await super().execute_workflow(input)
+        outcome: FollowUpOutcome | CaringContactsOutcome = await super().execute_workflow(input)
         workflow.extern_functions()[_KEEP_TRAIL](outcome.trail)
         return outcome
 
@@ -292,7 +302,7 @@ class _SentTrail(WorkflowOutboundInterceptor):
         return super().start_activity(input)
 
     def continue_as_new(self, input: ContinueAsNewInput) -> NoReturn:
-        carried: FollowUpInput = input.args[0]
+        carried: FollowUpInput | CaringContactsInput = input.args[0]
         if carried.carried_over is not None:
             workflow.extern_functions()[_KEEP_TRAIL](carried.carried_over.trail)
         super().continue_as_new(input)

@@ -254,6 +254,7 @@ PHASES: dict[str, dict[str, str]] = {
         "awaiting_resolution": "acknowledged, waiting to be resolved",
         "offering_reschedule": "offering a new appointment",
         "listening": "done, still reading the client's texts",
+        "caring_contacts": "Caring Contacts: brief messages over months",
         "closed": "closed",
     },
     "es": {
@@ -264,6 +265,7 @@ PHASES: dict[str, dict[str, str]] = {
         "awaiting_resolution": "atendido, pendiente de resolver",
         "offering_reschedule": "ofreciendo una nueva cita",
         "listening": "terminado, aún lee los mensajes del cliente",
+        "caring_contacts": "Caring Contacts: mensajes breves durante meses",
         "closed": "cerrado",
     },
 }
