@@ -327,6 +327,8 @@ class DepartureFollowUp:
             self.closed_reason = self.closing_reason()
             if self.caring_contacts_due():
                 await self.start_caring_contacts()
+                if self.stage is not Phase.CLOSED:
+                    continue  # a reply reopened it while the series started: act on it first
             self.trail.record("closed", outcome=self.closed_reason)
             await workflow.wait_condition(
                 lambda: self.stage is not Phase.CLOSED
