@@ -214,6 +214,8 @@ async def test_a_cancel_in_the_task_where_the_hand_on_would_happen_is_applied(
         await asyncio.wait_for(cancelling, 30)
         outcome = await asyncio.wait_for(handle.result(), 60)
 
+    assert (await latest(followups, handle).describe()).run_id == first_run, (
+        "no hand-on: the cancel was applied by the run it landed in")
     events = list((await handle.fetch_history()).events)
     accepted = next(i for i, e in enumerate(events) if e.event_type
                     == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
@@ -225,7 +227,6 @@ async def test_a_cancel_in_the_task_where_the_hand_on_would_happen_is_applied(
                    for e in events[:task]
                    if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED)
     assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
-    assert (await latest(followups, handle).describe()).run_id == first_run, "no hand-on"
 
     on_call_pages = texts(followups, ON_CALL_PHONE, PAGE)
     assert len(on_call_pages) == 1 and on_call_pages[0] < cancelled_at
