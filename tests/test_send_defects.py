@@ -12,18 +12,22 @@ mail sinks, and the worker's own metric pipeline (a Temporal runtime with a metr
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 
+from aftercare.settings import Settings, parse_key_list
 from aftercare.temporal.codec import data_converter
-from aftercare.trail.replay import replay_and_compare
+from aftercare.trail.replay import read_history_file, replay_and_compare
 from tests.defective_followup import BUG, FollowUpWithASendDefect
+from tests.fixtures.temporal import TEST_ONLY_KEY
 from tests.followup_harness import (
     BACKUP_EMAIL,
     BACKUP_PHONE,
@@ -37,11 +41,15 @@ from tests.followup_harness import (
 )
 from worker import running_worker
 from workflows.followup import DepartureFollowUp
-from workflows.models import Acknowledge, Resolve
-from workflows.outbox import DEFECT
+from workflows.models import Acknowledge, FollowUpOutcome, Resolve
+from workflows.outbox import DEFECT, DEFECT_FAILS_ONE_CHANNEL
 from workflows.trail import first_break
 
 SEND_DEFECTS = "aftercare_send_defects"
+# Recorded by the code before a defect failed only its channel: the on-call's page failed
+# whole, by the defect, and the chain went on to the backup.
+BEFORE_THE_PATCH = sorted(
+    (Path(__file__).parent / "histories" / "send-defects").glob("*before-fallback*.json"))
 
 
 class Metered:
@@ -83,6 +91,11 @@ async def assert_never_stuck_and_replays(followups: FollowUpHarness, handle: Wor
     history = await handle.fetch_history()
     kinds = [e.event_type for e in history.events]
     assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in kinds, "no workflow task failed"
+    markers = [e.marker_recorded_event_attributes for e in history.events
+               if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert [json.loads(m.details["patch-data"].payloads[0].data)["id"] for m in markers
+            if m.marker_name == "core_patch"] == [DEFECT_FAILS_ONE_CHANNEL], (
+        "the new way is behind its patch")
     assert kinds[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
     stored = await followups.store.entries(handle.id)
     assert first_break(stored) is None and len(stored) == trail_length
@@ -174,3 +187,22 @@ async def test_a_defect_on_the_last_channel_fails_that_page_and_the_chain_goes_o
     assert len(followups.mails_to(LEAD_EMAIL)) == 2, "the lead's page and all-clear"
     assert not followups.mails_to(BACKUP_EMAIL), "the backup was never reached: no all-clear"
     await assert_never_stuck_and_replays(followups, handle, len(outcome.trail))
+
+
+async def test_a_follow_up_that_met_a_defect_before_the_patch_replays_the_way_it_ran():
+    """A follow-up running when this change ships may already have met a defect the old way
+    (its whole page failed). Its history must replay, to the trail it stored."""
+    assert BEFORE_THE_PATCH
+    keys = parse_key_list(TEST_ONLY_KEY.read_text().strip())
+    converter = data_converter(Settings(encryption_keys=keys))
+    for path in BEFORE_THE_PATCH:
+        history = read_history_file(path)
+        completed = history.events[-1].workflow_execution_completed_event_attributes
+        (recorded,) = await converter.decode(completed.result.payloads, [FollowUpOutcome])
+        failed = [(e.recipient, e.channel) for e in recorded.trail if e.outcome == DEFECT]
+        assert failed == [("staff:t-oncall", None)], "the old way: the whole page failed"
+
+        report = await replay_and_compare(history, recorded.trail, converter,
+                                          [FollowUpWithASendDefect])
+        assert report.discrepancies == [], path.name
+        assert report.replayed_entries == len(recorded.trail)
