@@ -5,7 +5,7 @@ queue. ``worker.py`` runs it as a service; the policy simulation runs it on a pr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -27,8 +27,12 @@ from workflows.sandbox import workflow_runner
 
 
 @asynccontextmanager
-async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
-    """A worker polling the task queue until the block ends; then it drains and stops."""
+async def running_worker(
+    client: Client, settings: Settings,
+    workflows: Sequence[type] = (DepartureFollowUp, CaringContacts),
+) -> AsyncIterator[Worker]:
+    """A worker polling the task queue until the block ends; then it drains and stops.
+    ``workflows`` is for tests that run a variant of the follow-up under its name."""
     store = await AuditStore.open(settings.audit_database_url, settings.audit_signing_keys)
     # The send activities keep their provider connections for the worker's life; once the
     # worker has drained, they close them and give the deliveries not yet in the ledger a
@@ -46,7 +50,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         worker = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[DepartureFollowUp, CaringContacts],
+            workflows=list(workflows),
             workflow_runner=StaleQueryGuard(workflow_runner()),
             activities=[
                 sms.send_sms,

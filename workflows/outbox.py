@@ -5,7 +5,8 @@ Each message tries its person's first channel and, when that fails for good or i
 accepted within the policy's ``fallback_after``, the other one too; the first acceptance
 wins and the rest are withdrawn. Each attempt has its own message key, so a retried
 activity never reaches a provider twice. A defect in our own send code is logged, counted
-and treated as a failed send: it never stalls the protocol.
+and treated as that channel's send failing, so the other channel is tried: it never stalls
+the protocol.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ SEND_DEADLINE = timedelta(minutes=10)
 # delivered, withdrawn or this old; meanwhile it also goes out on the other channel.
 PERSISTENT_DEADLINE = timedelta(hours=24)
 DEFECT = "a defect in the send, treated as a failed send"
+# After version 1: a defect on one channel of a send fails that channel only, and the next
+# channel is tried. Before, the defect failed the whole message (or, on its last channel,
+# every workflow task); follow-ups that met one then replay that way.
+DEFECT_FAILS_ONE_CHANNEL = "send-defect-fails-one-channel"
 
 CLIENT = "client"
 EMERGENCY_CONTACT = "emergency_contact"
@@ -103,16 +108,21 @@ class Outbox:
             except (ActivityError, asyncio.CancelledError):
                 raise
             except Exception:
-                workflow.logger.exception(DEFECT)
-                workflow.metric_meter().create_counter(
-                    "aftercare_send_defects", "Sends that failed by a defect in our own code"
-                ).add(1)
-                self.trail.record(f"{kind}_failed", recipient=recipient, outcome=DEFECT)
+                self.defect(kind, recipient)
                 return failed
 
         task = asyncio.create_task(guarded())
         self.tasks.append(task)
         return task
+
+    def defect(self, kind: str, recipient: str | None, channel: Channel | None = None) -> None:
+        """Our own send code raised (call it from the ``except``): logged at error level with
+        the traceback, counted, and recorded as that send failing."""
+        workflow.logger.exception(DEFECT)
+        workflow.metric_meter().create_counter(
+            "aftercare_send_defects", "Sends that failed by a defect in our own code"
+        ).add(1)
+        self.trail.record(f"{kind}_failed", channel=channel, recipient=recipient, outcome=DEFECT)
 
     def to_client(self, kind: str, *, links: list[LinkAction] | None = None,
                   lasting: timedelta = SEND_DEADLINE,
@@ -236,7 +246,7 @@ class Outbox:
 
         try:
             for number, (channel, to) in enumerate(addresses, start=1):
-                attempts.append(asyncio.create_task(self.deliver(
+                attempts.append(asyncio.create_task(self.attempt(
                     kind, recipient, channel, to, body, subject, links, deadline)))
                 if number == len(addresses):
                     break  # no other channel to start: wait for this one below
@@ -256,6 +266,23 @@ class Outbox:
                 if not task.done():
                     task.cancel()
             await workflow.wait_condition(lambda: all(task.done() for task in attempts))
+
+    async def attempt(
+        self, kind: str, recipient: str, channel: Channel, to: str, body: str,
+        subject: str | None, links: list[LinkAction], deadline: datetime,
+    ) -> Delivery | None:
+        """One channel's try. A defect in our own code on the way is that channel failing, as
+        a provider's refusal is: the next channel is tried, and the protocol never sees it."""
+        try:
+            return await self.deliver(kind, recipient, channel, to, body, subject, links,
+                                      deadline)
+        except (ActivityError, asyncio.CancelledError):
+            raise
+        except Exception:
+            if not workflow.patched(DEFECT_FAILS_ONE_CHANNEL):
+                raise
+            self.defect(kind, recipient, channel)
+            return None
 
     async def deliver(
         self, kind: str, recipient: str, channel: Channel, to: str, body: str,
@@ -281,9 +308,7 @@ class Outbox:
             return None
         except Exception:
             # Our side broke (an answer it cannot read): this channel failed, try the next.
-            workflow.logger.exception(DEFECT)
-            self.trail.record(f"{kind}_failed", channel=channel, recipient=recipient,
-                              outcome=DEFECT)
+            self.defect(kind, recipient, channel)
             return None
         self.sent[delivery.provider_message_id] = (recipient, message)
         self.trail.record(f"{kind}_sent", channel=channel, recipient=recipient,
