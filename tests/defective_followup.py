@@ -32,12 +32,7 @@ class TextsToStaffBreak(Outbox):
 
 @workflow.defn(name="DepartureFollowUp")
 class FollowUpWithASendDefect(DepartureFollowUp):
-    @workflow.init
-    def __init__(self, input: FollowUpInput) -> None:
-        super().__init__(input)
-        carried = input.carried_over
-        self.outbox = TextsToStaffBreak(self.event, self.policy, self.language, self.trail,
-                                        carried and carried.outbox)
+    outbox_type = TextsToStaffBreak
 
     @workflow.run
     async def run(self, input: FollowUpInput) -> FollowUpOutcome:

@@ -70,6 +70,8 @@ class FollowUpCancelled(Exception):
 
 @workflow.defn
 class DepartureFollowUp:
+    outbox_type: type[Outbox] = Outbox  # a test's variant swaps in a defective one
+
     @workflow.init
     def __init__(self, input: FollowUpInput) -> None:
         self.event = input.event
@@ -81,7 +83,8 @@ class DepartureFollowUp:
         self.trail = TrailWriter(workflow.info().workflow_id, self.view,
                                  lambda: self.outbox.idle(), carried.trail,
                                  carried.trail_refused, carried.view_revision)
-        self.outbox = Outbox(self.event, self.policy, language, self.trail, carried.outbox)
+        self.outbox = self.outbox_type(self.event, self.policy, language, self.trail,
+                                       carried.outbox)
         self.calendar = ClientCalendar(self.policy, self.event.risk_level,
                                        self.client.timezone)
         self.inbox = Inbox(self.policy, self.event.risk_level, self.trail, self)
