@@ -13,17 +13,19 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 import auditor
+from aftercare.followups import actions
 from aftercare.settings import Settings
 from tests.changed_followup import CheckInWithoutDelay
 from tests.fixtures.databases import tamper_with
 from tests.fixtures.followups import closed_followup
 from tests.fixtures.temporal import temporal_workflow_show
 from tests.followup_harness import FollowUpHarness, make_event
+from tests.test_caring_contacts import through_message, unbooked_followup_then_series
 from workflows.followup import DepartureFollowUp
-from workflows.models import ClientReply, Phase
+from workflows.models import Cancel, ClientReply, Phase
 
 
 def server_address(followups: FollowUpHarness) -> str:
@@ -230,3 +232,63 @@ async def test_an_escalating_follow_up_is_verified_so_far(followups, tmp_path):
 
     assert code == 0, out
     assert out.startswith(f"{handle.id}: verified so far (open): ")
+
+
+async def series_between_messages(followups: FollowUpHarness) -> WorkflowHandle:
+    """A Caring Contacts series two messages in, waiting for its third, its trail stored."""
+    _, series = await unbooked_followup_then_series(followups)
+    await through_message(followups, series, 2)
+    await followups.until(series, lambda s: not s.audit_backlog, "its trail stored")
+    return series
+
+
+async def test_a_running_caring_contacts_series_is_verified_so_far_and_an_edited_entry_named(
+    followups, tmp_path
+):
+    series = await series_between_messages(followups)
+    exported = await export_history(followups, series.id, tmp_path / "series.json")
+    stored = await followups.store.entries(series.id)
+    assert [e.step for e in stored].count("caring_contact_sent") == 1
+
+    code, out = await replay(followups, "--history", str(exported))
+
+    assert (await series.describe()).status is WorkflowExecutionStatus.RUNNING
+    assert (code, out) == (0, (
+        f"{series.id}: verified so far (open): {len(stored)} entries replayed, the stored chain "
+        "matching them as far as it goes; 0 in the backlog (sealed in the history, not yet "
+        "stored)\n"))
+
+    (first_message,) = [e for e in stored if e.step == "caring_first_sent"]
+    await tamper_with(followups.store.url, series.id,
+                      "UPDATE audit_entries SET channel = 'email' WHERE workflow_id = :w "
+                      f"AND seq = {first_message.seq}")
+
+    code, out = await replay(followups, "--history", str(exported))
+
+    n = first_message.seq
+    assert code == 1
+    assert out.splitlines() == [
+        f"{series.id}: stored chain broken at entry {n}: entry {n} was edited: its hash no "
+        "longer matches",
+        f"{series.id}: entry {n} (caring_first_sent) was altered: stored channel differs from "
+        "the history",
+    ]
+    await actions.stop_caring_contacts(followups.client, series.id,
+                                       Cancel(staff_id="t-lead", reason="end of test"))
+    await series.result()
+
+
+async def test_a_finished_caring_contacts_series_last_run_replays_verified(followups, tmp_path):
+    """The series continues as new every few messages; the exported history is its last run,
+    which carries the whole trail and returns it as the outcome."""
+    _, series = await unbooked_followup_then_series(followups)
+    outcome = await followups.finish(series, timeout=180)
+    assert outcome.trail[-1].step == "closed"
+    exported = await export_history(followups, series.id, tmp_path / "series.json")
+
+    code, out = await replay(followups, "--history", str(exported))
+
+    stored = await followups.store.entries(series.id)
+    assert stored == outcome.trail
+    assert (code, out) == (
+        0, f"{series.id}: verified ({len(stored)} entries replayed, matching the stored chain)\n")

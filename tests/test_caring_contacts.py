@@ -4,7 +4,7 @@ on the time-skipping dev server, with a real worker and the loopback SMS and mai
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,9 @@ from aftercare.followups.views import read_status
 from aftercare.temporal.codec import EncryptionCodec, data_converter
 from aftercare.trail.replay import replay_and_compare
 from tests.followup_harness import (
+    BACKUP_EMAIL,
     CLIENT_PHONE,
+    CONTACT_PHONE,
     LEAD_EMAIL,
     ON_CALL_PHONE,
     FollowUpHarness,
@@ -253,6 +255,77 @@ async def test_a_neutral_reply_goes_to_staff_to_read_with_no_crisis_text(
     await actions.stop_caring_contacts(followups.client, series.id,
                                        Cancel(staff_id="t-lead", reason="end of test"))
     await series.result()
+
+
+async def test_a_reply_nobody_reads_by_its_business_day_deadline_pages_the_chain_to_read_it(
+    followups: FollowUpHarness,
+):
+    _, series = await unbooked_followup_then_series(followups)
+    await through_message(followups, series, 1)
+    texts_before = len(followups.texts_to(CLIENT_PHONE))
+    await reply(followups, series, "been thinking about what we talked about")
+    status = await followups.until_step(series, "staff_caring_reply_sent")
+    due = status.caring_contacts.review_due
+    (review,) = [e for e in status.trail if e.step == "reply_for_review"]
+    clinic_zone = ZoneInfo("America/New_York")
+    # The deadline is the end of the next business day (Monday to Friday, 17:00 in the
+    # clinic's zone), counted from the day the reply came.
+    next_business_day = local_business_day_after(review.at.astimezone(clinic_zone).date())
+    assert due.astimezone(clinic_zone) == datetime.combine(next_business_day, time(17, 0),
+                                                           tzinfo=clinic_zone)
+
+    # Just before the deadline nobody is paged.
+    await followups.advance(series, due - await virtual_now(followups, series)
+                            - timedelta(minutes=5))
+    status = await followups.status(series)
+    assert "review_overdue" not in [e.step for e in status.trail]
+    assert followups.texts_to(ON_CALL_PHONE) == []
+
+    await followups.advance(series, timedelta(minutes=10))
+    status = await followups.until_step(series, "staff_page_sent")
+
+    (overdue,) = [e for e in status.trail if e.step == "review_overdue"]
+    (started,) = [e for e in status.trail if e.step == "escalation_started"]
+    (paged,) = [e for e in status.trail if e.step == "staff_page_sent"]
+    assert overdue.outcome == "unread by its deadline"
+    assert started.outcome == "client reply needs reading"
+    assert paged.recipient == "staff:t-oncall" and paged.channel == "sms"
+    assert due <= overdue.at <= started.at <= paged.at < due + timedelta(minutes=1)
+    paged_locally = paged.at.astimezone(clinic_zone)
+    assert paged_locally.date() == next_business_day and paged_locally.time() >= time(17, 0)
+    (page,) = followups.texts_to(ON_CALL_PHONE)
+    assert "client reply needs reading" in page
+    assert "been thinking" not in page, "the reply is read in the console, not paged"
+    assert status.phase.value == "escalating"
+    assert status.caring_contacts.review_due is None
+
+    # Unacknowledged, the chain walks on; a reply to read is no safety matter: the emergency
+    # contact hears nothing, and the client is not answered.
+    await followups.advance(series, timedelta(minutes=11))
+    status = await followups.until(series, lambda s: any(
+        e.step == "staff_page_sent" and e.recipient == "staff:t-backup" for e in s.trail),
+        "the backup paged")
+    assert len(followups.mails_to(BACKUP_EMAIL)) == 1
+    assert followups.texts_to(CONTACT_PHONE) == []
+    assert "emergency_contact_notice_sent" not in [e.step for e in status.trail]
+    assert len(followups.texts_to(CLIENT_PHONE)) == texts_before
+
+    await actions.acknowledge(followups.client, series.id, Acknowledge(
+        staff_id="t-backup", code=status.escalation.code))
+    await actions.resolve(followups.client, series.id, Resolve(
+        staff_id="t-backup", outcome=ResolutionOutcome.REACHED_CLIENT))
+    status = await followups.until_step(series, "resolved")
+    assert status.caring_contacts.state is SeriesState.ACTIVE, "the series goes on"
+    await actions.stop_caring_contacts(followups.client, series.id,
+                                       Cancel(staff_id="t-lead", reason="end of test"))
+    await series.result()
+
+
+def local_business_day_after(day: date) -> date:
+    day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
 
 
 async def test_staff_stop_the_series_with_a_reason(followups: FollowUpHarness):

@@ -6,14 +6,16 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from aftercare.policies import PolicyBook
 from aftercare.simulation import SimulationError, Story, simulate, simulation_policy
 from aftercare.simulation.rehearsal import weeks_later, weeks_until
+from workflows.policy import day_after
 
 ROOT = Path(__file__).parents[1]
 POLICY = Path(__file__).parents[1] / "policies.example.yaml"
@@ -22,6 +24,9 @@ DEPARTED = "2026-11-21T01:50:00-05:00"
 # Each step of the timeline may come this late: the worker's real time to act on a timer,
 # added up along the chain (the demo clinic's timings are seconds).
 LATENESS = timedelta(seconds=6)
+# A timeline that runs into another year shows the year in each line.
+DATED_LINE = re.compile(r"^(\w{3} \d\d \w{3}(?: \d{4})? \d\d:\d\d:\d\d) +\+\S+(?: \S+)?"
+                        r"  (\S.*?) {2,}(\S.*)$")
 LINE = re.compile(r"^(\w{3} \d\d \w{3} \d\d:\d\d:\d\d) +\+(?:(\d+)d )?(\d+):(\d\d):(\d\d)"
                   r"  (\S.*?) {2,}(\S.*)$")
 
@@ -136,3 +141,63 @@ def test_a_past_departure_runs_weeks_later_on_the_same_local_weekday_and_time():
     assert moved >= now
     assert (moved.weekday(), moved.hour, moved.minute) == (departed.weekday(), 1, 50)
     assert moved.utcoffset() == timedelta(hours=-5)
+
+
+def local_moments(output: str) -> list[tuple[datetime, str, str]]:
+    """(the client's local time, who, what) of each timeline line that shows its year."""
+    found = []
+    for line in output.splitlines()[1:]:
+        if match := DATED_LINE.match(line):
+            when, who, what = match.groups()
+            found.append((datetime.strptime(when, "%a %d %b %Y %H:%M:%S"), who, what))
+    return found
+
+
+def in_hours(moment: time, start: time, end: time) -> bool:
+    """Whether ``moment`` falls in local hours that may run past midnight (quiet hours)."""
+    return start <= moment < end if start < end else moment >= start or moment < end
+
+
+def test_caring_story_prints_each_series_message_on_its_day_in_waking_hours_through_the_last():
+    clinic = PolicyBook.load(POLICY).for_clinic("clinic-42")
+    assert not clinic.caring_contacts.enabled, "the simulation turns it on and says so"
+    # A departure ahead of now: the run needs no shift of whole weeks, so every month of the
+    # series falls on the calendar day the clinic would see.
+    zone = ZoneInfo(clinic.timezone)
+    departed = (datetime.now(zone) + timedelta(days=2)).replace(
+        hour=14, minute=50, second=0, microsecond=0)
+    done = subprocess.run([*SIMULATE, "--clinic", "clinic-42", "--risk", "moderate",
+                           "--story", "caring", "--departed-at", departed.isoformat(),
+                           "--policy", str(POLICY)],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("clinic-42 (Riverside Counseling), moderate risk, story caring")
+    assert lines[1] == ("caring_contacts is off for this clinic: turned on for this "
+                        "simulation, with the clinic's schedule and send times")
+    found = local_moments(done.stdout)
+    steps = [what for _, _, what in found]
+    # The follow-up ends unbooked: OK, then no to the offer.
+    assert "reply received: safe" in steps and "reply received: declined" in steps
+    assert "reschedule not chosen: declined" in steps
+    assert not [what for what in steps if what.startswith("booking")]
+    (series_start,) = [at for at, who, what in found
+                       if (who, what) == ("caring contacts", "series started")]
+    sends = [(at, what) for at, who, what in found
+             if who == "client" and what.startswith("caring ")]
+    schedule = clinic.caring_contacts.schedule
+    assert [what for _, what in sends] == (["caring first by sms"]
+                                           + ["caring contact by sms"] * (len(schedule) - 2)
+                                           + ["caring last by sms"])
+    window = clinic.caring_contacts.send_between
+    quiet = clinic.quiet_hours
+    assert quiet is not None
+    for (at, _), offset in zip(sends, schedule, strict=True):
+        assert at.date() == day_after(series_start.date(), offset), (offset, at)
+        assert window.start <= at.time() < window.end, (offset, at)
+        assert not in_hours(at.time(), quiet.start, quiet.end), (offset, at)
+    # The timeline ends with the last message and the text the client received.
+    last_at, last_who, last_what = DATED_LINE.match(lines[-2]).groups()
+    assert (last_who.strip(), last_what) == ("client", "caring last by sms")
+    assert "This is the last of our messages" in lines[-1]

@@ -462,6 +462,16 @@ class ClinicPolicy(PolicyModel):
         return staff_id == self.clinic_lead or bool(
             {StaffRole.LEAD, StaffRole.AUDITOR} & set(member.roles))
 
+    def manages_caring_contacts(self, staff_id: str) -> bool:
+        """Who sees a Caring Contacts series in the staff console and may stop it: the
+        people who read its replies (the reviewer, the clinic lead, staff with the lead
+        role). Auditors read the trail; they do not change a client's care."""
+        member = self.staff.get(staff_id)
+        if member is None:
+            return False
+        return staff_id in (self.clinic_lead, self.caring_contacts.reviewer) or (
+            StaffRole.LEAD in member.roles)
+
     def staff_for(self, target: Target, at: datetime) -> str | None:
         if target is Target.CLINIC_LEAD:
             return self.clinic_lead

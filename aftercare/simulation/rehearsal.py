@@ -1,6 +1,7 @@
 """Runs one follow-up through a story on the stage: starts the real workflow at the chosen
 departure, moves its clock from deadline to deadline, and answers as the client and the
-staff would."""
+staff would; where the story says so, then lets the Caring Contacts series that follows it
+run to its end."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from aftercare.simulation.stage import Stage
-from aftercare.simulation.stories import Story
+from aftercare.simulation.stories import DECLINE_OFFER, Story
+from workflows.caring import CaringContacts
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
     Acknowledge,
@@ -29,6 +31,7 @@ from workflows.models import (
     Phase,
     ResolutionOutcome,
     Resolve,
+    caring_contacts_id,
 )
 from workflows.policy import ClinicPolicy
 
@@ -50,11 +53,15 @@ class StoryStuck(RuntimeError):
 
 @dataclass
 class Rehearsed:
-    """The trail the follow-up sealed, and the departure it started from on Temporal's clock:
-    whole weeks after the one asked for, on the same weekday and local time."""
+    """The trail the follow-up sealed, the trail of the Caring Contacts series that followed
+    it (empty when the story stops at the follow-up), and the departure it started from on
+    Temporal's clock: whole weeks after the one asked for, on the same weekday and local
+    time."""
 
     trail: list[AuditEntry]
+    series_trail: list[AuditEntry]
     departed_at: datetime
+    weeks_later: int
 
 
 def sample_event(policy: ClinicPolicy, risk: str, departed_at: datetime) -> DepartureEvent:
@@ -113,7 +120,21 @@ class Rehearsal:
         await env.fast_forward(handle, until_departure)
         await self.play(handle)
         trail = (await handle.result()).trail
-        return Rehearsed(trail, departure)
+        series_trail = (await self.follow_series(handle.id, trail)
+                        if self.story.follows_caring_contacts else [])
+        return Rehearsed(trail, series_trail, departure, weeks)
+
+    async def follow_series(self, followup_id: str, trail: list[AuditEntry]
+                            ) -> list[AuditEntry]:
+        """Let the series' clock run freely to its close: it waits for nobody, and the
+        time-skipping server jumps from one message's timer to the next."""
+        if not any(entry.step == "caring_contacts_started" for entry in trail):
+            raise StoryStuck(f"the follow-up closed ({trail[-1].outcome}) without starting "
+                             "a Caring Contacts series")
+        series = self.stage.env.client.get_workflow_handle_for(
+            CaringContacts.run, caring_contacts_id(followup_id))
+        await self.stage.env.fast_forward(series)
+        return (await series.result()).trail
 
     async def play(self, handle: WorkflowHandle) -> None:
         if self.story.reply is not None:
@@ -122,6 +143,11 @@ class Rehearsal:
                 "the first message to the client")
             await handle.signal(DepartureFollowUp.client_reply,
                                 ClientReply(text=self.story.reply, channel="sms"))
+        if self.story.declines_offer:
+            await self.until(handle, lambda s: any(
+                e.step == "reschedule_offer_sent" for e in s.trail), "the reschedule offer")
+            await handle.signal(DepartureFollowUp.client_reply,
+                                ClientReply(text=DECLINE_OFFER, channel="sms"))
         if self.story.staff_wait_for_exhausted_chain:
             await self.until(handle, lambda s: any(
                 e.step == "escalation_unacknowledged" for e in s.trail),

@@ -7,7 +7,9 @@ the time since departure and what was tried; while an escalation is open, also t
 client's first name and phone (a ``tel:`` link) and, for a safety reason with consent on
 file, the emergency contact. Each view of them is written to the access log first: once
 per view, however often the open page refreshes itself. Acknowledge, Resolve and Cancel
-call the follow-up's updates.
+call the follow-up's updates. Staff who manage Caring Contacts (``manages_caring_contacts``)
+also see the series that followed it, its state and next send, and may stop it with a
+reason.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ from workflows.models import (
     ActionResult,
     Cancel,
     FollowUpStatus,
+    FollowUpView,
     Phase,
     ResolutionOutcome,
     Resolve,
 )
+from workflows.policy import ClinicPolicy
 
 router = APIRouter(include_in_schema=False)
 
@@ -47,7 +51,7 @@ CONTACT_VIEW = "console_view_contact"
 # The open page refreshes itself every 20 s (a hidden tab's timers may slow to once a
 # minute): a session that saw the contact details less than this ago is still viewing.
 SAME_VIEW_WITHIN = timedelta(minutes=3)
-DONE = {"acknowledge", "resolve", "cancel"}
+DONE = {"acknowledge", "resolve", "cancel", "stop_caring_contacts"}
 
 
 def escalation_open(status: FollowUpStatus) -> bool:
@@ -199,6 +203,8 @@ async def render_followup(
         "clinic_zone": policy.timezone,
         "outcomes": list(ResolutionOutcome),
         "may_read_trail": policy.reads_trails(session.staff_id),
+        "series": (status.caring_contacts
+                   if policy.manages_caring_contacts(session.staff_id) else None),
         "notice": notice,
         "refused": refused,
         "closed": status.phase is Phase.CLOSED,
@@ -209,18 +215,34 @@ async def render_followup(
 StaffAction = Callable[[Client, str, Any], Awaitable[ActionResult]]
 
 
+def followup_after(status: FollowUpStatus, result: ActionResult) -> FollowUpView:
+    return result.view or status
+
+
+def series_after(status: FollowUpStatus, result: ActionResult) -> FollowUpView:
+    """The follow-up's page with its series as the stop left it (the result is the
+    series' view; the page may be the follow-up's)."""
+    if result.view is None:
+        return status
+    return status.model_copy(update={"caring_contacts": result.view.caring_contacts})
+
+
 async def act(
     request: Request, console: Console, workflow_id: str, csrf_token: str | None, action: str,
     call: StaffAction, build: Callable[[str], BaseModel],
+    shown_after: Callable[[FollowUpStatus, ActionResult], FollowUpView] = followup_after,
+    permitted: Callable[[ClinicPolicy, str], bool] = lambda policy, staff_id: True,
 ) -> Response:
-    """Check the form came from this console, build the request as the signed-in staff
-    member, and call the follow-up's update; its refusal is shown on the page."""
+    """Check the form came from this console and the signed-in staff member may do this,
+    build the request as them, and call the update; its refusal is shown on the page."""
     found = await visible_followup(request, console, workflow_id)
     if not isinstance(found, tuple):
         return found
     session, status = found
     if not console.csrf.accepts(request, csrf_token):
         return console.form_refused(request, session)
+    if not permitted(console.service.policies.for_clinic(session.clinic_id), session.staff_id):
+        return console.refusal(request, status_code=403, session=session)
     client = await console.service.temporal()
     try:
         result = await call(client, workflow_id, build(session.staff_id))
@@ -229,7 +251,7 @@ async def act(
         return await render_followup(request, console, session, status, refused=reason,
                                      status_code=409)
     # The follow-up as the action left it: the stored view may be a round trip behind.
-    after = result.view or status
+    after = shown_after(status, result)
     store = await console.service.audit_store()
     return await render_followup(request, console, session,
                                  await views.with_trail(store, after), notice=action)
@@ -265,3 +287,16 @@ async def cancel(
 ) -> Response:
     return await act(request, console, workflow_id, csrf_token, "cancel", actions.cancel,
                      lambda staff_id: Cancel(staff_id=staff_id, reason=reason.strip()))
+
+
+@router.post("/console/followups/{workflow_id}/caring-contacts/stop")
+async def stop_caring_contacts(
+    workflow_id: WorkflowId, request: Request, console: ConsoleDep,
+    reason: Annotated[str, Form(max_length=200)] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    return await act(request, console, workflow_id, csrf_token, "stop_caring_contacts",
+                     actions.stop_caring_contacts,
+                     lambda staff_id: Cancel(staff_id=staff_id, reason=reason.strip()),
+                     shown_after=series_after,
+                     permitted=ClinicPolicy.manages_caring_contacts)
