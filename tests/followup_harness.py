@@ -80,6 +80,16 @@ def policy_document(**overrides: Any) -> dict[str, Any]:
     return document
 
 
+# An escalation at seconds timings that nobody answers pages round after round, so its
+# history grows in real time.
+SECONDS_ESCALATION = {
+    "ack_timeout": "PT2S",
+    "repeats": 0,
+    "repage_every": "PT2S",
+    "resolve_reminder": "PT2S",
+    "levels": [{"targets": ["on_call"]}, {"targets": ["clinic_lead"]}],
+}
+
 def make_event(
     risk: str = "moderate",
     *,

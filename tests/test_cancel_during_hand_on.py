@@ -17,20 +17,19 @@ from datetime import UTC, datetime
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
 
 from aftercare.temporal.codec import data_converter
-from aftercare.temporal.search_attributes import dev_server_flags
 from aftercare.trail.replay import replay_and_compare
 from aftercare.trail.store import AuditStore
 from aftercare.trail.verification import first_broken_link
-from tests.fixtures.temporal import temporal_cli
+from tests.fixtures.temporal import SUGGEST_CONTINUE_AS_NEW_AFTER, early_hand_on_server
 from tests.followup_harness import (
     CLIENT_PHONE,
     CONTACT_PHONE,
     LEAD_EMAIL,
     ON_CALL_EMAIL,
     ON_CALL_PHONE,
+    SECONDS_ESCALATION,
     FollowUpHarness,
     make_event,
     steps_in_order,
@@ -39,15 +38,6 @@ from worker import running_worker
 from workflows.followup import DepartureFollowUp
 from workflows.models import Cancel, DeliveryFailure, FollowUpOutcome
 
-SUGGEST_CONTINUE_AS_NEW_AFTER = 150  # events
-# Seconds timings: the chain pages round after round, so its history grows in real time.
-SECONDS_ESCALATION = {
-    "ack_timeout": "PT2S",
-    "repeats": 0,
-    "repage_every": "PT2S",
-    "resolve_reminder": "PT2S",
-    "levels": [{"targets": ["on_call"]}, {"targets": ["clinic_lead"]}],
-}
 # One page and a long wait: nothing happens unless the test makes it happen.
 QUIET_ESCALATION = {**SECONDS_ESCALATION, "ack_timeout": "PT1H", "repage_every": "PT1H"}
 SHORT_PROTOCOL = {
@@ -64,18 +54,7 @@ async def short_histories(
 ) -> AsyncIterator[FollowUpHarness]:
     """A dev server of its own that suggests continue-as-new early; no worker: each test runs
     its own, so it can also stop it."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(),
-        ip="127.0.0.1",
-        data_converter=data_converter(worker_settings),
-        dev_server_log_level="error",
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AFTER}",
-            *dev_server_flags(),
-        ],
-    )
-    async with env:
+    async with early_hand_on_server(worker_settings) as env:
         store = await AuditStore.open(worker_settings.audit_database_url)
         try:
             yield FollowUpHarness(env, worker_settings, sms_outbox, mailbox, booking_sink, store)

@@ -12,44 +12,28 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from aftercare.temporal.codec import data_converter
-from aftercare.temporal.search_attributes import dev_server_flags
 from aftercare.trail.replay import replay_and_compare
 from aftercare.trail.verification import first_broken_link
-from tests.fixtures.temporal import temporal_cli
-from tests.followup_harness import ON_CALL_PHONE, FollowUpHarness, harness, make_event
+from tests.fixtures.temporal import SUGGEST_CONTINUE_AS_NEW_AFTER, early_hand_on_server
+from tests.followup_harness import (
+    ON_CALL_PHONE,
+    SECONDS_ESCALATION,
+    FollowUpHarness,
+    harness,
+    make_event,
+)
 from workflows.followup import DepartureFollowUp
 from workflows.models import Acknowledge, ClientReply, Resolve
-
-SUGGEST_CONTINUE_AS_NEW_AFTER = 150  # events
-SECONDS_ESCALATION = {
-    "ack_timeout": "PT2S",
-    "repeats": 0,
-    "repage_every": "PT2S",
-    "resolve_reminder": "PT2S",
-    "levels": [{"targets": ["on_call"]}, {"targets": ["clinic_lead"]}],
-}
 
 
 @pytest.fixture
 async def short_histories(
     worker_settings, sms_outbox, mailbox, booking_sink,
 ) -> AsyncIterator[FollowUpHarness]:
-    settings = worker_settings
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(),
-        ip="127.0.0.1",
-        data_converter=data_converter(settings),
-        dev_server_log_level="error",
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AFTER}",
-            *dev_server_flags(),
-        ],
-    )
-    async with env, harness(env, settings, sms_outbox, mailbox, booking_sink) as followups:
+    async with (early_hand_on_server(worker_settings) as env,
+                harness(env, worker_settings, sms_outbox, mailbox, booking_sink) as followups):
         yield followups
 
 

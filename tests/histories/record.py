@@ -17,8 +17,8 @@ import pytest
 from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 
 from tests.fixtures.followups import closed_followup
-from tests.followup_harness import make_event
-from tests.test_long_escalation import SECONDS_ESCALATION, short_histories  # noqa: F401
+from tests.followup_harness import SECONDS_ESCALATION, make_event
+from tests.test_long_escalation import short_histories  # noqa: F401
 from workflows.followup import DepartureFollowUp
 from workflows.models import Acknowledge, ClientReply, Resolve
 
