@@ -132,7 +132,10 @@ class Stack:
         return {**worker_environment(self.settings, self.server.address),
                 "AFTERCARE_POLICY_FILE": str(self.settings.policy_file),
                 "AFTERCARE_TWILIO_STATUS_CALLBACK": "false",
-                "PYTHONDONTWRITEBYTECODE": ""}
+                # The sandbox re-imports the workflow's modules for every new workflow: from
+                # cached bytecode, as a deployment does, kept outside the source tree.
+                "PYTHONDONTWRITEBYTECODE": "",
+                "PYTHONPYCACHEPREFIX": str(self.folder / "pycache")}
 
     async def start_worker(self) -> None:
         self.worker = start_worker(self.environment(), self.folder / "worker.log")
@@ -193,7 +196,8 @@ async def until_polled(client: Client, task_queue: str, process: subprocess.Pope
 
 
 @asynccontextmanager
-async def bench_stack(folder: Path, *, api: bool = True, bare: bool = True) -> AsyncIterator[Stack]:
+async def bench_stack(folder: Path, *, api: bool = True, bare: bool = True,
+                      aftercare: bool = True) -> AsyncIterator[Stack]:
     """A dev server, the sinks, an Aftercare worker, a bare worker and (``api``) the API."""
     async with AsyncExitStack() as exits:
         server = DevServer(folder, in_memory=True)
@@ -208,7 +212,8 @@ async def bench_stack(folder: Path, *, api: bool = True, bare: bool = True) -> A
                       PolicyBook.load(settings.policy_file), await connect(settings),
                       await Client.connect(server.address))
         exits.callback(stack.stop)
-        await stack.start_worker()
+        if aftercare:
+            await stack.start_worker()
         if bare:
             await stack.start_bare_worker()
         if api:
