@@ -208,13 +208,15 @@ async def happy(stack: Stack, report: Report, followups: int, concurrency: int,
 
 
 def start_profiler(pid: int, output: Path) -> subprocess.Popen | None:
-    """py-spy, when installed (it is not a dependency), sampling the Aftercare worker."""
+    """py-spy, when installed (it is not a dependency), sampling the Aftercare worker's
+    Python while it holds the GIL: its CPU, not its waits (SQLite's commits would fill a
+    wall-clock profile)."""
     py_spy = Path(sys.executable).with_name("py-spy")
     if not py_spy.exists():
         say("--profile: py-spy is not installed in this environment; no profile")
         return None
     return subprocess.Popen([str(py_spy), "record", "--pid", str(pid), "--format", "raw",
-                             "--rate", "200", "--output", str(output.with_suffix(".raw"))],
+                             "--gil", "--rate", "200", "--output", str(output.with_suffix(".raw"))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
