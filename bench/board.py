@@ -1,5 +1,6 @@
-"""How long the clinic board takes to load with 1,000 open follow-ups, with workers up and
-with none: the board reads the views in the audit store. Run by ``bench/run.py``.
+"""How long the clinic board takes to load with 1,000 open follow-ups, with workers up, with
+none and with Temporal itself unreachable: the board reads the views in the audit store.
+Run by ``bench/run.py``.
 
 Seeds the views as the audit activity stores them (no workflow runs for them) and loads
 the first page of the board through the API app in this process (no network between
@@ -34,6 +35,7 @@ from workflows.models import (
 )
 
 STAFF = ON_CALL
+NOWHERE = "127.0.0.1:9"  # the discard port: nothing answers there
 WARM_UP_LOADS = 3
 
 

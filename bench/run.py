@@ -14,7 +14,8 @@ as processes, and measures, each beside bare:
   20 departures a second (the bare workflow is started by a client at the same rate and
   its first act is the page activity);
 - a timer storm: N check-ins due in the same second (200 by default, 1,000 with --full);
-- the clinic board over 1,000 open follow-ups, workers up and every worker stopped;
+- the clinic board over 1,000 open follow-ups, workers up, every worker stopped, and
+  Temporal unreachable;
 - with --full: 10,000 open follow-ups left on their check-in timers, each arm on a fresh
   server: start rate, worker and server memory.
 
@@ -42,7 +43,7 @@ from typing import Any
 import _paths  # noqa: F401  (the repository root first)
 import httpx
 from bare import BareCheckIn, BareEscalation
-from board import board_loads, seed
+from board import NOWHERE, board_loads, seed
 from history import HistoryCost, history_cost, mean_cost
 from stack import (
     ALARM,
@@ -464,7 +465,10 @@ async def board(stack: Stack, report: Report, followups: int, loads: int) -> Non
     up = await board_loads(stack.settings, loads, with_temporal=True)
     stack.stop_worker()
     down = await board_loads(stack.settings, loads, with_temporal=True)
-    for name, timings in (("workers up", up), ("every worker stopped", down)):
+    nowhere = stack.settings.model_copy(update={"temporal_address": NOWHERE})
+    unreachable = await board_loads(nowhere, loads, with_temporal=False)
+    for name, timings in (("workers up", up), ("every worker stopped", down),
+                          ("Temporal unreachable", unreachable)):
         report.add(
             Row(f"board, {followups} open, {name}: p50 s", percentile(timings, 0.5), None),
             Row(f"board, {followups} open, {name}: p95 s", percentile(timings, 0.95), None,
