@@ -19,7 +19,7 @@ as processes, and measures, each beside bare:
 - with --full: 10,000 open follow-ups left on their check-in timers, each arm on a fresh
   server: start rate, worker and server memory.
 
-The default run takes about two minutes; --full about ten more. The machine may be shared:
+The default run takes about two minutes; --full about twenty. The machine may be shared:
 read the ratios of one run, and the load average printed beside them.
 """
 
