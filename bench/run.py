@@ -319,20 +319,38 @@ async def escalation_paths(stack: Stack, report: Report) -> None:
 # ---------------------------------------------------------------- imminent: POST to page
 
 
-async def imminent_latency(stack: Stack, report: Report, rate: float, seconds: float) -> None:
+async def imminent_latency(stack: Stack, report: Report, rate: float, seconds: float,
+                           profile: Path | None) -> None:
     count = round(rate * seconds)
+    assert stack.worker is not None and stack.bare_worker is not None and stack.api is not None
+    worker, api = cpu_seconds(stack.worker.pid), cpu_seconds(stack.api.pid)
+    profiler = (start_profiler(stack.worker.pid, imminent_profile(profile))
+                if profile else None)
     ours = await aftercare_post_to_page(stack, rate, count)
+    if profiler is not None and profile is not None:
+        stop_profiler(profiler, imminent_profile(profile))
+    worker = (cpu_seconds(stack.worker.pid) - worker) * 1000 / count
+    api = (cpu_seconds(stack.api.pid) - api) * 1000 / count
     say(f"imminent at {rate:.0f}/s, aftercare: p99 {percentile(ours, 0.99):.2f} s")
+    bare_worker = cpu_seconds(stack.bare_worker.pid)
     theirs = await bare_start_to_page(stack, rate, count)
+    bare_worker = (cpu_seconds(stack.bare_worker.pid) - bare_worker) * 1000 / count
     say(f"imminent at {rate:.0f}/s, bare: p99 {percentile(theirs, 0.99):.2f} s")
     for name, share, goal in (("p50", 0.5, None), ("p95", 0.95, None), ("p99", 0.99, 0.5)):
         report.add(Row(f"imminent POST→page {name} s at {rate:.0f}/s",
                        percentile(ours, share), percentile(theirs, share),
                        f"≤ {goal} s" if goal else "", check=at_most(goal) if goal else None))
+    report.add(Row("imminent: worker CPU ms/follow-up until paged", worker, bare_worker),
+               Row("imminent: API CPU ms/departure", api, None))
     report.notes.append(
         f"  imminent: {count} departures per arm at {rate:.0f}/s; aftercare POSTs "
         "/v1/departures to the API process, bare is started by a client at the same rate; "
         "both timed to the page's acceptance at the SMS outbox")
+
+
+def imminent_profile(profile: Path | None) -> Path:
+    assert profile is not None
+    return profile.with_name(f"{profile.stem}-imminent{profile.suffix}")
 
 
 async def paced(rate: float, count: int, one: Callable[[int], Awaitable[Any]]) -> list:
@@ -553,7 +571,7 @@ async def main(args: argparse.Namespace) -> None:
             say("stack up")
             await happy(stack, report, args.followups, args.concurrency, args.profile)
             await escalation_paths(stack, report)
-            await imminent_latency(stack, report, args.rate, args.seconds)
+            await imminent_latency(stack, report, args.rate, args.seconds, args.profile)
             await timer_storm(stack, report, args.storm)
             await board(stack, report, 1000, args.loads)
         if args.full:
@@ -570,7 +588,8 @@ if __name__ == "__main__":
                         help="1,000 in the timer storm, 10,000 open follow-ups, longer runs")
     parser.add_argument("--profile", type=Path,
                         help="sample the Aftercare worker with py-spy (if installed) during "
-                             "the first happy-path round and write the top frames here")
+                             "the first happy-path round and write the top frames here, and "
+                             "during the imminent run beside it (-imminent)")
     parser.add_argument("--followups", type=int, help="happy path, per round and arm")
     parser.add_argument("--concurrency", type=int, default=20, help="happy path in flight")
     parser.add_argument("--rate", type=float, default=20.0, help="imminent departures/s")
