@@ -77,8 +77,7 @@ class Row:
     aftercare: float | None
     bare: float | None
     goal: str = ""
-    unit: str = ""
-    # "ratio": aftercare / bare against a bound; "max": aftercare's own figure at most.
+    # Whether the goal is met, from (aftercare, bare); None where there is no goal.
     check: Callable[[float | None, float | None], bool | None] | None = None
 
     def cells(self) -> list[str]:
