@@ -1,38 +1,29 @@
-"""How long the clinic board takes to load with 1,000 open follow-ups, with workers up and
-with none (and with Temporal itself down): the board reads the views in the audit store.
+"""How long the clinic board takes to load with 1,000 open follow-ups, with workers up, with
+none and with Temporal itself unreachable: the board reads the views in the audit store.
+Run by ``bench/run.py``.
 
-    .venv/bin/python bench/board.py [--followups 1000] [--loads 30]
-
-Seeds the views as the audit activity stores them (no workflow runs for them), starts its
-own Temporal dev server (in memory) and a real worker for the first arm, and loads the first
-page of the board through the API app in this process (no network between them). Prints
-p50 and p95 of each arm; the machine is shared, so compare the arms, not the runs.
+Seeds the views as the audit activity stores them (no workflow runs for them) and loads
+the first page of the board through the API app in this process (no network between
+them), after a few warm-up loads.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import statistics
-import tempfile
 import time
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from fastapi import Response
-from throughput import CLINIC, aftercare_settings, dev_server
+from stack import CLINIC, ON_CALL
 
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
 from aftercare.temporal.connection import connect
+from aftercare.trail.console_access import ConsoleSessions
 from aftercare.trail.store import AuditStore, StoredView
 from api.app import create_app
-from api.console.security import SESSION_TTL, Signer, StaffSession, start_session
-from devsinks.mailbox import Mailbox
-from devsinks.sms_outbox import SmsOutbox
-from worker import running_worker
+from api.console.security import Signer, new_session, set_session_cookie
 from workflows.models import (
     Channel,
     EscalationState,
@@ -43,10 +34,9 @@ from workflows.models import (
     followup_workflow_id,
 )
 
-STAFF = "bench-oncall"
-WARM_UP_LOADS = 3
+STAFF = ON_CALL
 NOWHERE = "127.0.0.1:9"  # the discard port: nothing answers there
-Around = Callable[[], AbstractAsyncContextManager[object]]  # what runs while an arm loads
+WARM_UP_LOADS = 3
 
 
 def bench_view(index: int, now: datetime, phase: Phase = Phase.AWAITING_REPLY) -> FollowUpView:
@@ -76,12 +66,19 @@ async def seed(settings: Settings, followups: int) -> None:
         await store.close()
 
 
-def session_cookie(settings: Settings) -> dict[str, str]:
-    """The cookie a staff member of the bench clinic holds once signed in."""
+async def session_cookie(settings: Settings) -> dict[str, str]:
+    """The cookie a staff member of the bench clinic holds once signed in: a session
+    started in the audit store, as sign-in starts it."""
     now = datetime.now(UTC)
+    session = new_session(STAFF, CLINIC, now)
+    store = await AuditStore.open(settings.audit_database_url, settings.audit_signing_keys)
+    try:
+        await ConsoleSessions(store).start(session.session_id, session.actor, now,
+                                           session.expires_at)
+    finally:
+        await store.close()
     response = Response()
-    start_session(Signer(settings.link_secret or ""), settings, response,
-                  StaffSession(STAFF, CLINIC, now + SESSION_TTL), now)
+    set_session_cookie(Signer(settings.link_secret or ""), settings, response, session, now)
     name, _, value = response.headers["set-cookie"].split(";")[0].partition("=")
     return {name: value}
 
@@ -93,8 +90,9 @@ async def board_loads(settings: Settings, loads: int, with_temporal: bool) -> li
         "staff": {STAFF: {"name": "On call", "phone": "+15555550100", "channel": "sms"}},
     }})
     app = create_app(settings, client, policies)
+    cookies = await session_cookie(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://bench", cookies=session_cookie(settings)) as http:
+                                 base_url="http://bench", cookies=cookies) as http:
         timings = []
         for load in range(WARM_UP_LOADS + loads):
             began = time.perf_counter()
@@ -110,39 +108,3 @@ async def board_loads(settings: Settings, loads: int, with_temporal: bool) -> li
 
 def percentile(timings: list[float], share: float) -> float:
     return statistics.quantiles(timings, n=100)[int(share * 100) - 1] * 1000
-
-
-async def main(followups: int, loads: int) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        async with dev_server() as env, SmsOutbox() as outbox, Mailbox() as mailbox:
-            settings = aftercare_settings(env, folder, outbox, mailbox).model_copy(update={
-                "api_keys": {CLINIC: "bench-api-key"}, "twilio_auth_token": "bench-token",
-                "metrics_token": "bench-metrics-token"})
-            await seed(settings, followups)
-            worker_client = await connect(settings)
-
-            def worker_up() -> AbstractAsyncContextManager[object]:
-                return running_worker(worker_client, settings)
-
-            arms: list[tuple[str, Settings, bool, Around]] = [
-                ("workers up", settings, True, worker_up),
-                ("no worker", settings, True, nullcontext),
-                ("no worker, no Temporal",
-                 settings.model_copy(update={"temporal_address": NOWHERE}), False, nullcontext),
-            ]
-            print(f"board, first page of {followups} open follow-ups "
-                  f"({followups // 10} closed), {loads} loads each")
-            print(f"{'arm':<24}{'p50 ms':>9}{'p95 ms':>9}")
-            for name, arm_settings, with_temporal, around in arms:
-                async with around():
-                    timings = await board_loads(arm_settings, loads, with_temporal)
-                print(f"{name:<24}{percentile(timings, 0.5):>9.1f}"
-                      f"{percentile(timings, 0.95):>9.1f}")
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--followups", type=int, default=1000)
-    parser.add_argument("--loads", type=int, default=30)
-    arguments = parser.parse_args()
-    asyncio.run(main(arguments.followups, arguments.loads))

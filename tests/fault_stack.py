@@ -77,10 +77,11 @@ def stop_group(process: subprocess.Popen | None, sig: int = signal.SIGKILL,
 
 class DevServer:
     """``temporal server start-dev`` on 127.0.0.1, a free port and a database file, so it can
-    be stopped (SIGTERM or SIGKILL) and started again on the same state."""
+    be stopped (SIGTERM or SIGKILL) and started again on the same state; or, with
+    ``in_memory``, no file at all (the benchmark's server)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.database = folder / "temporal.db"
+    def __init__(self, folder: Path, in_memory: bool = False) -> None:
+        self.database = None if in_memory else folder / "temporal.db"
         self.log = folder / "temporal.log"
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -91,7 +92,8 @@ class DevServer:
             self.process = subprocess.Popen(
                 [temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1",
                  "--port", str(self.port), "--headless",
-                 "--db-filename", str(self.database), "--log-level", "error",
+                 *(["--db-filename", str(self.database)] if self.database else []),
+                 "--log-level", "error",
                  *dev_server_flags()],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         await self.until_ready(timeout)
