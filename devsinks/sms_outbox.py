@@ -152,10 +152,19 @@ class SmsOutbox(HttpSink):
         self._next_failures: list[TwilioError] = []
         self._failing_numbers: dict[str, TwilioError] = {}
         self._undeliverable: dict[str, int] = {}
+        self._held: dict[str, asyncio.Event] = {}
         self._callbacks: set[asyncio.Task] = set()
         self.on_accept: Callable[[SentSms], None] | None = None
         self._peers: set[tuple[str, int]] = set()
         self.down = False  # while True every send answers 503, as in a Twilio outage
+
+    def hold(self, number: str) -> None:
+        """Keep sends to ``number`` waiting, unanswered, until ``release``: a provider slow to
+        answer while the message is already on its way."""
+        self._held[number] = asyncio.Event()
+
+    def release(self, number: str) -> None:
+        self._held.pop(number).set()
 
     def fail_next(self, count: int = 1, status: int = 503, code: int | None = None) -> None:
         """Answer the next ``count`` sends with an HTTP ``status`` (a 5xx or 429)."""
@@ -207,6 +216,8 @@ class SmsOutbox(HttpSink):
 
         form = await request.post()
         to, body = form.get("To"), form.get("Body")
+        if (held := self._held.get(to)) is not None:
+            await held.wait()
         from_, service = form.get("From"), form.get("MessagingServiceSid")
         if not to:
             return TwilioError(21604, "A 'To' phone number is required.").response()

@@ -2,6 +2,7 @@ import base64
 import os
 
 import pytest
+from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import WorkflowSerializationContext
@@ -63,6 +64,19 @@ async def test_tampered_ciphertext_is_refused():
 
     with pytest.raises(PayloadDecryptionError, match="failed authentication"):
         await converter.decode([payload], [dict])
+
+
+async def test_only_the_servers_own_not_started_marker_passes_unencrypted():
+    """A withdrawn send cancelled while it waited to retry comes back with details the
+    server wrote in clear; anything else in clear is still refused."""
+    codec = EncryptionCodec({"k1": new_key()})
+    marker = Payload(metadata={"encoding": b"json/plain"}, data=b'"ACTIVITY_ID_NOT_STARTED"')
+    assert await codec.decode([marker]) == [marker]
+    for forged in (Payload(metadata={"encoding": b"json/plain"}, data=b'"+15555550123"'),
+                   Payload(metadata={"encoding": b"binary/plain"},
+                           data=b'"ACTIVITY_ID_NOT_STARTED"')):
+        with pytest.raises(PayloadDecryptionError, match="not encrypted"):
+            await codec.decode([forged])
 
 
 async def test_payload_relabelled_with_another_key_id_is_refused():

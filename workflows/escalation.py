@@ -76,6 +76,8 @@ class Escalation:
         self.pages: list[asyncio.Task[Any]] = []
         self.notices: list[asyncio.Task[Any]] = []
         self.walker: asyncio.Task[None] | None = None
+        # What everyone paged was told when staff closed it: owed to a late-accepted page too.
+        self.last_word: tuple[str, dict[str, str]] | None = None
 
     # ------------------------------------------------------------------ what staff see
 
@@ -196,14 +198,24 @@ class Escalation:
         level, code, reason = esc.level, esc.code, esc.reason
         links = [LinkAction(label="Acknowledge", action="ack", value=f"{staff_id} {code}")]
 
+        def paged(delivery: Delivery) -> None:
+            esc.paged.append(PageState(level=level, target=staff_id,
+                                       channel=delivery.channel, code=code))
+
+        def paged_after_withdrawal(delivery: Delivery) -> None:
+            paged(delivery)
+            if self.last_word is not None:  # the others already heard how it ended
+                kind, fields = self.last_word
+                self.outbox.to_staff(kind, staff_id, code, **fields)
+
         async def page() -> Delivery | None:
             body = self.outbox.staff_text("staff_page", ref=code, reason=reason,
                                           staff_action=f"Reply ACK {code} when you take it.")
             delivery = await self.outbox.message_staff("staff_page", staff_id, body, code,
-                                                       links, PERSISTENT_DEADLINE)
+                                                       links, PERSISTENT_DEADLINE,
+                                                       paged_after_withdrawal)
             if delivery is not None:
-                esc.paged.append(PageState(level=level, target=staff_id,
-                                           channel=delivery.channel, code=code))
+                paged(delivery)
             return delivery
 
         task = self.outbox.fire(page(), None, "staff_page", staff_recipient(staff_id))
@@ -232,6 +244,8 @@ class Escalation:
         self.outbox.to_staff("staff_reminder", acker, self.state.code)
 
     def tell_everyone_paged(self, kind: str, **fields: str) -> None:
+        if self.resolved:
+            self.last_word = (kind, fields)
         for staff_id in dict.fromkeys(page.target for page in self.state.paged):
             self.outbox.to_staff(kind, staff_id, self.state.code, **fields)
 

@@ -26,6 +26,7 @@ from temporalio.exceptions import (
     TimeoutType,
 )
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from workflows.models import (
@@ -57,6 +58,9 @@ DEFECT = "a defect in the send, treated as a failed send"
 # channel is tried. Before, the defect failed the whole message (or, on its last channel,
 # every workflow task); follow-ups that met one then replay that way.
 DEFECT_FAILS_ONE_CHANNEL = "send-defect-fails-one-channel"
+# A withdrawn send waits for the provider's answer to the try already under way, so a
+# message that went out after all is known (and its person can be told what changed).
+WITHDRAWN_SEND_SETTLES = "withdrawn-send-settles-its-try"
 
 CLIENT = "client"
 EMERGENCY_CONTACT = "emergency_contact"
@@ -146,8 +150,10 @@ class Outbox:
         return self.fire(send(), None, kind, staff_recipient(staff_id))
 
     def withdraw(self, tasks: list[asyncio.Task[Any]]) -> None:
+        # Once: a second withdrawal would cut short the first one's wait for its try.
+        settles = workflow.patched(WITHDRAWN_SEND_SETTLES)
         for task in tasks:
-            if not task.done():
+            if not task.done() and not (settles and task.cancelling()):
                 task.cancel()
 
     # ------------------------------------------------------------------ the people
@@ -180,8 +186,12 @@ class Outbox:
             on_accepted()
         return True
 
-    async def message_staff(self, kind: str, staff_id: str, body: str, ref: str,
-                            links: list[LinkAction], lasting: timedelta) -> Delivery | None:
+    async def message_staff(
+        self, kind: str, staff_id: str, body: str, ref: str, links: list[LinkAction],
+        lasting: timedelta, after_withdrawal: Callable[[Delivery], None] | None = None,
+    ) -> Delivery | None:
+        """``after_withdrawal``: called with the delivery when a channel accepted the message
+        although it had been withdrawn (its try was already with the provider)."""
         member = self.policy.staff.get(staff_id)
         if member is None:
             return None
@@ -192,7 +202,7 @@ class Outbox:
         subject = self.staff_text(f"subject_{kind}" if kind in SUBJECTS else "subject_staff",
                                   ref=ref)
         return await self.reach(kind, recipient, addresses, body, subject, links,
-                                workflow.now() + lasting)
+                                workflow.now() + lasting, after_withdrawal)
 
     async def notify_emergency_contact(self, reason: str, ref: str) -> Delivery | None:
         contact = self.event.emergency_contact
@@ -234,11 +244,13 @@ class Outbox:
     async def reach(
         self, kind: str, recipient: str, addresses: list[tuple[Channel, str]], body: str,
         subject: str | None, links: list[LinkAction], deadline: datetime,
+        after_withdrawal: Callable[[Delivery], None] | None = None,
     ) -> Delivery | None:
         """Send on the first address; when it fails for good, or has not been accepted
         within ``fallback_after``, on the next one too. The first channel to accept wins and
         the sends still trying are withdrawn. None: nobody accepted it by ``deadline``."""
         attempts: list[asyncio.Task[Delivery | None]] = []
+        withdrawn = False
 
         def accepted() -> Delivery | None:
             return next((task.result() for task in attempts
@@ -260,12 +272,29 @@ class Outbox:
             await workflow.wait_condition(
                 lambda: accepted() is not None or all(task.done() for task in attempts))
             return accepted()
+        except asyncio.CancelledError:
+            withdrawn = True
+            raise
         finally:
             # Withdraw what is still trying, and let it say so in the trail before we go.
             for task in attempts:
                 if not task.done():
                     task.cancel()
-            await workflow.wait_condition(lambda: all(task.done() for task in attempts))
+            withdrawn_meanwhile = False
+            while True:
+                try:
+                    await workflow.wait_condition(lambda: all(t.done() for t in attempts))
+                    break
+                except asyncio.CancelledError:
+                    if not workflow.patched(WITHDRAWN_SEND_SETTLES):
+                        raise
+                    withdrawn_meanwhile = True  # while the other channel's try settled
+            if ((withdrawn or withdrawn_meanwhile) and after_withdrawal is not None
+                    and (late := accepted()) is not None
+                    and workflow.patched(WITHDRAWN_SEND_SETTLES)):
+                after_withdrawal(late)
+            if withdrawn_meanwhile:
+                raise asyncio.CancelledError  # noqa: B012 - withdrawn: no result to return
 
     async def attempt(
         self, kind: str, recipient: str, channel: Channel, to: str, body: str,
@@ -299,6 +328,9 @@ class Outbox:
                 f"send_{channel.value}", message, result_type=Delivery,
                 schedule_to_close_timeout=max(deadline - workflow.now(), timedelta(seconds=1)),
                 start_to_close_timeout=timedelta(seconds=30), retry_policy=SEND_RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                if workflow.patched(WITHDRAWN_SEND_SETTLES)
+                else ActivityCancellationType.TRY_CANCEL,
             )
         except (ActivityError, asyncio.CancelledError) as err:
             self.trail.record(f"{kind}_failed", channel=channel, recipient=recipient,

@@ -36,6 +36,10 @@ from temporalio.converter import (
 from aftercare.settings import Settings
 
 ENCRYPTED_ENCODING = b"binary/encrypted"
+# What the server itself writes as the details of an activity cancelled before it started
+# (a withdrawn send waiting to retry): a constant, never client data, never encrypted.
+SERVER_CANCELLED_BEFORE_START = Payload(metadata={"encoding": b"json/plain"},
+                                        data=b'"ACTIVITY_ID_NOT_STARTED"')
 KEY_ID_METADATA = "encryption-key-id"
 WORKFLOW_ID_METADATA = "workflow-id"
 _NONCE_BYTES = 12
@@ -123,7 +127,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
 
     def _decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCRYPTED_ENCODING:
-            if self._accept_unencrypted:
+            if self._accept_unencrypted or payload == SERVER_CANCELLED_BEFORE_START:
                 return payload
             raise PayloadDecryptionError(
                 "payload is not encrypted: refused (it was written without the encryption "

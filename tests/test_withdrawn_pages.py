@@ -1,0 +1,35 @@
+"""A page already on its way when staff close the escalation may still reach its person.
+Whoever it reaches must also hear that the escalation is over, after the page: an on-call
+left holding a page nobody closes calls a client for nothing, or stops trusting pages."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.followup_harness import ON_CALL_PHONE, FollowUpHarness, make_event, steps_in_order
+from workflows.followup import DepartureFollowUp
+from workflows.models import Resolve
+
+
+async def test_a_page_accepted_after_the_resolve_is_followed_by_the_all_clear(
+    followups: FollowUpHarness,
+):
+    followups.sms.hold(ON_CALL_PHONE)  # the provider has the page and has not answered yet
+    handle = await followups.start(make_event("imminent"))
+    await followups.until_step(handle, "crisis_resources_sent")
+    await asyncio.sleep(0.5)
+    assert not followups.texts_to(ON_CALL_PHONE), "the on-call's page is still on its way"
+
+    await handle.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-backup", outcome="reached_client"))
+    followups.sms.release(ON_CALL_PHONE)  # the provider takes the page after all
+    outcome = await followups.finish(handle)
+
+    page, *after = followups.texts_to(ON_CALL_PHONE)
+    assert "imminent risk" in page
+    assert len(after) == 1 and "is resolved" in after[0], (
+        "the on-call hears the page is over, once, after the page")
+    steps = [(e.step, e.recipient) for e in outcome.trail]
+    assert steps_in_order(steps, ("resolved", "staff:t-backup"),
+                          ("staff_page_sent", "staff:t-oncall"),
+                          ("staff_resolved_sent", "staff:t-oncall"))
