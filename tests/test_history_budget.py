@@ -57,14 +57,17 @@ async def test_happy_path_history_stays_within_its_event_budget(followups):
     assert outcome.client_safe
     assert "declined" in [e.outcome for e in outcome.trail if e.step == "reschedule_not_chosen"]
 
-    kinds = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")
-             for e in (await handle.fetch_history()).events]
+    events = (await handle.fetch_history()).events
+    kinds = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in events]
     kinds = [kind for kind in kinds if kind not in TEST_SERVER_ONLY]
     assert len(kinds) <= HAPPY_PATH_EVENT_BUDGET, (
         f"{len(kinds)} history events for the happy path (budget "
         f"{HAPPY_PATH_EVENT_BUDGET}): {kinds}")
-    assert "MARKER_RECORDED" not in kinds, "no local activity: audit writes are regular "
-    "activities, sent only with an accepted workflow task; and version 1 has no patches"
+    markers = [e.marker_recorded_event_attributes.marker_name for e in events
+               if e.HasField("marker_recorded_event_attributes")]
+    assert set(markers) <= {"core_patch"}, "no local activity: audit writes are regular "
+    "activities, sent only with an accepted workflow task; the only markers are patches"
+    assert len(markers) <= 1, f"one patch since version 1 reaches the happy path: {markers}"
     audit_batches = kinds.count("ACTIVITY_TASK_SCHEDULED") - SENDS
     assert 0 < audit_batches <= AUDIT_BATCHES, "audit entries are written in batches"
     steps = [e.step for e in outcome.trail]
