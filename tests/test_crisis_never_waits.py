@@ -296,6 +296,7 @@ async def test_a_check_in_accepted_late_gives_the_client_a_whole_window(
 ):
     handle = await followups.start(make_event(email=None))
     followups.sms.fail_number(CLIENT_PHONE, TRANSIENT, status=503)
+    await followups.until_step(handle, "checkin_scheduled")  # its clock starts before ours
     await followups.advance(handle, timedelta(minutes=10))
     await followups.until_step(handle, "checkin_scheduled")
     await followups.advance(handle, timedelta(minutes=55))  # 5 minutes of the window left
@@ -320,6 +321,7 @@ async def test_a_check_in_never_accepted_pages_staff_and_sends_no_reminder(
 ):
     handle = await followups.start(make_event(email=None))
     followups.sms.fail_number(CLIENT_PHONE, TRANSIENT, status=503)
+    await followups.until_step(handle, "checkin_scheduled")  # its clock starts before ours
     await followups.advance(handle, timedelta(minutes=10))
     await followups.advance(handle, timedelta(hours=1, minutes=5))
     status = await followups.until_step(handle, "escalation_started")
