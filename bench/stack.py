@@ -131,11 +131,12 @@ class Stack:
     def environment(self) -> dict[str, str]:
         return {**worker_environment(self.settings, self.server.address),
                 "AFTERCARE_POLICY_FILE": str(self.settings.policy_file),
-                "AFTERCARE_TWILIO_STATUS_CALLBACK": "false",
-                # The sandbox re-imports the workflow's modules for every new workflow: from
-                # cached bytecode, as a deployment does, kept outside the source tree.
-                "PYTHONDONTWRITEBYTECODE": "",
-                "PYTHONPYCACHEPREFIX": str(self.folder / "pycache")}
+                "AFTERCARE_TWILIO_STATUS_CALLBACK": "false", **self.bytecode_cache()}
+
+    def bytecode_cache(self) -> dict[str, str]:
+        """The sandbox re-imports the workflow's module for every new workflow: both arms load
+        it from cached bytecode, as the image does, kept outside the source tree."""
+        return {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(self.folder / "pycache")}
 
     async def start_worker(self) -> None:
         self.worker = start_worker(self.environment(), self.folder / "worker.log")
@@ -151,7 +152,8 @@ class Stack:
             self.bare_worker = subprocess.Popen(
                 [sys.executable, str(BENCH / "bare.py"), "--address", self.server.address,
                  "--task-queue", BARE_QUEUE, "--outbox-url", self.outbox.url],
-                cwd=BENCH, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                cwd=BENCH, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **self.bytecode_cache()})
         await until_polled(self.bare_client, BARE_QUEUE, self.bare_worker,
                            self.folder / "bare.log")
 
