@@ -148,3 +148,16 @@ async def test_a_payload_sealed_for_a_workflow_names_it_and_the_name_cannot_be_s
     payload.metadata[WORKFLOW_ID_METADATA] = b"followup-demo-s-2"
     with pytest.raises(PayloadDecryptionError, match="failed authentication"):
         await converter.decode([payload], [dict])
+
+
+async def test_each_workflow_keeps_its_own_converter_and_seals_to_its_own_id():
+    converter = data_converter(Settings(encryption_keys={"k1": new_key()}))
+    contexts = [WorkflowSerializationContext(namespace="default", workflow_id=f"followup-{n}")
+                for n in (1, 2)]
+
+    first, second = (converter.with_context(context) for context in contexts)
+
+    assert converter.with_context(contexts[0]) is first, "made once per context"
+    assert [workflow_id_of((await encode_phone(made))[0]) for made in (first, second)] == [
+        "followup-1", "followup-2"]
+    assert workflow_id_of((await encode_phone(converter))[0]) is None

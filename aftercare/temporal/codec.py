@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
+from typing import Self
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -165,11 +166,36 @@ def workflow_id_of(payload: Payload) -> str | None:
     return workflow_id.decode() if workflow_id is not None else None
 
 
+# A worker's open workflows and their activity commands; past it the cache starts again.
+CONTEXTS_KEPT = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextCachingDataConverter(DataConverter):
+    """A data converter that keeps what it made for each serialization context.
+
+    The worker asks for a converter per workflow and per activity command each time it
+    encodes or decodes a workflow task's payloads, and the SDK builds a new one (and a new
+    pydantic payload converter inside it) every time; this one builds it once per context.
+    """
+
+    _made_for: dict[SerializationContext, Self] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+    def with_context(self, context: SerializationContext) -> Self:
+        made = self._made_for.get(context)
+        if made is None:
+            if len(self._made_for) >= CONTEXTS_KEPT:
+                self._made_for.clear()
+            made = self._made_for[context] = super().with_context(context)
+        return made
+
+
 def data_converter(settings: Settings) -> DataConverter:
     """The converter every worker, starter and replayer must share: pydantic JSON, encrypted,
     with failure messages and stack traces moved into the encrypted attributes."""
-    return dataclasses.replace(
-        pydantic_data_converter,
+    return ContextCachingDataConverter(
+        payload_converter_class=pydantic_data_converter.payload_converter_class,
         payload_codec=EncryptionCodec(
             settings.encryption_keys, accept_unencrypted=settings.codec_accept_unencrypted),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
