@@ -25,6 +25,7 @@ import aiosmtplib
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.audit import TrailBatches, carrying_trail
 from activities.delivery_ledger import DeliveryLedger, DeliveryRecorder, deliver_once
 from activities.provider_errors import provider_misconfigured
 from aftercare.links.escalation import with_escalation_link
@@ -55,11 +56,13 @@ class EmailActivities:
     way out gives the deliveries not yet in the ledger a bounded time to be written.
     Outside one (the console's sign-in codes), each send has a connection of its own."""
 
-    def __init__(self, settings: Settings, ledger: DeliveryLedger | None) -> None:
+    def __init__(self, settings: Settings, ledger: DeliveryLedger | None,
+                 trail: TrailBatches | None = None) -> None:
         if not settings.link_secret:
             raise ValueError("set AFTERCARE_LINK_SECRET: it signs the one-click links in emails")
         self.settings = settings
         self.recorder = DeliveryRecorder(ledger)
+        self.trail = trail  # what a follow-up's message carries of its trail is stored here
         self._connections: SmtpConnections | None = None
 
     async def open(self) -> None:
@@ -83,13 +86,13 @@ class EmailActivities:
 
     @activity.defn
     async def send_email(self, message: OutboundMessage) -> Delivery:
-        return await deliver_once(
+        return await carrying_trail(self.trail, message, deliver_once(
             self.recorder, message, lambda: self._send(message),
             # Mail has no list to ask: a retry has only the ledger (or, failing it, the
             # Message-ID) to go by, so the activity gives the record a moment.
             wait_for_record=RECORD_WAIT_SECONDS,
             crash_after_accept=self.settings.test_crash_after == "provider_accepts",
-        )
+        ))
 
     async def _send(self, message: OutboundMessage) -> Delivery:
         email = self._compose(message, datetime.now(UTC))

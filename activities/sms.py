@@ -28,6 +28,7 @@ from twilio.base.exceptions import TwilioException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
+from activities.audit import TrailBatches, carrying_trail
 from activities.delivery_ledger import DeliveryLedger, DeliveryRecorder, deliver_once
 from activities.provider_errors import provider_misconfigured
 from aftercare.links.escalation import with_escalation_link
@@ -78,7 +79,8 @@ class SmsActivities:
     deliveries not yet in the ledger a bounded time to be written. Outside one (the
     console's sign-in codes), each request opens and closes its own connection."""
 
-    def __init__(self, settings: Settings, ledger: DeliveryLedger | None) -> None:
+    def __init__(self, settings: Settings, ledger: DeliveryLedger | None,
+                 trail: TrailBatches | None = None) -> None:
         if not settings.twilio_is_real and not settings.twilio_api_base_url:
             raise ValueError(
                 "set AFTERCARE_TWILIO_ACCOUNT_SID and AFTERCARE_TWILIO_AUTH_TOKEN, or point "
@@ -96,6 +98,7 @@ class SmsActivities:
         )
         self.settings = settings
         self.recorder = DeliveryRecorder(ledger)
+        self.trail = trail  # what a follow-up's message carries of its trail is stored here
         self._http: _TimedHttpClient | None = None
         self._client: Client | None = None
 
@@ -120,12 +123,12 @@ class SmsActivities:
 
     @activity.defn
     async def send_sms(self, message: OutboundMessage) -> Delivery:
-        return await deliver_once(
+        return await carrying_trail(self.trail, message, deliver_once(
             self.recorder, message, lambda: self._send(message),
             find_earlier_send=lambda since, accounted_for: self._find_sent(
                 message, since, accounted_for),
             crash_after_accept=self.settings.test_crash_after == "provider_accepts",
-        )
+        ))
 
     async def _send(self, message: OutboundMessage) -> Delivery:
         async def create(client: Client) -> Delivery:

@@ -12,7 +12,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.audit import AuditActivities
+from activities.audit import AuditActivities, TrailBatches
 from activities.booking import BookingActivities
 from activities.email import EmailActivities
 from activities.sms import SmsActivities
@@ -39,14 +39,15 @@ async def running_worker(
     # bounded time to be written, both at once.
     senders: list[SmsActivities | EmailActivities] = []
     try:
-        sms = SmsActivities(settings, store)
-        email = EmailActivities(settings, store)
+        trail = TrailBatches(store, EncryptionCodec(settings.encryption_keys))
+        sms = SmsActivities(settings, store, trail)
+        email = EmailActivities(settings, store, trail)
         senders = [sms, email]
         await sms.open()
         await email.open()
         booking = BookingActivities(settings)
-        audit = AuditActivities(store, EncryptionCodec(settings.encryption_keys),
-                                crash_after_commit=settings.test_crash_after == "audit_commit")
+        audit = AuditActivities(
+            trail, crash_after_commit=settings.test_crash_after == "audit_commit")
         worker = Worker(
             client,
             task_queue=settings.task_queue,

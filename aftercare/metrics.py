@@ -146,9 +146,14 @@ class _CountActivities(ActivityInboundInterceptor):
                 outcome = "refused"
             raise
         finally:
-            meter.create_counter(
-                "aftercare_audit_writes", "Attempts to store a batch of the trail, by outcome"
-            ).add(1, {"outcome": outcome})
+            count_audit_write(outcome)
+
+
+def count_audit_write(outcome: str) -> None:
+    """One attempt to store a batch of the trail, on its own or riding a send."""
+    activity.metric_meter().create_counter(
+        "aftercare_audit_writes", "Attempts to store a batch of the trail, by outcome"
+    ).add(1, {"outcome": outcome})
 
 
 class _CountTrailSteps(WorkflowInboundInterceptor):
@@ -157,11 +162,13 @@ class _CountTrailSteps(WorkflowInboundInterceptor):
 
 
 class _CountAuditedSteps(WorkflowOutboundInterceptor):
-    """Every step reaches the trail through the audit activity, so counting its batches
-    counts each step once, as it is written."""
+    """Every step reaches the trail in a batch, the audit activity's or one a send carries,
+    so counting the batches counts each step as it is written; a step a send could not store
+    goes out again in a later batch, and is counted once."""
 
     _escalations: MetricCounter | None = None
     _fallbacks: MetricCounter | None = None
+    _counted_through = 0
 
     def start_local_activity(self, input: StartLocalActivityInput) -> workflow.ActivityHandle:
         if input.activity == AUDIT_ACTIVITY and input.args:
@@ -171,10 +178,15 @@ class _CountAuditedSteps(WorkflowOutboundInterceptor):
     def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle:
         if input.activity == AUDIT_ACTIVITY and input.args:
             self._count(input.args[0])
+        elif input.activity in SEND_ACTIVITIES and input.args and input.args[0].trail:
+            self._count(input.args[0].trail)
         return super().start_activity(input)
 
     def _count(self, batch: AuditBatch) -> None:
         for entry in batch.entries:
+            if entry.seq <= self._counted_through:
+                continue
+            self._counted_through = entry.seq
             if entry.step in ESCALATION_STEPS:
                 if self._escalations is None:
                     self._escalations = workflow.metric_meter().create_counter(

@@ -7,7 +7,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 import auditor
-from activities.audit import AUDIT_CONFLICT, AuditActivities
+from activities.audit import AUDIT_CONFLICT, AuditActivities, TrailBatches
 from aftercare.settings import Settings
 from aftercare.temporal.codec import EncryptionCodec
 from tests.trails import new_workflow_id, sealed_trail
@@ -16,7 +16,7 @@ from workflows.trail import seal
 
 
 async def test_each_batch_lands_in_the_store_once(sqlite_store, encryption_keys):
-    activities = AuditActivities(sqlite_store, EncryptionCodec(encryption_keys))
+    activities = AuditActivities(TrailBatches(sqlite_store, EncryptionCodec(encryption_keys)))
     workflow_id = new_workflow_id()
     trail = sealed_trail(workflow_id)
     env = ActivityEnvironment()
@@ -29,7 +29,7 @@ async def test_each_batch_lands_in_the_store_once(sqlite_store, encryption_keys)
 
 
 async def test_a_conflicting_entry_fails_without_retrying(sqlite_store, encryption_keys):
-    activities = AuditActivities(sqlite_store, EncryptionCodec(encryption_keys))
+    activities = AuditActivities(TrailBatches(sqlite_store, EncryptionCodec(encryption_keys)))
     workflow_id = new_workflow_id()
     [first] = sealed_trail(workflow_id, length=1)
     await sqlite_store.append([first])
@@ -49,7 +49,7 @@ async def test_a_conflicting_entry_fails_without_retrying(sqlite_store, encrypti
 async def test_a_staff_note_is_kept_sealed_out_of_the_trail_and_readable_by_an_auditor(
     sqlite_store, encryption_keys
 ):
-    activities = AuditActivities(sqlite_store, EncryptionCodec(encryption_keys))
+    activities = AuditActivities(TrailBatches(sqlite_store, EncryptionCodec(encryption_keys)))
     workflow_id = new_workflow_id()
     trail = sealed_trail(workflow_id, length=2)
     cancelled = seal(workflow_id=workflow_id, seq=3, at=trail[-1].at, prev_hash=trail[-1].hash,

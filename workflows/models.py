@@ -366,12 +366,17 @@ class OutboundMessage(Model):
     body: str
     subject: str | None = None
     links: list[LinkAction] = Field(default_factory=list)
+    trail: AuditBatch | None = Field(
+        default=None, description="The follow-up's trail not yet stored, for the send to "
+        "store once the message is out, saving a batch of its own")
 
 
 class Delivery(Model):
     channel: Channel
     provider_message_id: str
     already_sent: bool = False
+    trail_stored: bool = Field(default=False, description="The trail the message carried "
+                               "is in the audit store")
 
 
 class BookingRequest(Model):

@@ -12,7 +12,7 @@ the protocol.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from workflows.models import (
         PERMANENT_DELIVERY_FAILURE,
+        AuditBatch,
         Channel,
         Delivery,
         DeliveryFailure,
@@ -318,20 +319,22 @@ class Outbox:
         subject: str | None, links: list[LinkAction], deadline: datetime,
     ) -> Delivery | None:
         self.messages_sent += 1
+        ride = self.trail.ride()
         message = OutboundMessage(
             workflow_id=self.trail.workflow_id, message_key=f"{self.messages_sent}-{kind}",
             channel=channel, to=to, body=body, subject=subject,
             links=links,  # the SMS activity ignores them; kept so a fallback email has them
+            trail=ride,
         )
         try:
-            delivery = await workflow.execute_activity(
+            delivery = await self.carrying(ride, workflow.execute_activity(
                 f"send_{channel.value}", message, result_type=Delivery,
                 schedule_to_close_timeout=max(deadline - workflow.now(), timedelta(seconds=1)),
                 start_to_close_timeout=timedelta(seconds=30), retry_policy=SEND_RETRY,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
                 if workflow.patched(WITHDRAWN_SEND_SETTLES)
                 else ActivityCancellationType.TRY_CANCEL,
-            )
+            ))
         except (ActivityError, asyncio.CancelledError) as err:
             self.trail.record(f"{kind}_failed", channel=channel, recipient=recipient,
                               outcome=why_not_sent(err))
@@ -345,6 +348,18 @@ class Outbox:
         self.sent[delivery.provider_message_id] = (recipient, message)
         self.trail.record(f"{kind}_sent", channel=channel, recipient=recipient,
                           provider_message_id=delivery.provider_message_id, outcome="accepted")
+        return delivery
+
+    async def carrying(self, ride: AuditBatch | None,
+                       send: Awaitable[Delivery]) -> Delivery:
+        """The send, and the trail it carried settled with the writer whatever its end."""
+        stored = False
+        try:
+            delivery = await send
+            stored = delivery.trail_stored
+        finally:
+            if ride is not None:
+                self.trail.ride_over(ride, stored)
         return delivery
 
     def undelivered(self, failure: DeliveryFailure) -> None:

@@ -20,6 +20,11 @@ from temporalio.exceptions import ActivityError
 from workflows.models import AuditBatch, AuditEntry, FollowUpView, StaffNote
 
 GENESIS = "0" * 64
+# Sends carry the trail not yet stored (see ``TrailWriter.ride``), and what no send carries
+# waits for one up to FLUSH_AFTER unless people must see it now.
+TRAIL_RIDES_SENDS = "trail-rides-sends"
+# What changes with every step without changing what anyone must act on: it waits for a ride.
+PROGRESS_FIELDS = ("trail_length", "next_deadline", "next_deadline_reason")
 # The audit store is retried until it answers: the trail waits for it, nothing else does.
 AUDIT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 FLUSH_AFTER = timedelta(seconds=30)
@@ -113,6 +118,11 @@ class TrailWriter:
     with a workflow task the server accepted, so every stored entry is one the history
     reproduces, and nothing the protocol does ever waits for it. An audit store outage
     delays the trail (``backlog``), never a page; the trail catches up when the store is back.
+
+    A send about to leave takes what is unwritten with it (``ride``), as regular an activity
+    as the writer's and as reproducible: the message goes out first, then the send stores
+    the batch and says whether it did (``ride_over``). A batch of its own is then written
+    only for a change people must see now that no send is taking, or after FLUSH_AFTER.
     """
 
     def __init__(
@@ -126,6 +136,8 @@ class TrailWriter:
         self._view = view
         self._quiet = quiet
         self._published: FollowUpView | None = None
+        # Entries a send carried but could not store: the next batch writes them.
+        self._returned: list[AuditEntry] = []
         # Staff free text (it may hold PHI) travels beside the trail, sealed by the store.
         self._notes: list[StaffNote] = []
 
@@ -160,24 +172,65 @@ class TrailWriter:
             != (now.escalation and now.escalation.code))
 
     def _has_news(self) -> bool:
-        return self.chain.has_unwritten() or self._view() != self._published
+        return (self.chain.has_unwritten() or bool(self._returned)
+                or self._view() != self._published)
+
+    def _must_show_now(self) -> bool:
+        """Anything people read but the progress of steps, or entries a send could not
+        store: a batch of its own, now, when no send takes it."""
+        before, now = self._published, self._view()
+        if before is None or self._returned:
+            return True
+        progress = {name: getattr(now, name) for name in PROGRESS_FIELDS}
+        return before.model_copy(update=progress) != now
+
+    def _next_batch(self) -> tuple[list[AuditEntry], FollowUpView]:
+        """The entries not yet handed out and the view as it is now, handed out."""
+        batch = self._returned + self.chain.take_unwritten()
+        self._returned = []
+        self._published = self._view()
+        self.view_revision += 1
+        return batch, self._published.model_copy(
+            update={"revision": self.view_revision, "updated_at": workflow.now()})
+
+    def ride(self) -> AuditBatch | None:
+        """What a send about to leave carries to the audit store: everything unwritten and
+        the view, unless a staff note waits (notes go with a batch of their own)."""
+        if self._notes or not self._has_news() or not workflow.patched(TRAIL_RIDES_SENDS):
+            return None
+        entries, view = self._next_batch()
+        return AuditBatch(entries=entries, view=view)
+
+    def ride_over(self, ride: AuditBatch, stored: bool) -> None:
+        """The send that carried ``ride`` ended: stored, or its entries go with the next
+        batch (appending is idempotent, so a batch stored after all costs nothing)."""
+        if stored:
+            self.stored += len(ride.entries)
+        else:
+            self._returned.extend(ride.entries)
 
     async def keep_written(self) -> None:
         while True:
             await workflow.wait_condition(self._has_news)
+            if workflow.patched(TRAIL_RIDES_SENDS):
+                if not self._must_show_now():
+                    try:
+                        await workflow.wait_condition(
+                            lambda: not self._has_news() or self._must_show_now(),
+                            timeout=FLUSH_AFTER)
+                    except TimeoutError:
+                        pass
+                if not self._has_news():
+                    continue  # a send took it
             # Steps come in bursts (a send and its outcome, a reply and its answer): one
             # batch for the burst keeps the history lean, never later than FLUSH_AFTER.
-            if not (self._quiet() or self._urgent()):
+            elif not (self._quiet() or self._urgent()):
                 try:
                     await workflow.wait_condition(self._quiet, timeout=FLUSH_AFTER)
                 except TimeoutError:
                     pass
-            batch = self.chain.take_unwritten()
+            batch, view = self._next_batch()
             notes = [n for n in self._notes if batch and n.audit_seq <= batch[-1].seq]
-            self._published = self._view()
-            self.view_revision += 1
-            view = self._published.model_copy(
-                update={"revision": self.view_revision, "updated_at": workflow.now()})
             try:
                 await workflow.execute_activity(
                     "append_audit_entries", AuditBatch(entries=batch, notes=notes, view=view),

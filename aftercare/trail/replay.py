@@ -9,9 +9,10 @@ A Caring Contacts series replays the same way: its runs carry and return their t
 follow-up's do. A follow-up or series still running (listening, escalating, between two
 caring messages) has no outcome yet. Its trail so far is
 what the replayed code handed to the audit store: the batches it passed to
-``append_audit_entries``, one per activity the history scheduled, each also checked
-against the batch the history recorded. The stored chain must equal that trail as far as
-it goes; what the history sealed and the store does not hold yet is the backlog.
+``append_audit_entries`` and those its sends carried, one per activity the history
+scheduled, each also checked against the batch the history recorded. The stored chain
+must equal that trail as far as it goes; what the history sealed and the store does not
+hold yet is the backlog.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ from workflows.models import (
     AuditEntry,
     CaringContactsInput,
     CaringContactsOutcome,
+    Channel,
     FollowUpInput,
     FollowUpOutcome,
+    OutboundMessage,
 )
 from workflows.sandbox import workflow_runner
 
@@ -56,6 +59,7 @@ _KEEP_TRAIL = "aftercare_keep_replayed_trail"
 _KEEP_BATCH = "aftercare_keep_replayed_batch"
 _KEEP_CARRIED = "aftercare_keep_carried_trail"
 TRAIL_ACTIVITY = "append_audit_entries"
+SEND_ACTIVITIES = {f"send_{channel.value}" for channel in Channel}
 # How a run ended without closing the follow-up (a closed one returns its trail).
 _ENDED_UNCLOSED = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
@@ -203,7 +207,9 @@ async def _compare_unfinished(
             report.discrepancies.append(
                 f"trail batch {number}{seqs} recorded in the history differs from the one "
                 "today's code seals")
-    trail = replayed.carried_in + [entry for batch in batches for entry in batch]
+    # A batch a send could not store is written again by the next: each entry counts once.
+    sealed = {entry.seq: entry for batch in reversed(batches) for entry in batch}
+    trail = replayed.carried_in + [sealed[seq] for seq in sorted(sealed)]
     report.replayed_entries = len(trail)
     stored_up_to = max((entry.seq for entry in stored), default=0)
     report.backlog = sum(1 for entry in trail if entry.seq > stored_up_to)
@@ -214,16 +220,22 @@ async def _compare_unfinished(
 async def recorded_batches(
     history: WorkflowHistory, converter: DataConverter
 ) -> list[list[AuditEntry]]:
-    """The trail batches the history scheduled for the audit store, decrypted, in order."""
+    """The trail batches the history scheduled for the audit store, on their own or riding
+    a send, decrypted, in order."""
     batches = []
     for event in history.events:
         if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             continue
         scheduled = event.activity_task_scheduled_event_attributes
-        if scheduled.activity_type.name != TRAIL_ACTIVITY:
+        if scheduled.activity_type.name == TRAIL_ACTIVITY:
+            [batch] = await converter.decode(scheduled.input.payloads, [AuditBatch])
+        elif scheduled.activity_type.name in SEND_ACTIVITIES:
+            [message] = await converter.decode(scheduled.input.payloads, [OutboundMessage])
+            batch = message.trail
+        else:
             continue
-        [batch] = await converter.decode(scheduled.input.payloads, [AuditBatch])
-        batches.append(batch.entries)
+        if batch is not None:
+            batches.append(batch.entries)
     return batches
 
 
@@ -296,8 +308,9 @@ class _ReturnedTrail(WorkflowInboundInterceptor):
 
 class _SentTrail(WorkflowOutboundInterceptor):
     def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle[Any]:
-        if input.activity == TRAIL_ACTIVITY:
-            batch: AuditBatch = input.args[0]
+        batch = (input.args[0] if input.activity == TRAIL_ACTIVITY
+                 else input.args[0].trail if input.activity in SEND_ACTIVITIES else None)
+        if batch is not None:
             workflow.extern_functions()[_KEEP_BATCH](list(batch.entries))
         return super().start_activity(input)
 
