@@ -26,7 +26,6 @@ from tests.followup_harness import FollowUpHarness, make_event
 from tests.test_caring_contacts import through_message, unbooked_followup_then_series
 from workflows.followup import DepartureFollowUp
 from workflows.models import Cancel, ClientReply, Phase
-from workflows.trail import FLUSH_AFTER
 
 
 def server_address(followups: FollowUpHarness) -> str:
@@ -239,8 +238,6 @@ async def series_between_messages(followups: FollowUpHarness) -> WorkflowHandle:
     """A Caring Contacts series two messages in, waiting for its third, its trail stored."""
     _, series = await unbooked_followup_then_series(followups)
     await through_message(followups, series, 2)
-    # The last send's outcome waits FLUSH_AFTER for another send to carry it, then goes alone.
-    await followups.advance(series, FLUSH_AFTER + timedelta(seconds=1))
     await followups.until(series, lambda s: not s.audit_backlog, "its trail stored")
     return series
 

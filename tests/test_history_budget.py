@@ -14,7 +14,7 @@ from temporalio.api.enums.v1 import EventType
 
 from tests.followup_harness import FollowUpHarness, make_event
 from workflows.followup import DepartureFollowUp
-from workflows.models import ClientReply
+from workflows.models import ClientReply, OutboundMessage
 
 # Check-in after its delay, the client answers OK, is told "glad you're OK", is offered a
 # reschedule and answers NO, then the follow-up listens for late texts and closes. Bare
@@ -24,13 +24,16 @@ from workflows.models import ClientReply
 # - a fallback timer per send to someone with a second channel, cancelled once the first
 #   accepts (2 each: 6);
 # - a timer for the check-in's acceptance, cancelled when the provider takes it (2);
-# - its audit batches as regular activities, so that only entries of tasks the server
-#   accepted reach the store: 3 events each, and the workflow task their completion wakes
-#   when nothing else does (a batch per burst of steps and per new phase: 6 to 9 here).
-# No patch markers and no search-attribute upserts: version 1 has no patches, and phases
-# are read from the stored view. 96 to 112, measured. 120 leaves room for a signal racing a
-# completion, not for an audit write per step (17 steps) or a timer per record.
-HAPPY_PATH_EVENT_BUDGET = 120
+# - its audit trail, written so that only entries of tasks the server accepted reach the
+#   store: mostly carried by the sends themselves (a send stores what is unwritten once its
+#   message is out), the rest in batches of a regular activity, 3 events each and the
+#   workflow task their completion wakes (a first view, a new phase, the close: 2 to 4
+#   here), and the timer a step's outcome waits on for a send to carry it (2, cancelled);
+# - two patch markers (a withdrawn send settles its try, the trail rides the sends) and the
+#   search attributes a reply is routed by.
+# 85 to 88, measured (111 before the sends carried the trail). 100 leaves room for a signal
+# racing a completion, not for a batch per burst of steps again or a timer per record.
+HAPPY_PATH_EVENT_BUDGET = 100
 # Entries reach the audit store in batches, one in flight at a time: never one per step.
 AUDIT_BATCHES = 10
 # The time-skipping test server records these; a production history has none.
@@ -72,3 +75,31 @@ async def test_happy_path_history_stays_within_its_event_budget(followups):
     assert 0 < audit_batches <= AUDIT_BATCHES, "audit entries are written in batches"
     steps = [e.step for e in outcome.trail]
     assert [e.step for e in await followups.store.entries(handle.id)] == steps
+
+
+async def test_a_page_carries_the_trail_and_the_first_task_schedules_no_batch_of_its_own(
+    followups,
+):
+    """Imminent risk: the first task pages; the page stores the trail once it is out."""
+    handle = await followups.start(make_event("imminent"))
+    await followups.until(handle, lambda s: s.escalation is not None and s.escalation.paged
+                          and not s.audit_backlog, "paged, the trail stored")
+
+    events = (await handle.fetch_history()).events
+    first_task_end = next(i for i, e in enumerate(events) if e.event_type
+                          == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+    next_task_end = next(i for i, e in enumerate(events) if i > first_task_end and e.event_type
+                         == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+    first_commands = [e.activity_task_scheduled_event_attributes for e in
+                      events[first_task_end:next_task_end] if e.event_type
+                      == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    assert "append_audit_entries" not in [c.activity_type.name for c in first_commands]
+    carried = [message.trail for command in first_commands
+               for (message,) in [await followups.client.data_converter.decode(
+                   command.input.payloads, [OutboundMessage])] if message.trail]
+    assert len(carried) == 1, "one send carries what the first task sealed"
+    steps = [e.step for e in carried[0].entries]
+    assert steps[0] == "received" and "escalation_started" in steps
+    assert carried[0].view is not None and carried[0].view.escalation is not None
+    stored = [e.step for e in await followups.store.entries(handle.id)]
+    assert stored[:len(steps)] == steps

@@ -15,6 +15,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
+from activities.audit import TrailBatches
 from activities.delivery_ledger import BACKLOG_METRIC
 from activities.provider_errors import CONFIGURATION_ERRORS_METRIC, PROVIDER_MISCONFIGURED
 from activities.sms import SMS_PROVIDER_UNAVAILABLE, SmsActivities
@@ -24,11 +25,14 @@ from aftercare.settings import (
     DEV_TWILIO_FROM_NUMBER,
     Settings,
 )
+from aftercare.temporal.codec import EncryptionCodec
 from aftercare.trail.store import AuditStore
 from devsinks.http import serve
 from tests.fixtures.relay import TcpRelay
 from tests.metered import MeteredActivityEnvironment
-from workflows.models import PERMANENT_DELIVERY_FAILURE, Channel, OutboundMessage
+from tests.trails import sealed_trail
+from workflows.models import PERMANENT_DELIVERY_FAILURE, AuditBatch, Channel, OutboundMessage
+from workflows.trail import seal
 
 CLIENT_PHONE = "+15555550123"
 ON_CALL_PHONE = "+15555550111"
@@ -435,3 +439,42 @@ async def test_a_restarted_twilio_endpoint_is_reconnected_to(
 
     assert [m.body for m in sms_outbox.messages] == [checkin().body] * 2
     assert sms_outbox.connections == 2
+
+
+def carrying(message: OutboundMessage, entries: list) -> OutboundMessage:
+    return message.model_copy(update={"trail": AuditBatch(entries=entries)})
+
+
+async def test_a_text_carrying_the_trail_goes_out_first_and_then_stores_it(
+    delivery_settings, sqlite_store, sms_outbox, encryption_keys
+):
+    trail = sealed_trail(WORKFLOW_ID, length=3)
+    message = carrying(checkin(), trail)
+    sms_outbox.hold(CLIENT_PHONE)
+    async with SmsActivities(delivery_settings, sqlite_store,
+                             TrailBatches(sqlite_store, EncryptionCodec(encryption_keys))) as sms:
+        sending = asyncio.create_task(attempt_of(1).run(sms.send_sms, message))
+        await asyncio.sleep(0.5)
+        assert await sqlite_store.entries(WORKFLOW_ID) == [], "the store waits for the text"
+        sms_outbox.release(CLIENT_PHONE)
+        delivery = await sending
+
+    assert len(sms_outbox.messages) == 1
+    assert delivery.trail_stored
+    assert await sqlite_store.entries(WORKFLOW_ID) == trail
+
+
+async def test_a_text_goes_out_when_the_store_refuses_the_trail_it_carries(
+    delivery_settings, sqlite_store, sms_outbox, encryption_keys
+):
+    [first] = sealed_trail(WORKFLOW_ID, length=1)
+    rival = seal(workflow_id=WORKFLOW_ID, seq=1, at=first.at, prev_hash=first.prev_hash,
+                 step="other")
+    await sqlite_store.append([rival])
+    async with SmsActivities(delivery_settings, sqlite_store,
+                             TrailBatches(sqlite_store, EncryptionCodec(encryption_keys))) as sms:
+        delivery = await attempt_of(1).run(sms.send_sms, carrying(checkin(), [first]))
+
+    assert [sms.to for sms in sms_outbox.messages] == [CLIENT_PHONE]
+    assert not delivery.trail_stored, "the follow-up writes it itself, and hears the refusal"
+    assert await sqlite_store.entries(WORKFLOW_ID) == [rival]

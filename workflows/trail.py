@@ -20,11 +20,11 @@ from temporalio.exceptions import ActivityError
 from workflows.models import AuditBatch, AuditEntry, FollowUpView, StaffNote
 
 GENESIS = "0" * 64
-# Sends carry the trail not yet stored (see ``TrailWriter.ride``), and what no send carries
-# waits for one up to FLUSH_AFTER unless people must see it now.
+# Sends carry the trail not yet stored (``TrailWriter.ride``); a burst of steps settles
+# before a batch, and a moved deadline alone makes none.
 TRAIL_RIDES_SENDS = "trail-rides-sends"
-# What changes with every step without changing what anyone must act on: it waits for a ride.
-PROGRESS_FIELDS = ("trail_length", "next_deadline", "next_deadline_reason")
+# What moves with the protocol's clock and its count of steps: stored with the next batch.
+PROGRESS_FIELDS = ("next_deadline", "next_deadline_reason", "trail_length")
 # The audit store is retried until it answers: the trail waits for it, nothing else does.
 AUDIT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 FLUSH_AFTER = timedelta(seconds=30)
@@ -119,10 +119,12 @@ class TrailWriter:
     reproduces, and nothing the protocol does ever waits for it. An audit store outage
     delays the trail (``backlog``), never a page; the trail catches up when the store is back.
 
-    A send about to leave takes what is unwritten with it (``ride``), as regular an activity
-    as the writer's and as reproducible: the message goes out first, then the send stores
-    the batch and says whether it did (``ride_over``). A batch of its own is then written
-    only for a change people must see now that no send is taking, or after FLUSH_AFTER.
+    Since the ``trail-rides-sends`` patch, a send about to leave takes what is unwritten
+    with it (``ride``), as regular an activity as the writer's and as reproducible: the
+    message goes out first, then the send stores the batch and says whether it did
+    (``ride_over``); what it could not store the writer writes. The writer's own batches
+    are for what no send takes (a send's outcome, a reply no message answers, the close),
+    one per burst of steps; a new escalation is written at once.
     """
 
     def __init__(
@@ -138,6 +140,7 @@ class TrailWriter:
         self._published: FollowUpView | None = None
         # Entries a send carried but could not store: the next batch writes them.
         self._returned: list[AuditEntry] = []
+        self._rides = False  # set when the writer starts, by the follow-up's version
         # Staff free text (it may hold PHI) travels beside the trail, sealed by the store.
         self._notes: list[StaffNote] = []
 
@@ -175,14 +178,14 @@ class TrailWriter:
         return (self.chain.has_unwritten() or bool(self._returned)
                 or self._view() != self._published)
 
-    def _must_show_now(self) -> bool:
-        """Anything people read but the progress of steps, or entries a send could not
-        store: a batch of its own, now, when no send takes it."""
-        before, now = self._published, self._view()
-        if before is None or self._returned:
+    def _worth_a_batch(self) -> bool:
+        """Entries, or a view people would read differently: a deadline that moved without
+        a step waits for the next batch or send (``PROGRESS_FIELDS``)."""
+        if self.chain.has_unwritten() or self._returned or self._published is None:
             return True
-        progress = {name: getattr(now, name) for name in PROGRESS_FIELDS}
-        return before.model_copy(update=progress) != now
+        before = self._published
+        return self._view().model_copy(
+            update={name: getattr(before, name) for name in PROGRESS_FIELDS}) != before
 
     def _next_batch(self) -> tuple[list[AuditEntry], FollowUpView]:
         """The entries not yet handed out and the view as it is now, handed out."""
@@ -193,10 +196,30 @@ class TrailWriter:
         return batch, self._published.model_copy(
             update={"revision": self.view_revision, "updated_at": workflow.now()})
 
+    async def _burst_settled(self) -> None:
+        """Until a burst of steps is over: the rest of this activation, and unless the
+        escalation changed (the board shows that at once), until the sends are done
+        (FLUSH_AFTER at most) and the activation that finished them has run. A reply and
+        all it sets off make one batch, or ride the send that answers it. Conditions alone:
+        no command, no timer but the bound."""
+        await workflow.wait_condition(lambda: True)
+        if self._escalation_changed() or self._quiet():
+            return
+        try:
+            await workflow.wait_condition(self._quiet, timeout=FLUSH_AFTER)
+        except TimeoutError:
+            return
+        await workflow.wait_condition(lambda: True)
+
+    def _escalation_changed(self) -> bool:
+        before, now = self._published, self._view()
+        return before is None or ((before.escalation and before.escalation.code)
+                                  != (now.escalation and now.escalation.code))
+
     def ride(self) -> AuditBatch | None:
         """What a send about to leave carries to the audit store: everything unwritten and
         the view, unless a staff note waits (notes go with a batch of their own)."""
-        if self._notes or not self._has_news() or not workflow.patched(TRAIL_RIDES_SENDS):
+        if self._notes or not self._rides or not self._has_news():
             return None
         entries, view = self._next_batch()
         return AuditBatch(entries=entries, view=view)
@@ -210,18 +233,14 @@ class TrailWriter:
             self._returned.extend(ride.entries)
 
     async def keep_written(self) -> None:
+        self._rides = workflow.patched(TRAIL_RIDES_SENDS)
+        news = self._worth_a_batch if self._rides else self._has_news
         while True:
-            await workflow.wait_condition(self._has_news)
-            if workflow.patched(TRAIL_RIDES_SENDS):
-                if not self._must_show_now():
-                    try:
-                        await workflow.wait_condition(
-                            lambda: not self._has_news() or self._must_show_now(),
-                            timeout=FLUSH_AFTER)
-                    except TimeoutError:
-                        pass
-                if not self._has_news():
-                    continue  # a send took it
+            await workflow.wait_condition(news)
+            if self._rides:
+                await self._burst_settled()
+                if not news():
+                    continue  # a send leaving meanwhile took it (``ride``)
             # Steps come in bursts (a send and its outcome, a reply and its answer): one
             # batch for the burst keeps the history lean, never later than FLUSH_AFTER.
             elif not (self._quiet() or self._urgent()):
