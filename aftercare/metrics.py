@@ -51,6 +51,7 @@ from aftercare.settings import Settings
 from aftercare.trail.store import AuditStore
 from workflows.models import (
     PERMANENT_DELIVERY_FAILURE,
+    SEND_ACTIVITIES,
     AuditBatch,
     Channel,
     Delivery,
@@ -58,7 +59,6 @@ from workflows.models import (
     Phase,
 )
 
-SEND_ACTIVITIES = {"send_sms", "send_email"}
 AUDIT_ACTIVITY = "append_audit_entries"
 ESCALATION_STEPS = {
     "escalation_started": "opened",

@@ -67,6 +67,13 @@ class Channel(StrEnum):
     def other(self) -> Channel:
         return Channel.EMAIL if self is Channel.SMS else Channel.SMS
 
+    @property
+    def send_activity(self) -> str:
+        return f"send_{self.value}"
+
+
+SEND_ACTIVITIES = frozenset(channel.send_activity for channel in Channel)
+
 
 class ClientContact(Model):
     id: OpaqueId

@@ -328,7 +328,7 @@ class Outbox:
         )
         try:
             delivery = await self.carrying(ride, workflow.execute_activity(
-                f"send_{channel.value}", message, result_type=Delivery,
+                channel.send_activity, message, result_type=Delivery,
                 schedule_to_close_timeout=max(deadline - workflow.now(), timedelta(seconds=1)),
                 start_to_close_timeout=timedelta(seconds=30), retry_policy=SEND_RETRY,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED

@@ -44,11 +44,11 @@ from temporalio.worker import (
 from aftercare.temporal.codec import KEY_ID_METADATA
 from aftercare.trail.verification import first_broken_link
 from workflows.models import (
+    SEND_ACTIVITIES,
     AuditBatch,
     AuditEntry,
     CaringContactsInput,
     CaringContactsOutcome,
-    Channel,
     FollowUpInput,
     FollowUpOutcome,
     OutboundMessage,
@@ -59,7 +59,6 @@ _KEEP_TRAIL = "aftercare_keep_replayed_trail"
 _KEEP_BATCH = "aftercare_keep_replayed_batch"
 _KEEP_CARRIED = "aftercare_keep_carried_trail"
 TRAIL_ACTIVITY = "append_audit_entries"
-SEND_ACTIVITIES = {f"send_{channel.value}" for channel in Channel}
 # How a run ended without closing the follow-up (a closed one returns its trail).
 _ENDED_UNCLOSED = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
