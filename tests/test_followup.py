@@ -204,7 +204,10 @@ async def test_no_reply_pages_on_call_who_acks_and_resolves_and_everyone_paged_i
     assert len(texts) == 2 and "again" in texts[1], "check-in then one reminder"
     assert status.escalation.reason == "no reply" and status.escalation.level == 1
     await reply(followups, handle, "ok")
-    await followups.until(handle, lambda s: len(followups.texts_to(ON_CALL_PHONE)) == 2,
+    # The text reaches the phone before its send is over (the send then stores the trail
+    # it carried): act once the follow-up has recorded it, as the trail's order says.
+    await followups.until(handle, lambda s: len(followups.texts_to(ON_CALL_PHONE)) == 2
+                          and "staff_client_replied_sent" in [e.step for e in s.trail],
                           "on-call told the client answered")
     assert "replied (safe)" in followups.texts_to(ON_CALL_PHONE)[1]
     assert (await followups.status(handle)).phase == "escalating", "staff still close it"
