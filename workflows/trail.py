@@ -169,10 +169,7 @@ class TrailWriter:
 
     def _urgent(self) -> bool:
         """A new phase or a new escalation: the board must show it now."""
-        before, now = self._published, self._view()
-        return before is None or before.phase != now.phase or (
-            (before.escalation and before.escalation.code)
-            != (now.escalation and now.escalation.code))
+        return self._escalation_changed() or self._published.phase != self._view().phase
 
     def _has_news(self) -> bool:
         return (self.chain.has_unwritten() or bool(self._returned)
