@@ -67,6 +67,23 @@ async def test_a_different_entry_under_an_existing_seq_is_refused(audit_store):
     assert await audit_store.entries(workflow_id) == trail
 
 
+async def test_one_batch_holding_an_entry_twice_stores_it_once_and_a_rival_nothing(audit_store):
+    # A send's ride and the writer's own batch can both hand over the same entries.
+    workflow_id = new_workflow_id()
+    trail = sealed_trail(workflow_id, length=3)
+
+    await audit_store.append([*trail[:2], trail[1], trail[2]])
+    assert await audit_store.entries(workflow_id) == trail
+
+    other_id = new_workflow_id()
+    other = sealed_trail(other_id, length=2)
+    rival = seal(workflow_id=other_id, seq=2, at=other[1].at, prev_hash=other[0].hash,
+                 step="checkin_sent", outcome="something else")
+    with pytest.raises(AuditConflictError, match="different entry 2"):
+        await audit_store.append([*other, rival])
+    assert await audit_store.entries(other_id) == []
+
+
 async def test_the_longest_values_the_models_allow_are_stored_whole(audit_store):
     longest_id = "x" * (OPAQUE_ID_MAX_LENGTH - 10) + new_workflow_id()[-10:]
     cancel = Cancel(staff_id="s" * OPAQUE_ID_MAX_LENGTH,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
@@ -163,15 +163,16 @@ class AuditStore:
         async with self._engine.begin() as conn:
             if view is not None:
                 await _keep_newest_view(conn, view)
-            for entry in entries:
-                existing = await _entry_at(conn, entry.workflow_id, entry.seq)
-                if existing is None:
-                    await conn.execute(audit_entries.insert().values(entry.model_dump()))
-                elif existing != entry:
-                    raise AuditConflictError(
-                        f"{entry.workflow_id} already has a different entry {entry.seq}: "
-                        "the trail is append-only, it is never overwritten"
-                    )
+            batch = _one_entry_per_seq(entries)
+            stored = await _entries_at(conn, batch)
+            for key, entry in batch.items():
+                existing = stored.get(key)
+                if existing is not None and existing != entry:
+                    raise _overwrite_refused(entry)
+            missing = [entry.model_dump() for key, entry in batch.items() if key not in stored]
+            if missing:
+                # Bound parameters, not .values(): one cached statement for every batch.
+                await conn.execute(audit_entries.insert(), missing)
             heads = {entry.workflow_id: entry for entry in sorted(entries, key=attrgetter("seq"))}
             for head in heads.values():
                 await self._sign_head(conn, head)
@@ -185,9 +186,10 @@ class AuditStore:
         key_id, secret = next(iter(self._signing_keys.items()))
         closed = head.step == CLOSE_STEP
         signature = checkpoint_signature(secret, head.workflow_id, head.seq, head.hash, closed)
-        await conn.execute(audit_checkpoints.insert().values(
-            workflow_id=head.workflow_id, seq=head.seq, hash=head.hash, closed=closed,
-            signed_at=datetime.now(UTC), key_id=key_id, signature=signature))
+        await conn.execute(audit_checkpoints.insert(), {
+            "workflow_id": head.workflow_id, "seq": head.seq, "hash": head.hash,
+            "closed": closed, "signed_at": datetime.now(UTC), "key_id": key_id,
+            "signature": signature})
         # The same checkpoint in the log: a copy outside the database to compare against.
         log.info("audit checkpoint", workflow_id=head.workflow_id, seq=head.seq,
                  hash=head.hash, closed=closed, key_id=key_id, signature=signature)
@@ -476,12 +478,40 @@ def _of_clinic(clinic_id: str) -> sa.ColumnElement[bool]:
     return column.like(f"{escaped}%", escape="\\") & ~column.like(f"{escaped}-%", escape="\\")
 
 
-async def _entry_at(conn: AsyncConnection, workflow_id: str, seq: int) -> AuditEntry | None:
-    query = sa.select(audit_entries).where(
-        audit_entries.c.workflow_id == workflow_id, audit_entries.c.seq == seq
+EntryKey = tuple[str, int]
+
+
+def _one_entry_per_seq(entries: Sequence[AuditEntry]) -> dict[EntryKey, AuditEntry]:
+    batch: dict[EntryKey, AuditEntry] = {}
+    for entry in entries:
+        earlier = batch.setdefault((entry.workflow_id, entry.seq), entry)
+        if earlier != entry:
+            raise _overwrite_refused(entry)
+    return batch
+
+
+def _overwrite_refused(entry: AuditEntry) -> AuditConflictError:
+    return AuditConflictError(
+        f"{entry.workflow_id} already has a different entry {entry.seq}: "
+        "the trail is append-only, it is never overwritten"
     )
-    row = (await conn.execute(query)).first()
-    return None if row is None else _row_entry(row)
+
+
+async def _entries_at(
+    conn: AsyncConnection, keys: Iterable[EntryKey]
+) -> dict[EntryKey, AuditEntry]:
+    """The stored entries among ``keys``: one query per follow-up (a batch has one)."""
+    seqs_of: dict[str, list[int]] = {}
+    for workflow_id, seq in keys:
+        seqs_of.setdefault(workflow_id, []).append(seq)
+    found: dict[EntryKey, AuditEntry] = {}
+    for workflow_id, seqs in seqs_of.items():
+        query = sa.select(audit_entries).where(
+            audit_entries.c.workflow_id == workflow_id, audit_entries.c.seq.in_(seqs))
+        for row in await conn.execute(query):
+            entry = _row_entry(row)
+            found[entry.workflow_id, entry.seq] = entry
+    return found
 
 
 async def _delivery_of(
@@ -506,19 +536,18 @@ async def _keep_newest_view(conn: AsyncConnection, stored: StoredView) -> None:
         return  # a retried or overtaken batch: the store already has this or a newer view
     assert view.updated_at is not None
     values = {
-        "clinic_id": view.clinic_id, "phase": view.phase.value,
+        "workflow_id": view.workflow_id, "clinic_id": view.clinic_id, "phase": view.phase.value,
         "is_open": view.phase is not Phase.CLOSED, "revision": view.revision,
         "updated_at": view.updated_at, "sealed_reply": stored.sealed_reply,
         # The client's own words stay sealed: the readable view never holds them.
         "view": view.model_dump(mode="json", exclude={"reply_for_review"}),
     }
     if found is None:
-        await conn.execute(followup_views.insert().values(workflow_id=view.workflow_id,
-                                                          **values))
+        await conn.execute(followup_views.insert(), values)
     else:
-        await conn.execute(followup_views.update()
-                           .where(followup_views.c.workflow_id == view.workflow_id)
-                           .values(**values))
+        await conn.execute(followup_views.update().where(
+            followup_views.c.workflow_id == sa.bindparam("of_workflow")),
+            {"of_workflow": view.workflow_id, **values})
 
 
 def _row_view(row: sa.Row) -> StoredView:
