@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
+from temporalio.worker._command_aware_visitor import CommandInfo
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox._runner import _Instance as SandboxedInstance
 
 # Validators of the shared models use these libraries, which load data lazily (phone
 # metadata per region, IDNA tables). Inside the sandbox a lazy load would re-import the
@@ -10,7 +13,27 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 PASSED_THROUGH = ("phonenumbers", "email_validator", "idna")
 
 
+class _ContextsLookedUpDirectly(SandboxedInstance):
+    """A sandboxed run that answers the converter's context lookups without entering the
+    sandbox.
+
+    The worker asks for a serialization context for every payload container of every task,
+    and the SDK answers each by compiling and ``exec``-ing a snippet under the sandbox's
+    importer: a fifth of a replay's CPU. The lookup itself reads the run's pending commands
+    and its info, imports nothing and touches nothing the sandbox restricts, so calling it
+    directly gives the same context (``tests/test_sandbox.py`` compares the two)."""
+
+    def get_serialization_context(self, command_info: CommandInfo | None):  # type: ignore[no-untyped-def]
+        return self.globals_and_locals["__temporal_in_sandbox"].get_serialization_context(
+            command_info)
+
+
+class AftercareSandboxRunner(SandboxedWorkflowRunner):
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        return _ContextsLookedUpDirectly(det, self.runner_class, self.restrictions)
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
-    return SandboxedWorkflowRunner(
+    return AftercareSandboxRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
     )
