@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 from aftercare.settings import Settings
 from aftercare.temporal.codec import (
+    COMPRESSION_METADATA,
     ENCRYPTED_ENCODING,
     KEY_ID_METADATA,
     WORKFLOW_ID_METADATA,
@@ -161,3 +162,21 @@ async def test_each_workflow_keeps_its_own_converter_and_seals_to_its_own_id():
     assert [workflow_id_of((await encode_phone(made))[0]) for made in (first, second)] == [
         "followup-1", "followup-2"]
     assert workflow_id_of((await encode_phone(converter))[0]) is None
+
+
+async def test_a_large_payload_is_compressed_before_it_is_sealed_and_the_mark_is_authenticated():
+    converter = data_converter(Settings(encryption_keys={"k1": new_key()}))
+    policy_like = {"messages": {f"reminder_{n}": "Hi Dana, checking in again." for n in range(40)}}
+    small = {"phone": PHONE}
+
+    big_payload, small_payload = await converter.encode([policy_like, small])
+
+    assert big_payload.metadata[COMPRESSION_METADATA] == b"zlib"
+    plain_size = (await pydantic_data_converter.encode([policy_like]))[0].ByteSize()
+    assert big_payload.ByteSize() < plain_size / 4
+    assert COMPRESSION_METADATA not in small_payload.metadata
+    assert await converter.decode([big_payload, small_payload], [dict, dict]) == [
+        policy_like, small]
+    del big_payload.metadata[COMPRESSION_METADATA]
+    with pytest.raises(PayloadDecryptionError, match="failed authentication"):
+        await converter.decode([big_payload], [dict])
