@@ -1,3 +1,4 @@
+import asyncio
 import io
 import sqlite3
 import uuid
@@ -82,6 +83,22 @@ async def test_one_batch_holding_an_entry_twice_stores_it_once_and_a_rival_nothi
     with pytest.raises(AuditConflictError, match="different entry 2"):
         await audit_store.append([*other, rival])
     assert await audit_store.entries(other_id) == []
+
+
+async def test_writers_storing_the_same_batch_at_once_store_it_once_and_sign_it_once(
+        audit_database_url):
+    # Two workers can hold the same batch: a ride that timed out and the writer's own.
+    stores = [await AuditStore.open(audit_database_url, AUDIT_SIGNING_KEYS) for _ in range(3)]
+    try:
+        workflow_id = new_workflow_id()
+        trail = sealed_trail(workflow_id)
+
+        await asyncio.gather(*(store.append(trail) for store in stores))
+
+        assert await stores[0].entries(workflow_id) == trail
+        assert [c.seq for c in await stores[0].checkpoints(workflow_id)] == [len(trail)]
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
 
 
 async def test_the_longest_values_the_models_allow_are_stored_whole(audit_store):

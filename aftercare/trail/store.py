@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -151,45 +154,36 @@ class AuditStore:
                     f"{entry.workflow_id} entry {entry.seq} is not sealed: its hash does not "
                     "match its contents"
                 )
-        try:
-            await self._append_missing(entries, view)
-        except IntegrityError:
-            # Another writer inserted some of these between our read and our insert.
-            await self._append_missing(entries, view)
-
-    async def _append_missing(
-        self, entries: Sequence[AuditEntry], view: StoredView | None = None
-    ) -> None:
+        batch = _one_entry_per_seq(entries)
+        # A batch is usually all new: insert it and look only at what was there already (a
+        # retried activity, a ride and a batch carrying the same entries, a rival).
         async with self._engine.begin() as conn:
             if view is not None:
                 await _keep_newest_view(conn, view)
-            batch = _one_entry_per_seq(entries)
-            stored = await _entries_at(conn, batch)
-            for key, entry in batch.items():
-                existing = stored.get(key)
-                if existing is not None and existing != entry:
-                    raise _overwrite_refused(entry)
-            missing = [entry.model_dump() for key, entry in batch.items() if key not in stored]
-            if missing:
-                # Bound parameters, not .values(): one cached statement for every batch.
-                await conn.execute(audit_entries.insert(), missing)
+            if not batch:
+                return
+            inserted = await conn.execute(_statements(conn).new_entries,
+                                          [entry.model_dump() for entry in batch.values()])
+            already = batch.keys() - {(workflow_id, seq) for workflow_id, seq in inserted}
+            if already:
+                stored = await _entries_at(conn, already)
+                for key in sorted(already):
+                    if stored.get(key) != batch[key]:
+                        raise _overwrite_refused(batch[key])
             heads = {entry.workflow_id: entry for entry in sorted(entries, key=attrgetter("seq"))}
             for head in heads.values():
                 await self._sign_head(conn, head)
 
     async def _sign_head(self, conn: AsyncConnection, head: AuditEntry) -> None:
-        found = await conn.scalar(sa.select(audit_checkpoints.c.seq).where(
-            audit_checkpoints.c.workflow_id == head.workflow_id,
-            audit_checkpoints.c.seq == head.seq))
-        if found is not None:
-            return
         key_id, secret = next(iter(self._signing_keys.items()))
         closed = head.step == CLOSE_STEP
         signature = checkpoint_signature(secret, head.workflow_id, head.seq, head.hash, closed)
-        await conn.execute(audit_checkpoints.insert(), {
+        signed = await conn.execute(_statements(conn).new_checkpoint, {
             "workflow_id": head.workflow_id, "seq": head.seq, "hash": head.hash,
             "closed": closed, "signed_at": datetime.now(UTC), "key_id": key_id,
             "signature": signature})
+        if not signed.rowcount:
+            return  # signed by the batch that stored this head first
         # The same checkpoint in the log: a copy outside the database to compare against.
         log.info("audit checkpoint", workflow_id=head.workflow_id, seq=head.seq,
                  hash=head.hash, closed=closed, key_id=key_id, signature=signature)
@@ -529,25 +523,53 @@ async def _delivery_of(
 
 
 async def _keep_newest_view(conn: AsyncConnection, stored: StoredView) -> None:
+    """Replace the stored view with this one if it is newer; a retried or overtaken batch
+    leaves the store's newer view alone."""
     view = stored.view
-    found = await conn.scalar(sa.select(followup_views.c.revision).where(
-        followup_views.c.workflow_id == view.workflow_id))
-    if found is not None and found >= view.revision:
-        return  # a retried or overtaken batch: the store already has this or a newer view
     assert view.updated_at is not None
     values = {
-        "workflow_id": view.workflow_id, "clinic_id": view.clinic_id, "phase": view.phase.value,
+        "workflow_id": view.workflow_id, "clinic_id": view.clinic_id,
+        "phase": view.phase.value,
         "is_open": view.phase is not Phase.CLOSED, "revision": view.revision,
         "updated_at": view.updated_at, "sealed_reply": stored.sealed_reply,
         # The client's own words stay sealed: the readable view never holds them.
         "view": view.model_dump(mode="json", exclude={"reply_for_review"}),
     }
-    if found is None:
-        await conn.execute(followup_views.insert(), values)
-    else:
-        await conn.execute(followup_views.update().where(
-            followup_views.c.workflow_id == sa.bindparam("of_workflow")),
-            {"of_workflow": view.workflow_id, **values})
+    replaced = await conn.execute(_REPLACE_OLDER_VIEW, {
+        "of_workflow": view.workflow_id, "older_than": view.revision, **values})
+    if not replaced.rowcount:
+        await conn.execute(_statements(conn).first_view, values)
+
+
+_REPLACE_OLDER_VIEW = followup_views.update().where(
+    followup_views.c.workflow_id == sa.bindparam("of_workflow"),
+    followup_views.c.revision < sa.bindparam("older_than"))
+
+
+@dataclass(frozen=True)
+class _Inserts:
+    """Inserts that skip a row already there (``ON CONFLICT DO NOTHING``, in each dialect's
+    own words): a concurrent writer's row is then read and compared, never an error."""
+
+    new_entries: sa.Insert
+    new_checkpoint: sa.Insert
+    first_view: sa.Insert
+
+    @classmethod
+    def of(cls, insert: Callable[[sa.Table], Any]) -> _Inserts:
+        return cls(
+            new_entries=insert(audit_entries).on_conflict_do_nothing().returning(
+                audit_entries.c.workflow_id, audit_entries.c.seq),
+            new_checkpoint=insert(audit_checkpoints).on_conflict_do_nothing(),
+            first_view=insert(followup_views).on_conflict_do_nothing(),
+        )
+
+
+_INSERTS = {"sqlite": _Inserts.of(sqlite.insert), "postgresql": _Inserts.of(postgresql.insert)}
+
+
+def _statements(conn: AsyncConnection) -> _Inserts:
+    return _INSERTS[conn.dialect.name]
 
 
 def _row_view(row: sa.Row) -> StoredView:
