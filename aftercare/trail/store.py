@@ -315,29 +315,18 @@ class AuditStore:
     async def record_delivery(self, workflow_id: str, message_key: str, delivery: Delivery) -> None:
         """Remember what the provider accepted. Recording the same delivery again is a no-op;
         a different provider message id for the same key is refused (it was sent twice)."""
-        try:
-            await self._record_delivery_once(workflow_id, message_key, delivery)
-        except IntegrityError:
-            await self._record_delivery_once(workflow_id, message_key, delivery)
-
-    async def _record_delivery_once(
-        self, workflow_id: str, message_key: str, delivery: Delivery
-    ) -> None:
         async with self._engine.begin() as conn:
+            recorded = await conn.execute(_statements(conn).new_delivery, {
+                "workflow_id": workflow_id, "message_key": message_key,
+                "channel": delivery.channel.value,
+                "provider_message_id": delivery.provider_message_id,
+                "recorded_at": datetime.now(UTC)})
+            if recorded.rowcount:
+                return
             existing = await _delivery_of(conn, workflow_id, message_key)
-            if existing is None:
-                await conn.execute(
-                    deliveries.insert().values(
-                        workflow_id=workflow_id,
-                        message_key=message_key,
-                        channel=delivery.channel.value,
-                        provider_message_id=delivery.provider_message_id,
-                        recorded_at=datetime.now(UTC),
-                    )
-                )
-            elif (existing.channel, existing.provider_message_id) != (
-                delivery.channel,
-                delivery.provider_message_id,
+            assert existing is not None, "a conflicting row is never deleted"
+            if (existing.channel, existing.provider_message_id) != (
+                delivery.channel, delivery.provider_message_id,
             ):
                 raise AuditConflictError(
                     f"{workflow_id} message {message_key!r} was already delivered as "
@@ -554,6 +543,7 @@ class _Inserts:
     new_entries: sa.Insert
     new_checkpoint: sa.Insert
     first_view: sa.Insert
+    new_delivery: sa.Insert
 
     @classmethod
     def of(cls, insert: Callable[[sa.Table], Any]) -> _Inserts:
@@ -562,6 +552,7 @@ class _Inserts:
                 audit_entries.c.workflow_id, audit_entries.c.seq),
             new_checkpoint=insert(audit_checkpoints).on_conflict_do_nothing(),
             first_view=insert(followup_views).on_conflict_do_nothing(),
+            new_delivery=insert(deliveries).on_conflict_do_nothing(),
         )
 
 
