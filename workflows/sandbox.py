@@ -10,7 +10,13 @@ from temporalio.worker.workflow_sandbox._runner import _Instance as SandboxedIns
 # Validators of the shared models use these libraries, which load data lazily (phone
 # metadata per region, IDNA tables). Inside the sandbox a lazy load would re-import the
 # library and trip over its module-level lock; passing them through keeps one copy.
-PASSED_THROUGH = ("phonenumbers", "email_validator", "idna")
+LAZY_LOADERS = ("phonenumbers", "email_validator", "idna")
+# The workflow modules keep no state of their own (constants only), so no run needs a fresh
+# copy: re-importing the follow-up's module for every run cost a tenth of the worker's CPU,
+# and every cached follow-up held its own copy of the module's code (about 100 KB). The calls
+# the sandbox would have caught in their code, tests/test_workflow_determinism.py refuses
+# for every workflow module, before anything runs.
+PASSED_THROUGH = (*LAZY_LOADERS, "workflows")
 
 
 class _ContextsLookedUpDirectly(SandboxedInstance):
