@@ -2,7 +2,7 @@ import asyncio
 import io
 import sqlite3
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -14,13 +14,21 @@ from aftercare.trail.exports import write_jsonl
 from aftercare.trail.inbox import CLAIM, WebhookInbox
 from aftercare.trail.migrations import LATEST_VERSION
 from aftercare.trail.schema import inbound_webhooks
-from aftercare.trail.store import AuditConflictError, AuditStore
+from aftercare.trail.store import AuditConflictError, AuditStore, StoredView
 from aftercare.trail.verification import first_broken_link
 from tests.fixtures.databases import tamper_with
 from tests.fixtures.sinks import AUDIT_SIGNING_KEYS
 from tests.trails import STARTED, new_workflow_id, sealed_trail
 from workflows.fields import OPAQUE_ID_MAX_LENGTH, PROVIDER_MESSAGE_ID_MAX_LENGTH
-from workflows.models import Cancel, Channel, Delivery, followup_workflow_id
+from workflows.models import (
+    Cancel,
+    Channel,
+    Delivery,
+    FollowUpView,
+    Phase,
+    RiskLevel,
+    followup_workflow_id,
+)
 from workflows.trail import seal
 
 
@@ -85,20 +93,33 @@ async def test_one_batch_holding_an_entry_twice_stores_it_once_and_a_rival_nothi
     assert await audit_store.entries(other_id) == []
 
 
-async def test_writers_storing_the_same_batch_at_once_store_it_once_and_sign_it_once(
+async def test_writers_at_once_store_a_batch_once_sign_it_once_and_keep_the_newest_view(
         audit_database_url):
-    # Two workers can hold the same batch: a ride that timed out and the writer's own.
+    # Two workers can hold the same batch (a ride that timed out and the writer's own), and
+    # two sends can each carry a newer view of one follow-up, their first.
     stores = [await AuditStore.open(audit_database_url, AUDIT_SIGNING_KEYS) for _ in range(3)]
     try:
         workflow_id = new_workflow_id()
         trail = sealed_trail(workflow_id)
+        views = [StoredView(view=a_view(workflow_id, revision)) for revision in (1, 3, 2)]
 
-        await asyncio.gather(*(store.append(trail) for store in stores))
+        await asyncio.gather(*(store.append(trail, view)
+                               for store, view in zip(stores, views, strict=True)))
 
         assert await stores[0].entries(workflow_id) == trail
         assert [c.seq for c in await stores[0].checkpoints(workflow_id)] == [len(trail)]
+        assert (await stores[0].view(workflow_id)).view.revision == 3
+        await stores[1].append(trail, views[2])
+        assert (await stores[0].view(workflow_id)).view.revision == 3, "an older view is ignored"
     finally:
         await asyncio.gather(*(store.close() for store in stores))
+
+
+def a_view(workflow_id: str, revision: int) -> FollowUpView:
+    now = datetime.now(UTC)
+    return FollowUpView(workflow_id=workflow_id, clinic_id="demo", risk_level=RiskLevel.MODERATE,
+                        departed_at=now, phase=Phase.AWAITING_REPLY, channel=Channel.SMS,
+                        revision=revision, updated_at=now)
 
 
 async def test_the_longest_values_the_models_allow_are_stored_whole(audit_store):

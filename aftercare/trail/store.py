@@ -512,8 +512,8 @@ async def _delivery_of(
 
 
 async def _keep_newest_view(conn: AsyncConnection, stored: StoredView) -> None:
-    """Replace the stored view with this one if it is newer; a retried or overtaken batch
-    leaves the store's newer view alone."""
+    """Store the view unless the store has a newer one (a retried or overtaken batch): one
+    statement, so two writers at once cannot both find no row and one lose its view."""
     view = stored.view
     assert view.updated_at is not None
     values = {
@@ -524,35 +524,33 @@ async def _keep_newest_view(conn: AsyncConnection, stored: StoredView) -> None:
         # The client's own words stay sealed: the readable view never holds them.
         "view": view.model_dump(mode="json", exclude={"reply_for_review"}),
     }
-    replaced = await conn.execute(_REPLACE_OLDER_VIEW, {
-        "of_workflow": view.workflow_id, "older_than": view.revision, **values})
-    if not replaced.rowcount:
-        await conn.execute(_statements(conn).first_view, values)
-
-
-_REPLACE_OLDER_VIEW = followup_views.update().where(
-    followup_views.c.workflow_id == sa.bindparam("of_workflow"),
-    followup_views.c.revision < sa.bindparam("older_than"))
+    await conn.execute(_statements(conn).newest_view, values)
 
 
 @dataclass(frozen=True)
 class _Inserts:
     """Inserts that skip a row already there (``ON CONFLICT DO NOTHING``, in each dialect's
-    own words): a concurrent writer's row is then read and compared, never an error."""
+    own words): a concurrent writer's row is then read and compared, never an error. The
+    view is the one row replaced, and only by a newer revision."""
 
     new_entries: sa.Insert
     new_checkpoint: sa.Insert
-    first_view: sa.Insert
     new_delivery: sa.Insert
+    newest_view: sa.Insert
 
     @classmethod
     def of(cls, insert: Callable[[sa.Table], Any]) -> _Inserts:
+        views = insert(followup_views)
         return cls(
             new_entries=insert(audit_entries).on_conflict_do_nothing().returning(
                 audit_entries.c.workflow_id, audit_entries.c.seq),
             new_checkpoint=insert(audit_checkpoints).on_conflict_do_nothing(),
-            first_view=insert(followup_views).on_conflict_do_nothing(),
             new_delivery=insert(deliveries).on_conflict_do_nothing(),
+            newest_view=views.on_conflict_do_update(
+                index_elements=[followup_views.c.workflow_id],
+                set_={column.name: views.excluded[column.name]
+                      for column in followup_views.columns if not column.primary_key},
+                where=followup_views.c.revision < views.excluded.revision),
         )
 
 
