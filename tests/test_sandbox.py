@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import uuid
 
-from temporalio.converter import ActivitySerializationContext, WorkflowSerializationContext
+from temporalio.converter import (
+    ActivitySerializationContext,
+    SerializationContext,
+    WorkflowSerializationContext,
+)
 from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
+from temporalio.worker._command_aware_visitor import CommandInfo
 from temporalio.worker.workflow_sandbox._runner import _Instance as SandboxedInstance
 
 from tests import context_probe as probe
@@ -17,7 +22,9 @@ lookups: list[tuple[object, object]] = []
 
 
 class _BothLookups(_ContextsLookedUpDirectly):
-    def get_serialization_context(self, command_info):  # type: ignore[no-untyped-def]
+    def get_serialization_context(
+        self, command_info: CommandInfo | None,
+    ) -> SerializationContext | None:
         direct = super().get_serialization_context(command_info)
         lookups.append((direct, SandboxedInstance.get_serialization_context(self, command_info)))
         return direct

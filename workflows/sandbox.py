@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from temporalio.converter import SerializationContext
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker._command_aware_visitor import CommandInfo
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -29,7 +30,9 @@ class _ContextsLookedUpDirectly(SandboxedInstance):
     and its info, imports nothing and touches nothing the sandbox restricts, so calling it
     directly gives the same context (``tests/test_sandbox.py`` compares the two)."""
 
-    def get_serialization_context(self, command_info: CommandInfo | None):  # type: ignore[no-untyped-def]
+    def get_serialization_context(
+        self, command_info: CommandInfo | None,
+    ) -> SerializationContext | None:
         return self.globals_and_locals["__temporal_in_sandbox"].get_serialization_context(
             command_info)
 
