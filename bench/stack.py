@@ -134,8 +134,9 @@ class Stack:
                 "AFTERCARE_TWILIO_STATUS_CALLBACK": "false", **self.bytecode_cache()}
 
     def bytecode_cache(self) -> dict[str, str]:
-        """The sandbox re-imports the workflow's module for every new workflow: both arms load
-        it from cached bytecode, as the image does, kept outside the source tree."""
+        """The sandbox re-imports a workflow's module for every new workflow unless it is passed
+        through (the bare arm's is not, Aftercare's are): both arms load their modules from
+        cached bytecode, as the image does, kept outside the source tree."""
         return {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(self.folder / "pycache")}
 
     async def start_worker(self) -> None:
