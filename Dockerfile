@@ -19,9 +19,9 @@ RUN useradd --system --uid 10001 --no-create-home --home-dir /app aftercare \
 COPY --from=dependencies /opt/venv /opt/venv
 WORKDIR /app
 COPY . .
-# The workflow sandbox imports the workflow's module afresh for every follow-up it starts or
-# rebuilds; with bytecode compiled here it loads it rather than compiling the source each
-# time (the image writes no bytecode at run time).
+# The image writes no bytecode at run time: compiled here, every process loads its modules
+# rather than compiling the source at each start (and a test's workflow variant, which the
+# sandbox still imports afresh for every run, likewise).
 RUN python -m compileall -q /app
 USER aftercare
 EXPOSE 8000 8081 9464
