@@ -20,8 +20,7 @@ COPY --from=dependencies /opt/venv /opt/venv
 WORKDIR /app
 COPY . .
 # The image writes no bytecode at run time: compiled here, every process loads its modules
-# rather than compiling the source at each start (and a test's workflow variant, which the
-# sandbox still imports afresh for every run, likewise).
+# rather than compiling their source at each start.
 RUN python -m compileall -q /app
 USER aftercare
 EXPOSE 8000 8081 9464
