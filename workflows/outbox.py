@@ -62,6 +62,9 @@ DEFECT_FAILS_ONE_CHANNEL = "send-defect-fails-one-channel"
 # A withdrawn send waits for the provider's answer to the try already under way, so a
 # message that went out after all is known (and its person can be told what changed).
 WITHDRAWN_SEND_SETTLES = "withdrawn-send-settles-its-try"
+# A withdrawn send whose try under way was then refused is recorded as withdrawn. Before, the
+# refusal's answer read as "gave up retrying", as if the provider had been tried to the end.
+WITHDRAWN_TRY_REFUSED = "withdrawn-send-refused-try"
 
 CLIENT = "client"
 EMERGENCY_CONTACT = "emergency_contact"
@@ -404,6 +407,9 @@ def why_not_sent(err: BaseException) -> str:
     if isinstance(cause, ApplicationError) and cause.type == PERMANENT_DELIVERY_FAILURE:
         return "permanent failure"
     if isinstance(cause, (asyncio.CancelledError, CancelledError)):
+        return "withdrawn"
+    if (isinstance(err, ActivityError) and err.retry_state is RetryState.CANCEL_REQUESTED
+            and workflow.patched(WITHDRAWN_TRY_REFUSED)):
         return "withdrawn"
     if isinstance(err, ActivityError) and err.retry_state is RetryState.TIMEOUT or (
         isinstance(cause, ActivityTimeoutError) and cause.type is TimeoutType.SCHEDULE_TO_CLOSE
