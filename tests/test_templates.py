@@ -28,6 +28,8 @@ async def test_every_placeholder_a_template_may_use_is_filled_in(followups):
         reschedule={"slots": [{"after": "P1D", "at": "10:00"}], "offer_window": "PT1H",
                     "booking_url": "https://clinic.example/book"})
     await followups.advance(handle, timedelta(minutes=10))
+    # The reply window opens once the check-in is out: only then may its hour be skipped.
+    await followups.until_step(handle, "checkin_sent")
     await followups.advance(handle, timedelta(hours=1, minutes=10))
     await followups.until_step(handle, "emergency_contact_notified")
     await handle.signal(DepartureFollowUp.client_reply, ClientReply(text="ok", channel="sms"))
