@@ -18,8 +18,8 @@ WORKFLOWS = sorted((Path(__file__).parents[1] / "workflows").glob("*.py"))
 # a database or provider client, the activities) does I/O or differs from run to run.
 ALLOWED_IMPORTS = {
     "__future__", "asyncio", "collections", "dataclasses", "datetime", "enum", "hashlib",
-    "ipaddress", "json", "re", "string", "typing", "unicodedata", "urllib.parse", "zoneinfo",
-    "temporalio", "pydantic", "phonenumbers", "workflows",
+    "ipaddress", "json", "re", "string", "typing", "unicodedata", "urllib.parse", "weakref",
+    "zoneinfo", "temporalio", "pydantic", "phonenumbers", "workflows",
 }
 # Builtins whose answer depends on the process, the machine or the outside world.
 FORBIDDEN_BUILTINS = {"open", "input", "eval", "exec", "hash", "id", "breakpoint"}

@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
         SeriesState,
     )
     from workflows.outbox import Outbox, staff_recipient
-    from workflows.policy import local_label
+    from workflows.policy import local_label, one_copy
     from workflows.staff_actions import refuse, staff_problem
     from workflows.trail import TrailWriter
 
@@ -57,8 +57,9 @@ class CaringContacts:
     @workflow.init
     def __init__(self, input: CaringContactsInput) -> None:
         self.event = input.event
-        self.policy = input.policy
-        self.options = input.policy.caring_contacts
+        # The SDK keeps the input for the run's life: it must hold the shared copy too.
+        self.policy = input.policy = one_copy(input.policy)
+        self.options = self.policy.caring_contacts
         carried = input.carried_over or SeriesCarriedOver(started_at=workflow.now())
         self.started_at = carried.started_at
         self.next_message = carried.next_message

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         caring_contacts_id,
     )
     from workflows.outbox import PERSISTENT_DEADLINE, SEND_DEADLINE, SEND_RETRY, Outbox
+    from workflows.policy import one_copy
     from workflows.staff_actions import refuse, staff_problem
     from workflows.trail import TrailWriter
 
@@ -75,7 +76,8 @@ class DepartureFollowUp:
     @workflow.init
     def __init__(self, input: FollowUpInput) -> None:
         self.event = input.event
-        self.policy = input.policy
+        # The SDK keeps the input for the run's life: it must hold the shared copy too.
+        self.policy = input.policy = one_copy(input.policy)
         self.client = input.event.client
         language = self.policy.language(self.client.language)
         self.language = language

@@ -13,6 +13,7 @@ from enum import StrEnum
 from ipaddress import ip_address
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from weakref import WeakValueDictionary
 from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
@@ -22,7 +23,8 @@ from workflows.templates import DEFAULT_CRISIS_WORDS, DEFAULT_TEMPLATES, Message
 
 
 class PolicyModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Frozen: every cached follow-up of a clinic shares one copy of its policy (one_copy).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PerRisk(PolicyModel):
@@ -476,3 +478,14 @@ class ClinicPolicy(PolicyModel):
         if target is Target.CLINIC_LEAD:
             return self.clinic_lead
         return self.rota.staff_for(target, at, self.timezone)
+
+
+# A worker caches a thousand follow-ups, most of a few clinics: each distinct policy is held
+# once for all of them (about 20 KB decoded), not once per follow-up. Sharing is safe because
+# policies are frozen; a copy goes once no cached run holds it.
+_COPIES: WeakValueDictionary[str, ClinicPolicy] = WeakValueDictionary()
+
+
+def one_copy(policy: ClinicPolicy) -> ClinicPolicy:
+    """The copy of ``policy`` that every run in this worker with the same policy shares."""
+    return _COPIES.setdefault(policy.model_dump_json(), policy)

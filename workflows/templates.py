@@ -74,7 +74,7 @@ def unknown_placeholder_problem(kind: str, text: str) -> str | None:
 
 
 class MessageTemplates(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # To the client
     checkin: str

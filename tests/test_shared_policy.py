@@ -1,0 +1,46 @@
+"""A worker caches many follow-ups of few clinics: each clinic's policy is held once for all
+of them, not once per follow-up, and nothing a follow-up does can change it for another."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+from pydantic import ValidationError
+
+from tests.followup_harness import FollowUpHarness, make_event
+from workflows.policy import ClinicPolicy, one_copy
+
+FOLLOWUPS = 5
+
+
+def policies_of(clinic_id: str) -> set[int]:
+    gc.collect()
+    return {id(o) for o in gc.get_objects()
+            if isinstance(o, ClinicPolicy) and o.clinic_id == clinic_id}
+
+
+async def test_cached_follow_ups_of_one_clinic_share_one_copy_of_its_policy(
+    followups: FollowUpHarness,
+):
+    handles = [await followups.start(make_event(), listen_after_close="PT1H")
+               for _ in range(FOLLOWUPS)]
+    for handle in handles:
+        await followups.until_step(handle, "checkin_scheduled")
+    gc.collect()
+
+    held = policies_of(make_event().clinic_id)
+    # The shared copy, and at most the last one the test's starter built and the client sent.
+    assert 1 <= len(held) <= 2, f"{len(held)} copies of the policy for {FOLLOWUPS} follow-ups"
+
+
+def test_a_shared_policy_cannot_be_changed_and_a_different_one_is_not_shared():
+    policy = ClinicPolicy(clinic_id="clinic-a")
+    same = ClinicPolicy.model_validate_json(policy.model_dump_json())
+    other = ClinicPolicy(clinic_id="clinic-a", clinic_name="Another name")
+    assert one_copy(policy) is one_copy(same)
+    assert one_copy(other) is not one_copy(policy)
+    with pytest.raises(ValidationError, match="frozen"):
+        one_copy(policy).clinic_name = "changed"
+    with pytest.raises(ValidationError, match="frozen"):
+        one_copy(policy).templates["en"].checkin = "changed"
