@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+from temporalio.client import WorkflowHandle
+
 from tests.followup_harness import (
     ON_CALL_EMAIL,
     ON_CALL_PHONE,
@@ -41,22 +43,28 @@ async def test_a_page_accepted_after_the_resolve_is_followed_by_the_all_clear(
                           ("staff_resolved_sent", "staff:t-oncall"))
 
 
+async def page_refused_after_the_resolve(followups: FollowUpHarness) -> WorkflowHandle:
+    """Imminent risk; the on-call's page is with the provider when staff resolve, and the
+    provider then refuses it (a 503). The follow-up closed."""
+    followups.sms.hold(ON_CALL_PHONE)
+    handle = await followups.start(make_event("imminent"))
+    await followups.until_step(handle, "crisis_resources_sent")
+    await asyncio.sleep(0.5)
+    await handle.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-backup", outcome="reached_client"))
+    followups.sms.fail_number(ON_CALL_PHONE, 20503, "Service unavailable", status=503)
+    followups.sms.release(ON_CALL_PHONE)
+    await followups.finish(handle)
+    return handle
+
+
 async def test_a_page_refused_after_the_resolve_is_recorded_as_withdrawn(
     followups: FollowUpHarness,
 ):
     """The provider refuses the page's try under way once staff have closed the escalation.
     Nobody tries it again; the trail says the page was withdrawn, not that the provider was
     tried to the end, and the on-call gets no all-clear for a page that never reached them."""
-    followups.sms.hold(ON_CALL_PHONE)
-    handle = await followups.start(make_event("imminent"))
-    await followups.until_step(handle, "crisis_resources_sent")
-    await asyncio.sleep(0.5)
-
-    await handle.execute_update(DepartureFollowUp.resolve,
-                                Resolve(staff_id="t-backup", outcome="reached_client"))
-    followups.sms.fail_number(ON_CALL_PHONE, 20503, "Service unavailable", status=503)
-    followups.sms.release(ON_CALL_PHONE)
-    outcome = await followups.finish(handle)
+    outcome = await (await page_refused_after_the_resolve(followups)).result()
 
     assert not followups.texts_to(ON_CALL_PHONE)
     assert not followups.mails_to(ON_CALL_EMAIL)

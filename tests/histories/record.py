@@ -9,7 +9,6 @@ started under earlier code keep being replayed against today's.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,8 +17,9 @@ import pytest
 from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 
 from tests.fixtures.followups import closed_followup
-from tests.followup_harness import ON_CALL_PHONE, SECONDS_ESCALATION, make_event
+from tests.followup_harness import SECONDS_ESCALATION, make_event
 from tests.test_long_escalation import short_histories  # noqa: F401
+from tests.test_withdrawn_pages import page_refused_after_the_resolve
 from workflows.followup import DepartureFollowUp
 from workflows.models import Acknowledge, ClientReply, Resolve
 
@@ -106,18 +106,7 @@ async def test_record_a_text_while_listening_that_pages(followups):
 
 
 async def test_record_a_page_refused_after_staff_resolved(followups):
-    """The on-call's page is with the provider when staff resolve; the provider then refuses
-    it: the page is withdrawn, its try settled."""
-    followups.sms.hold(ON_CALL_PHONE)
-    handle = await followups.start(make_event("imminent"))
-    await followups.until_step(handle, "crisis_resources_sent")
-    await asyncio.sleep(0.5)
-    await handle.execute_update(DepartureFollowUp.resolve,
-                                Resolve(staff_id="t-backup", outcome="reached_client"))
-    followups.sms.fail_number(ON_CALL_PHONE, 20503, "Service unavailable", status=503)
-    followups.sms.release(ON_CALL_PHONE)
-    await followups.finish(handle)
-    await save(handle, "page-refused-after-resolve")
+    await save(await page_refused_after_the_resolve(followups), "page-refused-after-resolve")
 
 
 async def test_record_an_escalation_that_hands_on_to_a_new_run(short_histories):  # noqa: F811
