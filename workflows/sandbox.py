@@ -12,7 +12,8 @@ from temporalio.worker.workflow_sandbox._runner import _Instance as SandboxedIns
 # metadata per region, IDNA tables). Inside the sandbox a lazy load would re-import the
 # library and trip over its module-level lock; passing them through keeps one copy.
 LAZY_LOADERS = ("phonenumbers", "email_validator", "idna")
-# The workflow modules keep no state of their own (constants only), so no run needs a fresh
+# The workflow modules keep no state a run could change (constants, and the registry of
+# frozen policies every run shares on purpose, policy.one_copy), so no run needs a fresh
 # copy: re-importing the follow-up's module for every run cost a tenth of the worker's CPU,
 # and every cached follow-up held its own copy of the module's code (about 100 KB). The calls
 # the sandbox would have caught in their code, tests/test_workflow_determinism.py refuses
