@@ -27,7 +27,6 @@ from aftercare.temporal.stale_query_guard import CATCHING_UP, StaleQueryGuard
 from tests import legacy_query_probe as probe
 from tests.fault_stack import REPO, DevServer
 
-
 STORY_ATTEMPTS = 3
 
 
