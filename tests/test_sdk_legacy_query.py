@@ -79,6 +79,7 @@ async def _tell_the_story(folder: Path, runner: WorkflowRunner) -> tuple[object,
             probe.released.set()
             await _until_event(handle, "activity_task_completed_event_attributes")
             if time.monotonic() - query_sent > probe.STICKY_TIMEOUT.total_seconds() * 0.9:
+                query.cancel()
                 raise StoryMissed("the result landed after the query had left A's queue")
             async with Worker(client, task_queue=task_queue, workflows=[probe.Probe],
                               workflow_runner=runner):
