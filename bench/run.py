@@ -13,13 +13,14 @@ as processes, and measures, each beside bare:
 - imminent risk, POST /v1/departures to the on-call's page accepted by the SMS outbox, at
   20 departures a second (the bare workflow is started by a client at the same rate and
   its first act is the page activity);
-- a timer storm: N check-ins due in the same second (200 by default, 1,000 with --full);
+- a timer storm: N check-ins due in the same second (200 by default, 1,000 with --full),
+  and with --full the same storm again while another process keeps one core busy;
 - the clinic board over 1,000 open follow-ups, workers up, every worker stopped, and
   Temporal unreachable;
 - with --full: 10,000 open follow-ups left on their check-in timers, each arm on a fresh
   server: start rate, worker and server memory.
 
-The default run takes about two minutes; --full about twenty. The machine may be shared:
+The default run takes about two minutes; --full about fifteen. The machine may be shared:
 read the ratios of one run, and the load average printed beside them.
 """
 
@@ -34,7 +35,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -426,23 +428,47 @@ class Storm:
     settled_before_due: bool
 
 
-async def timer_storm(stack: Stack, report: Report, count: int) -> None:
-    ours = await storm_arm(stack, count, aftercare=True)
-    say(f"timer storm of {count}, aftercare: last +{ours.last_after_due:.1f} s")
-    theirs = await storm_arm(stack, count, aftercare=False)
-    say(f"timer storm of {count}, bare: last +{theirs.last_after_due:.1f} s")
+async def timer_storm(stack: Stack, report: Report, count: int,
+                      contended: bool = False) -> None:
+    """The storm; ``contended``: another process keeps one core busy from before the due
+    second until every check-in is out, as a busy host's other work would."""
+    label = f"timer storm of {count}" + (", one core taken" if contended else "")
+    ours = await storm_arm(stack, count, aftercare=True, contended=contended)
+    say(f"{label}, aftercare: last +{ours.last_after_due:.1f} s")
+    theirs = await storm_arm(stack, count, aftercare=False, contended=contended)
+    say(f"{label}, bare: last +{theirs.last_after_due:.1f} s")
     report.add(
-        Row(f"timer storm of {count}: last accepted, s after due", ours.last_after_due,
+        Row(f"{label}: last accepted, s after due", ours.last_after_due,
             theirs.last_after_due, "≤ 15 s", check=at_most(15)),
-        Row(f"timer storm of {count}: check-ins sent/s", ours.send_rate, theirs.send_rate),
-        Row(f"timer storm of {count}: sent twice", ours.duplicates, theirs.duplicates, "0",
+        Row(f"{label}: check-ins sent/s", ours.send_rate, theirs.send_rate),
+        Row(f"{label}: sent twice", ours.duplicates, theirs.duplicates, "0",
             check=at_most(0)))
-    report.notes.append(
-        f"  timer storm: {count} started by a client 50 at a time, due {storm_lead(count):.0f} "
-        "s after the first start, so that each worker has done every first step before")
+    if not contended:
+        report.notes.append(
+            f"  timer storm: {count} started by a client 50 at a time, due "
+            f"{storm_lead(count):.0f} s after the first start, so that each worker has done "
+            "every first step before")
+    else:
+        report.notes.append(
+            "  timer storm, one core taken: the same, with a busy loop in a process of its "
+            "own from the moment the worker is idle until the last check-in is out")
     if not (ours.settled_before_due and theirs.settled_before_due):
-        report.notes.append("  timer storm: a worker was still doing first steps at the due "
+        report.notes.append(f"  {label}: a worker was still doing first steps at the due "
                             "second, so its figure counts them too")
+
+
+@contextmanager
+def one_core_taken(taken: bool) -> Iterator[None]:
+    """A process that keeps one core busy while the block runs (when ``taken``)."""
+    if not taken:
+        yield
+        return
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
 
 
 def storm_lead(count: int) -> float:
@@ -461,7 +487,7 @@ async def idle_by(pid: int, due: datetime) -> bool:
     return False
 
 
-async def storm_arm(stack: Stack, count: int, aftercare: bool) -> Storm:
+async def storm_arm(stack: Stack, count: int, aftercare: bool, contended: bool) -> Storm:
     # The storm is of check-ins long scheduled, as a clinic's are: every follow-up is asleep
     # on its timer when the second comes, so only the storm's own work is counted.
     due = datetime.now(UTC) + timedelta(seconds=storm_lead(count))
@@ -486,8 +512,9 @@ async def storm_arm(stack: Stack, count: int, aftercare: bool) -> Storm:
     def sent() -> list[Any]:
         return [m for m in stack.outbox.messages if m.to in wanted]
 
-    await until(lambda: _async(len({m.to for m in sent()}) == count), 180 + count / 5,
-                "every check-in of the storm")
+    with one_core_taken(contended):
+        await until(lambda: _async(len({m.to for m in sent()}) == count), 180 + count / 5,
+                    "every check-in of the storm")
     await asyncio.sleep(2)  # a duplicate would come now
     times = sorted(m.date_created for m in sent())
     per_phone = Counter(m.to for m in sent())
@@ -595,6 +622,8 @@ async def main(args: argparse.Namespace) -> None:
             await escalation_paths(stack, report)
             await imminent_latency(stack, report, args.rate, args.seconds, args.profile)
             await timer_storm(stack, report, args.storm)
+            if args.full or args.contended:
+                await timer_storm(stack, report, args.storm, contended=True)
             await board(stack, report, 1000, args.loads)
         if args.full:
             await open_rows(folder, report, args.open)
@@ -617,6 +646,8 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=20.0, help="imminent departures/s")
     parser.add_argument("--seconds", type=float, help="imminent: how long at that rate")
     parser.add_argument("--storm", type=int, help="check-ins due in the same second")
+    parser.add_argument("--contended", action="store_true",
+                        help="the storm again with one core taken (always with --full)")
     parser.add_argument("--open", type=int, default=10_000, help="with --full")
     parser.add_argument("--loads", type=int, default=20, help="board loads per arm")
     args = parser.parse_args()
