@@ -416,6 +416,11 @@ class AuditBatch(Model):
     view: FollowUpView | None = None
 
 
+# A message carries the batch a send stores (defined just above): finished here, at import,
+# not by pydantic on the message's first use, inside a workflow task.
+OutboundMessage.model_rebuild()
+
+
 # --- continue-as-new ---------------------------------------------------------------
 
 
