@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         CaringContactsView,
         ClientReply,
         DeliveryFailure,
-        FollowUpStatus,
         FollowUpView,
         Phase,
         Resolve,
@@ -42,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.outbox import Outbox, staff_recipient
     from workflows.policy import local_label, one_copy
+    from workflows.readers import ReadByPeople
     from workflows.staff_actions import refuse, staff_problem
     from workflows.trail import TrailWriter
 
@@ -53,7 +53,7 @@ MESSAGE_LASTING = timedelta(hours=6)
 
 
 @workflow.defn
-class CaringContacts:
+class CaringContacts(ReadByPeople):
     @workflow.init
     def __init__(self, input: CaringContactsInput) -> None:
         self.event = input.event
@@ -338,12 +338,3 @@ class CaringContacts:
             trail_length=len(self.trail.entries),
         )
 
-    @workflow.query
-    def status(self) -> FollowUpStatus:
-        """For operators and tests: people read the view the audit store keeps."""
-        return FollowUpStatus(**self.view().model_dump(), audit_backlog=self.trail.backlog(),
-                              trail=self.trail.entries)
-
-    def action_result(self, message: str) -> ActionResult:
-        return ActionResult(workflow_id=self.trail.workflow_id, state=self.phase().value,
-                            message=message, view=self.view())

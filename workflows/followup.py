@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
         DeliveryFailure,
         FollowUpInput,
         FollowUpOutcome,
-        FollowUpStatus,
         FollowUpView,
         LinkAction,
         NextStep,
@@ -49,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.outbox import PERSISTENT_DEADLINE, SEND_DEADLINE, SEND_RETRY, Outbox
     from workflows.policy import one_copy
+    from workflows.readers import ReadByPeople
     from workflows.staff_actions import refuse, staff_problem
     from workflows.trail import TrailWriter
 
@@ -70,7 +70,7 @@ class FollowUpCancelled(Exception):
 
 
 @workflow.defn
-class DepartureFollowUp:
+class DepartureFollowUp(ReadByPeople):
     outbox_type: type[Outbox] = Outbox  # a test's variant swaps in a defective one
 
     @workflow.init
@@ -611,15 +611,6 @@ class DepartureFollowUp:
             trail_length=len(self.trail.entries),
         )
 
-    @workflow.query
-    def status(self) -> FollowUpStatus:
-        """For operators and tests: people read the view the audit store keeps."""
-        return FollowUpStatus(**self.view().model_dump(), audit_backlog=self.trail.backlog(),
-                              trail=self.trail.entries)
-
-    def action_result(self, message: str) -> ActionResult:
-        return ActionResult(workflow_id=self.trail.workflow_id, state=self.phase().value,
-                            message=message, view=self.view())
 
     # ------------------------------------------------------------------ small helpers
 
