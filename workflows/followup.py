@@ -611,7 +611,6 @@ class DepartureFollowUp(ReadByPeople):
             trail_length=len(self.trail.entries),
         )
 
-
     # ------------------------------------------------------------------ small helpers
 
     def reply_links(self) -> list[LinkAction]:
