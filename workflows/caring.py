@@ -337,4 +337,3 @@ class CaringContacts(ReadByPeople):
                 messages_planned=len(self.options.schedule), review_due=self.review_due),
             trail_length=len(self.trail.entries),
         )
-
