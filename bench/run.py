@@ -14,7 +14,8 @@ as processes, and measures, each beside bare:
   20 departures a second (the bare workflow is started by a client at the same rate and
   its first act is the page activity);
 - a timer storm: N check-ins due in the same second (200 by default, 1,000 with --full),
-  and with --full the same storm again while another process keeps one core busy;
+  and with --full (or --contended) the same storm again while another process keeps one
+  core busy;
 - the clinic board over 1,000 open follow-ups, workers up, every worker stopped, and
   Temporal unreachable;
 - with --full: 10,000 open follow-ups left on their check-in timers, each arm on a fresh
