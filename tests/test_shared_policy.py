@@ -4,6 +4,8 @@ of them, not once per follow-up, and nothing a follow-up does can change it for 
 from __future__ import annotations
 
 import gc
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pydantic import ValidationError
@@ -44,3 +46,20 @@ def test_a_shared_policy_cannot_be_changed_and_a_different_one_is_not_shared():
         one_copy(policy).clinic_name = "changed"
     with pytest.raises(ValidationError, match="frozen"):
         one_copy(policy).templates["en"].checkin = "changed"
+
+
+def test_runs_starting_at_once_on_the_worker_threads_still_share_one_copy():
+    """The worker runs workflow tasks on several threads: follow-ups of one clinic starting
+    in the same instant must not each keep a copy of their own."""
+    rounds, threads = 200, 8
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for round_ in range(rounds):
+            document = ClinicPolicy(clinic_id=f"clinic-{round_}").model_dump_json()
+            decoded = [ClinicPolicy.model_validate_json(document) for _ in range(threads)]
+            with ThreadPoolExecutor(threads) as pool:
+                shared = {id(copy) for copy in pool.map(one_copy, decoded)}
+            assert len(shared) == 1, f"round {round_}: {len(shared)} copies kept"
+    finally:
+        sys.setswitchinterval(switch_interval)

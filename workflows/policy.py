@@ -11,6 +11,7 @@ import re
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from ipaddress import ip_address
+from threading import Lock
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from weakref import WeakValueDictionary
@@ -482,10 +483,15 @@ class ClinicPolicy(PolicyModel):
 
 # A worker caches a thousand follow-ups, most of a few clinics: each distinct policy is held
 # once for all of them (about 20 KB decoded), not once per follow-up. Sharing is safe because
-# policies are frozen; a copy goes once no cached run holds it.
+# policies are frozen; a copy goes once no cached run holds it. The worker runs workflow
+# tasks on several threads, and a weak dictionary's setdefault is not atomic: without the
+# lock, two runs starting at once could each keep a copy of their own.
 _COPIES: WeakValueDictionary[str, ClinicPolicy] = WeakValueDictionary()
+_COPIES_LOCK = Lock()
 
 
 def one_copy(policy: ClinicPolicy) -> ClinicPolicy:
     """The copy of ``policy`` that every run in this worker with the same policy shares."""
-    return _COPIES.setdefault(policy.model_dump_json(), policy)
+    key = policy.model_dump_json()
+    with _COPIES_LOCK:
+        return _COPIES.setdefault(key, policy)
