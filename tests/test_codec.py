@@ -9,6 +9,9 @@ from temporalio.converter import WorkflowSerializationContext
 from temporalio.exceptions import ApplicationError
 
 from aftercare.settings import Settings
+from tests.followup_harness import make_event
+from workflows.models import Delivery, FollowUpInput
+from workflows.policy import ClinicPolicy
 from aftercare.temporal.codec import (
     COMPRESSION_METADATA,
     ENCRYPTED_ENCODING,
@@ -17,6 +20,7 @@ from aftercare.temporal.codec import (
     EncryptionCodec,
     EncryptionKeyError,
     PayloadDecryptionError,
+    SharedPydanticPayloadConverter,
     data_converter,
     workflow_id_of,
 )
@@ -180,3 +184,18 @@ async def test_a_large_payload_is_compressed_before_it_is_sealed_and_the_mark_is
     del big_payload.metadata[COMPRESSION_METADATA]
     with pytest.raises(PayloadDecryptionError, match="failed authentication"):
         await converter.decode([big_payload], [dict])
+
+
+def test_the_shared_converter_writes_and_reads_exactly_what_pydantics_own_does():
+    """Histories written before it replay, and its copies agree with each other."""
+    theirs = pydantic_data_converter.payload_converter
+    ours, another = SharedPydanticPayloadConverter(), SharedPydanticPayloadConverter()
+    event = make_event()
+    values = [FollowUpInput(event=event, policy=ClinicPolicy(clinic_id=event.clinic_id)),
+              Delivery(channel="sms", provider_message_id="SM1"), None, "text", 3]
+    hints = [FollowUpInput, Delivery | None, Delivery | None, str, int]
+
+    written = ours.to_payloads(values)
+
+    assert written == theirs.to_payloads(values) == another.to_payloads(values)
+    assert ours.from_payloads(written, hints) == theirs.from_payloads(written, hints) == values

@@ -37,8 +37,9 @@ from typing import Self
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import (
+    CompositePayloadConverter,
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
     PayloadCodec,
@@ -225,11 +226,28 @@ class ContextCachingDataConverter(DataConverter):
         return made
 
 
+class SharedPydanticPayloadConverter(CompositePayloadConverter):
+    """Pydantic's payload converter, its parts built once per process.
+
+    The SDK builds a data converter, and a payload converter inside it, for every workflow
+    activation it decodes and every completion it encodes, only to hand the payloads on to
+    the converter for their context; pydantic's builds a new cache of type adapters each
+    time (a twentieth of the worker's CPU). Its parts keep no state but that cache, which is
+    thread-safe and keyed by type, so one set serves every copy, and a type adapter built
+    for one follow-up serves the next.
+    """
+
+    _PARTS = tuple(PydanticPayloadConverter().converters.values())
+
+    def __init__(self) -> None:
+        super().__init__(*self._PARTS)
+
+
 def data_converter(settings: Settings) -> DataConverter:
     """The converter every worker, starter and replayer must share: pydantic JSON, encrypted,
     with failure messages and stack traces moved into the encrypted attributes."""
     return ContextCachingDataConverter(
-        payload_converter_class=pydantic_data_converter.payload_converter_class,
+        payload_converter_class=SharedPydanticPayloadConverter,
         payload_codec=EncryptionCodec(
             settings.encryption_keys, accept_unencrypted=settings.codec_accept_unencrypted),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
