@@ -9,9 +9,6 @@ from temporalio.converter import WorkflowSerializationContext
 from temporalio.exceptions import ApplicationError
 
 from aftercare.settings import Settings
-from tests.followup_harness import make_event
-from workflows.models import Delivery, FollowUpInput
-from workflows.policy import ClinicPolicy
 from aftercare.temporal.codec import (
     COMPRESSION_METADATA,
     ENCRYPTED_ENCODING,
@@ -24,6 +21,9 @@ from aftercare.temporal.codec import (
     data_converter,
     workflow_id_of,
 )
+from tests.followup_harness import make_event
+from workflows.models import Delivery, FollowUpInput
+from workflows.policy import ClinicPolicy
 
 PHONE = "+15555550123"
 

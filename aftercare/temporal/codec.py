@@ -232,9 +232,9 @@ class SharedPydanticPayloadConverter(CompositePayloadConverter):
     The SDK builds a data converter, and a payload converter inside it, for every workflow
     activation it decodes and every completion it encodes, only to hand the payloads on to
     the converter for their context; pydantic's builds a new cache of type adapters each
-    time (a twentieth of the worker's CPU). Its parts keep no state but that cache, which is
-    thread-safe and keyed by type, so one set serves every copy, and a type adapter built
-    for one follow-up serves the next.
+    time (4.6% of the worker's samples in the happy path; 2.6% with this). Its parts keep
+    no state but that cache, which is thread-safe and keyed by type, so one set serves every
+    copy, and a type adapter built for one follow-up serves the next.
     """
 
     _PARTS = tuple(PydanticPayloadConverter().converters.values())
