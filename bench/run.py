@@ -21,6 +21,10 @@ as processes, and measures, each beside bare:
 - with --full: 10,000 open follow-ups left on their check-in timers, each arm on a fresh
   server: start rate, worker and server memory.
 
+The audit store is SQLite in the worker's process, the embedded default; with --postgres
+it is a fresh database on this machine's PostgreSQL, as deployed, and the happy path also
+shows the database server's own CPU.
+
 The default run takes about two minutes; --full about fifteen. The machine may be shared:
 read the ratios of one run, and the load average printed beside them.
 """
@@ -37,7 +41,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,6 +71,7 @@ from throughput import PHONES, AftercareArm, Arrivals, BareArm, Round, departure
 
 from aftercare.followups.start import start_followup
 from aftercare.trail.store import AuditStore
+from tests.fixtures.databases import fresh_postgres_database
 from workflows.followup import DepartureFollowUp
 from workflows.models import Acknowledge, ResolutionOutcome, Resolve
 
@@ -173,12 +178,13 @@ async def happy(stack: Stack, report: Report, followups: int, concurrency: int,
     arms = [AftercareArm(stack), BareArm(stack)]
     rounds: list[Round] = []
     for arm in arms:  # warm-up: imports, caches and connections, not measured
-        await run_round(arm, arrivals, 2, 2)
+        await run_round(arm, arrivals, 2, 2, stack.database_server)
     for number in range(ROUNDS):
         for arm in arms:
             profiler = (start_profiler(arm.pid, profile)
                         if profile and number == 0 and arm.name == "aftercare" else None)
-            rounds.append(await run_round(arm, arrivals, followups, concurrency))
+            rounds.append(await run_round(arm, arrivals, followups, concurrency,
+                                          stack.database_server))
             if profiler is not None:
                 stop_profiler(profiler, profile)
             say(f"happy path, {arm.name}: {rounds[-1].per_second:.1f} follow-ups/s")
@@ -195,11 +201,16 @@ async def happy(stack: Stack, report: Report, followups: int, concurrency: int,
     def latency(arm: str, share: float) -> float:
         return percentile([x for r in of(arm) for x in r.latencies], share)
 
+    def database_cpu(arm: str) -> float:
+        return statistics.mean(r.database_cpu_ms_each or 0.0 for r in of(arm))
+
     report.add(
         Row("happy path: follow-ups/s", rate("aftercare"), rate("bare"), "≥ 0.8 of bare",
             check=ratio_at_least(0.8)),
         Row("happy path: worker CPU ms/follow-up", cpu("aftercare"), cpu("bare"),
             "≤ 1.5× bare", check=ratio_at_most(1.5)),
+        *([Row("happy path: database server CPU ms/follow-up", database_cpu("aftercare"),
+               database_cpu("bare"))] if stack.database_server else []),
         Row("happy path: latency p50 s", latency("aftercare", 0.5), latency("bare", 0.5)),
         Row("happy path: latency p95 s", latency("aftercare", 0.95), latency("bare", 0.95)))
     report.notes.append(
@@ -559,11 +570,12 @@ class Open:
     server_rss: float
 
 
-async def open_followups(folder: Path, count: int, aftercare: bool) -> Open:
+async def open_followups(folder: Path, count: int, aftercare: bool,
+                         audit_database_url: str | None) -> Open:
     arm_folder = folder / ("open-aftercare" if aftercare else "open-bare")
     arm_folder.mkdir()
-    async with bench_stack(arm_folder, api=False, bare=not aftercare,
-                           aftercare=aftercare) as stack:
+    async with bench_stack(arm_folder, api=False, bare=not aftercare, aftercare=aftercare,
+                           audit_database_url=audit_database_url) as stack:
         worker = stack.worker if aftercare else stack.bare_worker
         assert worker is not None and stack.server.process is not None
         due = (datetime.now(UTC) + timedelta(days=1)).isoformat()
@@ -593,9 +605,10 @@ async def open_followups(folder: Path, count: int, aftercare: bool) -> Open:
                     rss_mb(stack.server.process.pid))
 
 
-async def open_rows(folder: Path, report: Report, count: int) -> None:
-    ours = await open_followups(folder, count, aftercare=True)
-    theirs = await open_followups(folder, count, aftercare=False)
+async def open_rows(folder: Path, report: Report, count: int,
+                    audit_database_url: str | None) -> None:
+    ours = await open_followups(folder, count, True, audit_database_url)
+    theirs = await open_followups(folder, count, False, audit_database_url)
     report.add(
         Row(f"{count} open: worker RSS MB", ours.worker_rss, theirs.worker_rss, "≤ 300 MB",
             check=at_most(300)),
@@ -615,9 +628,16 @@ async def main(args: argparse.Namespace) -> None:
     report = Report()
     began = time.monotonic()
     say("starting")
-    with tempfile.TemporaryDirectory() as folder_name:
-        folder = Path(folder_name)
-        async with bench_stack(folder) as stack:
+    async with AsyncExitStack() as exits:
+        folder = Path(exits.enter_context(tempfile.TemporaryDirectory()))
+        audit_database_url = (
+            await exits.enter_async_context(fresh_postgres_database(args.postgres))
+            if args.postgres else None)
+        report.notes.append(
+            "  audit store: PostgreSQL on this machine (a fresh database), as deployed; "
+            "'database server CPU' is its processes' CPU over each round" if args.postgres
+            else "  audit store: SQLite in the worker's process (the embedded default)")
+        async with bench_stack(folder, audit_database_url=audit_database_url) as stack:
             say("stack up")
             await happy(stack, report, args.followups, args.concurrency, args.profile)
             await escalation_paths(stack, report)
@@ -627,7 +647,7 @@ async def main(args: argparse.Namespace) -> None:
                 await timer_storm(stack, report, args.storm, contended=True)
             await board(stack, report, 1000, args.loads)
         if args.full:
-            await open_rows(folder, report, args.open)
+            await open_rows(folder, report, args.open, audit_database_url)
     report.notes.append(f"  load average at the end {load_average()}; "
                         f"{time.monotonic() - began:.0f} s in all")
     print()
@@ -651,6 +671,11 @@ if __name__ == "__main__":
                         help="the storm again with one core taken (always with --full)")
     parser.add_argument("--open", type=int, default=10_000, help="with --full")
     parser.add_argument("--loads", type=int, default=20, help="board loads per arm")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="the audit store on a fresh database of the PostgreSQL server "
+                             "on this machine that this superuser's URL names (for example "
+                             "postgresql://postgres@127.0.0.1:5432/postgres), as deployed, "
+                             "instead of SQLite in the worker's process")
     args = parser.parse_args()
     args.followups = args.followups or (60 if args.full else 30)
     args.seconds = args.seconds or (10.0 if args.full else 5.0)

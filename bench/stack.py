@@ -73,15 +73,16 @@ def bench_policies(booking: BookingSink) -> dict:
 
 
 def bench_settings(folder: Path, address: str, outbox: SmsOutbox, mailbox: Mailbox,
-                   booking: BookingSink) -> Settings:
-    """Everything named explicitly, so no AFTERCARE_* variable points the bench elsewhere."""
+                   booking: BookingSink, audit_database_url: str | None = None) -> Settings:
+    """Everything named explicitly, so no AFTERCARE_* variable points the bench elsewhere.
+    The audit store is a SQLite file in ``folder`` unless ``audit_database_url`` names one."""
     policy_file = folder / "policies.yaml"
     policy_file.write_text(yaml.safe_dump(bench_policies(booking)))
     token = secrets.token_urlsafe
     return Settings(
         temporal_address=address, temporal_namespace="default", task_queue="bench-aftercare",
         policy_file=policy_file,
-        audit_database_url=f"sqlite+aiosqlite:///{folder}/audit.db",
+        audit_database_url=audit_database_url or f"sqlite+aiosqlite:///{folder}/audit.db",
         encryption_keys={"bench": base64.b64encode(os.urandom(32)).decode()},
         twilio_account_sid=None, twilio_auth_token=token(32), twilio_from_number=None,
         twilio_messaging_service_sid=None, twilio_api_base_url=outbox.url,
@@ -98,8 +99,26 @@ def bench_settings(folder: Path, address: str, outbox: SmsOutbox, mailbox: Mailb
 
 def cpu_seconds(pid: int) -> float:
     """A process's user and system CPU time, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+
+
+def _stat_cpu_seconds(stat: str) -> float:
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds_of_processes(name: str) -> float:
+    """The user and system CPU time of every process named ``name`` that this user may
+    read (a local database server's, say), from /proc (Linux)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone, or not ours to read
+        if text.partition("(")[2].rpartition(")")[0] == name:
+            total += _stat_cpu_seconds(text)
+    return total
 
 
 def rss_mb(pid: int) -> float:
@@ -132,6 +151,12 @@ class Stack:
         return {**worker_environment(self.settings, self.server.address),
                 "AFTERCARE_POLICY_FILE": str(self.settings.policy_file),
                 "AFTERCARE_TWILIO_STATUS_CALLBACK": "false", **self.bytecode_cache()}
+
+    @property
+    def database_server(self) -> str | None:
+        """The name of the audit store's server processes, when it has its own (PostgreSQL,
+        on this machine), so the bench can count their CPU too."""
+        return "postgres" if self.settings.audit_database_url.startswith("postgresql") else None
 
     def bytecode_cache(self) -> dict[str, str]:
         """The sandbox re-imports a workflow's module for every new workflow unless it is passed
@@ -200,8 +225,10 @@ async def until_polled(client: Client, task_queue: str, process: subprocess.Pope
 
 @asynccontextmanager
 async def bench_stack(folder: Path, *, api: bool = True, bare: bool = True,
-                      aftercare: bool = True) -> AsyncIterator[Stack]:
-    """A dev server, the sinks, an Aftercare worker, a bare worker and (``api``) the API."""
+                      aftercare: bool = True,
+                      audit_database_url: str | None = None) -> AsyncIterator[Stack]:
+    """A dev server, the sinks, an Aftercare worker, a bare worker and (``api``) the API;
+    the audit store in ``folder`` unless ``audit_database_url`` names one."""
     async with AsyncExitStack() as exits:
         server = DevServer(folder, in_memory=True)
         exits.callback(server.stop)
@@ -209,7 +236,8 @@ async def bench_stack(folder: Path, *, api: bool = True, bare: bool = True,
         outbox = await exits.enter_async_context(SmsOutbox())
         mailbox = await exits.enter_async_context(Mailbox())
         booking = await exits.enter_async_context(BookingSink({}))
-        settings = bench_settings(folder, server.address, outbox, mailbox, booking)
+        settings = bench_settings(folder, server.address, outbox, mailbox, booking,
+                                  audit_database_url)
         booking.clinic_secrets.update(settings.booking_webhook_secrets)
         stack = Stack(folder, server, outbox, mailbox, settings,
                       PolicyBook.load(settings.policy_file), await connect(settings),

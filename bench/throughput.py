@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from bare import BareFollowUp
 from history import HistoryCost, history_cost
-from stack import BARE_QUEUE, CLINIC, Stack, cpu_seconds
+from stack import BARE_QUEUE, CLINIC, Stack, cpu_seconds, cpu_seconds_of_processes
 from temporalio.client import WorkflowHandle
 
 from aftercare.followups.start import start_followup
@@ -116,6 +116,7 @@ class Round:
     arm: str
     seconds: float
     worker_cpu_ms_each: float
+    database_cpu_ms_each: float | None
     latencies: list[float]
     costs: list[HistoryCost]
 
@@ -136,18 +137,26 @@ async def happy_path(arm: Arm, arrivals: Arrivals) -> tuple[float, WorkflowHandl
     return time.perf_counter() - began, handle
 
 
-async def run_round(arm: Arm, arrivals: Arrivals, followups: int, concurrency: int) -> Round:
+async def run_round(arm: Arm, arrivals: Arrivals, followups: int, concurrency: int,
+                    database_server: str | None = None) -> Round:
+    """``database_server``: the name of a local database server's processes, whose CPU over
+    the round is counted beside the worker's."""
     gate = asyncio.Semaphore(concurrency)
+
+    def database_cpu() -> float:
+        return cpu_seconds_of_processes(database_server) if database_server else 0.0
 
     async def one() -> tuple[float, WorkflowHandle[Any, Any]]:
         async with gate:
             return await asyncio.wait_for(happy_path(arm, arrivals), FOLLOWUP_TIMEOUT_SECONDS)
 
-    began, cpu_before = time.perf_counter(), cpu_seconds(arm.pid)
+    began, cpu_before, database_before = time.perf_counter(), cpu_seconds(arm.pid), database_cpu()
     done = await asyncio.gather(*(one() for _ in range(followups)))
     seconds, cpu = time.perf_counter() - began, cpu_seconds(arm.pid) - cpu_before
+    database = database_cpu() - database_before
     return Round(
         arm=arm.name, seconds=seconds, worker_cpu_ms_each=cpu * 1000 / followups,
+        database_cpu_ms_each=database * 1000 / followups if database_server else None,
         latencies=[latency for latency, _ in done],
         costs=[history_cost((await handle.fetch_history()).events) for _, handle in done],
     )
