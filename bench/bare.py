@@ -109,12 +109,16 @@ class BareEscalation(Replies):
 
 
 @workflow.defn
-class BareCheckIn:
-    """A check-in on its timer: due at ``due`` (ISO 8601), then one send."""
+class BareCheckIn(Replies):
+    """A check-in on its timer: due at ``due`` (ISO 8601), then one send. A reply before it
+    (the storm's crisis text) pages the on-call instead."""
 
     @workflow.run
     async def run(self, to: str, due: str) -> None:
-        await workflow.sleep(max(datetime.fromisoformat(due) - workflow.now(), CHECKIN_WAIT))
+        wait = max(datetime.fromisoformat(due) - workflow.now(), CHECKIN_WAIT)
+        if await self.next_reply(wait) is not None:
+            await send(ON_CALL_PHONE, "page")
+            return
         await send(to, "checkin")
 
 

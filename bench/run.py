@@ -73,7 +73,7 @@ from aftercare.followups.start import start_followup
 from aftercare.trail.store import AuditStore
 from tests.fixtures.databases import fresh_postgres_database
 from workflows.followup import DepartureFollowUp
-from workflows.models import Acknowledge, ResolutionOutcome, Resolve
+from workflows.models import Acknowledge, ClientReply, ResolutionOutcome, Resolve
 
 ROUNDS = 2
 PATH_SAMPLES = 3  # follow-ups per arm whose histories are measured on the escalation paths
@@ -438,6 +438,7 @@ class Storm:
     send_rate: float
     duplicates: int
     settled_before_due: bool
+    crisis_paged_after: float
 
 
 async def timer_storm(stack: Stack, report: Report, count: int,
@@ -446,20 +447,25 @@ async def timer_storm(stack: Stack, report: Report, count: int,
     second until every check-in is out, as a busy host's other work would."""
     label = f"timer storm of {count}" + (", one core taken" if contended else "")
     ours = await storm_arm(stack, count, aftercare=True, contended=contended)
-    say(f"{label}, aftercare: last +{ours.last_after_due:.1f} s")
+    say(f"{label}, aftercare: last +{ours.last_after_due:.1f} s, a crisis text in it "
+        f"paged after {ours.crisis_paged_after:.1f} s")
     theirs = await storm_arm(stack, count, aftercare=False, contended=contended)
-    say(f"{label}, bare: last +{theirs.last_after_due:.1f} s")
+    say(f"{label}, bare: last +{theirs.last_after_due:.1f} s, a crisis text in it paged "
+        f"after {theirs.crisis_paged_after:.1f} s")
     report.add(
         Row(f"{label}: last accepted, s after due", ours.last_after_due,
             theirs.last_after_due, "≤ 15 s", check=at_most(15)),
         Row(f"{label}: check-ins sent/s", ours.send_rate, theirs.send_rate),
         Row(f"{label}: sent twice", ours.duplicates, theirs.duplicates, "0",
-            check=at_most(0)))
+            check=at_most(0)),
+        Row(f"{label}: a crisis text in it, s to the page", ours.crisis_paged_after,
+            theirs.crisis_paged_after))
     if not contended:
         report.notes.append(
             f"  timer storm: {count} started by a client 50 at a time, due "
             f"{storm_lead(count):.0f} s after the first start, so that each worker has done "
-            "every first step before")
+            "every first step before; once the first check-in is out, a client whose own "
+            "check-in is a day away texts a crisis (a signal), timed to the on-call's page")
     else:
         report.notes.append(
             "  timer storm, one core taken: the same, with a busy loop in a process of its "
@@ -518,6 +524,7 @@ async def storm_arm(stack: Stack, count: int, aftercare: bool, contended: bool) 
                 id=f"bare-{uuid.uuid4().hex[:12]}", task_queue=BARE_QUEUE)
 
     await gathered(count, 50, start)
+    in_crisis = await storm_witness(stack, aftercare)
     settled_before_due = await idle_by(worker.pid, due)
     wanted = set(phones)
 
@@ -525,8 +532,18 @@ async def storm_arm(stack: Stack, count: int, aftercare: bool, contended: bool) 
         return [m for m in stack.outbox.messages if m.to in wanted]
 
     with one_core_taken(contended):
+        await until(lambda: _async(bool(sent())), 60 + count / 5, "the storm's first check-in")
+        texted_at = datetime.now(UTC)
+        await in_crisis.signal("client_reply", arg=crisis_text(aftercare))
+
+        def paged_at() -> datetime | None:
+            return min((m.date_created for m in stack.outbox.messages
+                        if m.to == ON_CALL_PHONE and m.date_created >= texted_at),
+                       default=None)
+
         await until(lambda: _async(len({m.to for m in sent()}) == count), 180 + count / 5,
                     "every check-in of the storm")
+        paged = await until(lambda: _async(paged_at()), 60, "the page for the crisis text")
     await asyncio.sleep(2)  # a duplicate would come now
     times = sorted(m.date_created for m in sent())
     per_phone = Counter(m.to for m in sent())
@@ -534,7 +551,27 @@ async def storm_arm(stack: Stack, count: int, aftercare: bool, contended: bool) 
     return Storm(last_after_due=(times[-1] - due).total_seconds(),
                  send_rate=count / spread if spread else float("inf"),
                  duplicates=sum(n - 1 for n in per_phone.values()),
-                 settled_before_due=settled_before_due)
+                 settled_before_due=settled_before_due,
+                 crisis_paged_after=(paged - texted_at).total_seconds())
+
+
+async def storm_witness(stack: Stack, aftercare: bool) -> WorkflowHandle:
+    """A follow-up outside the storm (its check-in a day away), asleep like the rest when
+    the storm comes: the one whose client texts a crisis in the middle of it."""
+    if aftercare:
+        started = await start_followup(stack.client, stack.settings, stack.policies,
+                                       departure(next(PHONES), OPEN))
+        return stack.client.get_workflow_handle(started.workflow_id)
+    due = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    return await stack.bare_client.start_workflow(
+        BareCheckIn.run, args=[next(PHONES), due], id=f"bare-{uuid.uuid4().hex[:12]}",
+        task_queue=BARE_QUEUE)
+
+
+def crisis_text(aftercare: bool) -> Any:
+    """The crisis text as each arm's signal takes it."""
+    text = "i want to kill myself"
+    return ClientReply(text=text, channel="sms") if aftercare else text
 
 
 # ---------------------------------------------------------------- the board
