@@ -122,7 +122,20 @@ class BareCheckIn(Replies):
         await send(to, "checkin")
 
 
-WORKFLOWS = [BareFollowUp, BareEscalation, BareCheckIn]
+@workflow.defn
+class BareCrisisReply(Replies):
+    """A check-in, then the client's reply pages the on-call (the crisis text a worker's
+    death holds up)."""
+
+    @workflow.run
+    async def run(self, to: str) -> None:
+        await workflow.sleep(CHECKIN_WAIT)
+        await send(to, "checkin")
+        await self.next_reply()
+        await send(ON_CALL_PHONE, "page")
+
+
+WORKFLOWS = [BareFollowUp, BareEscalation, BareCheckIn, BareCrisisReply]
 
 
 class OutboxSender:

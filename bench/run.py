@@ -16,6 +16,8 @@ as processes, and measures, each beside bare:
 - a timer storm: N check-ins due in the same second (200 by default, 1,000 with --full),
   and with --full (or --contended) the same storm again while another process keeps one
   core busy;
+- with --full (or --failover): a crisis text the moment the worker holding its follow-up
+  is killed, with a second worker up;
 - the clinic board over 1,000 open follow-ups, workers up, every worker stopped, and
   Temporal unreachable;
 - with --full: 10,000 open follow-ups left on their check-in timers, each arm on a fresh
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import statistics
 import subprocess
 import sys
@@ -49,7 +52,7 @@ from typing import Any
 
 import _paths  # noqa: F401  (the repository root first)
 import httpx
-from bare import BareCheckIn, BareEscalation
+from bare import BareCheckIn, BareCrisisReply, BareEscalation
 from board import NOWHERE, board_loads, seed
 from history import HistoryCost, history_cost, mean_cost
 from stack import (
@@ -71,6 +74,7 @@ from throughput import PHONES, AftercareArm, Arrivals, BareArm, Round, departure
 
 from aftercare.followups.start import start_followup
 from aftercare.trail.store import AuditStore
+from tests.fault_stack import stop_group
 from tests.fixtures.databases import fresh_postgres_database
 from workflows.followup import DepartureFollowUp
 from workflows.models import Acknowledge, ClientReply, ResolutionOutcome, Resolve
@@ -535,15 +539,9 @@ async def storm_arm(stack: Stack, count: int, aftercare: bool, contended: bool) 
         await until(lambda: _async(bool(sent())), 60 + count / 5, "the storm's first check-in")
         texted_at = datetime.now(UTC)
         await in_crisis.signal("client_reply", arg=crisis_text(aftercare))
-
-        def paged_at() -> datetime | None:
-            return min((m.date_created for m in stack.outbox.messages
-                        if m.to == ON_CALL_PHONE and m.date_created >= texted_at),
-                       default=None)
-
         await until(lambda: _async(len({m.to for m in sent()}) == count), 180 + count / 5,
                     "every check-in of the storm")
-        paged = await until(lambda: _async(paged_at()), 60, "the page for the crisis text")
+        paged = await first_page_after(stack, texted_at)
     await asyncio.sleep(2)  # a duplicate would come now
     times = sorted(m.date_created for m in sent())
     per_phone = Counter(m.to for m in sent())
@@ -572,6 +570,65 @@ def crisis_text(aftercare: bool) -> Any:
     """The crisis text as each arm's signal takes it."""
     text = "i want to kill myself"
     return ClientReply(text=text, channel="sms") if aftercare else text
+
+
+async def first_page_after(stack: Stack, since: datetime) -> datetime:
+    """When the outbox accepted the on-call's first page since ``since``."""
+    return await until(lambda: _async(min(
+        (m.date_created for m in stack.outbox.messages
+         if m.to == ON_CALL_PHONE and m.date_created >= since), default=None)),
+        90, "the page for the crisis text")
+
+
+# ---------------------------------------------------------------- a worker dies
+
+
+async def failover(stack: Stack, report: Report) -> None:
+    """A crisis text the moment the worker that holds the follow-up is killed, while a
+    second worker is up: the text's workflow task first goes to the dead worker's own
+    (sticky) queue."""
+    ours = await failover_arm(stack, aftercare=True)
+    say(f"a crisis text as its worker is killed, aftercare: paged after {ours:.1f} s")
+    theirs = await failover_arm(stack, aftercare=False)
+    say(f"a crisis text as its worker is killed, bare: paged after {theirs:.1f} s")
+    report.add(Row("a crisis text as the worker holding it is killed: s to the page", ours,
+                   theirs))
+    report.notes.append(
+        "  worker killed: a second worker of the arm up, a follow-up waiting for the reply "
+        "to its check-in; a second after the check-in is out, the worker that ran its last "
+        "task is SIGKILLed and the client texts a crisis at once, timed to the on-call's page")
+
+
+async def failover_arm(stack: Stack, aftercare: bool) -> float:
+    second = stack.spawn_worker(aftercare)
+    first = stack.worker if aftercare else stack.bare_worker
+    assert first is not None
+    phone = next(PHONES)
+    if aftercare:
+        started = await start_followup(stack.client, stack.settings, stack.policies,
+                                       departure(phone))
+        witness = stack.client.get_workflow_handle(started.workflow_id)
+    else:
+        witness = await stack.bare_client.start_workflow(
+            BareCrisisReply.run, phone, id=f"bare-{uuid.uuid4().hex[:12]}",
+            task_queue=BARE_QUEUE)
+    await until(lambda: _async(any(m.to == phone for m in stack.outbox.messages)), 30,
+                f"{witness.id}'s check-in")
+    await asyncio.sleep(1)  # the check-in's outcome taken in, on the worker's own queue
+    last_task_by = [e.workflow_task_started_event_attributes.identity.partition("@")[0]
+                    for e in (await witness.fetch_history()).events
+                    if e.HasField("workflow_task_started_event_attributes")][-1]
+    held_by = first if str(first.pid) == last_task_by else second
+    stop_group(held_by, signal.SIGKILL)
+    texted_at = datetime.now(UTC)
+    await witness.signal("client_reply", arg=crisis_text(aftercare))
+    paged = await first_page_after(stack, texted_at)
+    survivor = second if held_by is first else first
+    if aftercare:
+        stack.worker = survivor
+    else:
+        stack.bare_worker = survivor
+    return (paged - texted_at).total_seconds()
 
 
 # ---------------------------------------------------------------- the board
@@ -682,6 +739,8 @@ async def main(args: argparse.Namespace) -> None:
             await timer_storm(stack, report, args.storm)
             if args.full or args.contended:
                 await timer_storm(stack, report, args.storm, contended=True)
+            if args.full or args.failover:
+                await failover(stack, report)
             await board(stack, report, 1000, args.loads)
         if args.full:
             await open_rows(folder, report, args.open, audit_database_url)
@@ -706,6 +765,9 @@ if __name__ == "__main__":
     parser.add_argument("--storm", type=int, help="check-ins due in the same second")
     parser.add_argument("--contended", action="store_true",
                         help="the storm again with one core taken (always with --full)")
+    parser.add_argument("--failover", action="store_true",
+                        help="a crisis text as the worker holding it is killed, a second "
+                             "worker up (always with --full)")
     parser.add_argument("--open", type=int, default=10_000, help="with --full")
     parser.add_argument("--loads", type=int, default=20, help="board loads per arm")
     parser.add_argument("--postgres", metavar="URL",

@@ -165,7 +165,7 @@ class Stack:
         return {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(self.folder / "pycache")}
 
     async def start_worker(self) -> None:
-        self.worker = start_worker(self.environment(), self.folder / "worker.log")
+        self.worker = self.spawn_worker(aftercare=True)
         await until_polled(self.client, self.settings.task_queue, self.worker,
                            self.folder / "worker.log")
 
@@ -174,14 +174,20 @@ class Stack:
         self.worker = None
 
     async def start_bare_worker(self) -> None:
+        self.bare_worker = self.spawn_worker(aftercare=False)
+        await until_polled(self.bare_client, BARE_QUEUE, self.bare_worker,
+                           self.folder / "bare.log")
+
+    def spawn_worker(self, aftercare: bool) -> subprocess.Popen:
+        """One more worker process of an arm, polling its task queue beside any other."""
+        if aftercare:
+            return start_worker(self.environment(), self.folder / "worker.log")
         with (self.folder / "bare.log").open("ab") as log:
-            self.bare_worker = subprocess.Popen(
+            return subprocess.Popen(
                 [sys.executable, str(BENCH / "bare.py"), "--address", self.server.address,
                  "--task-queue", BARE_QUEUE, "--outbox-url", self.outbox.url],
                 cwd=BENCH, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, **self.bytecode_cache()})
-        await until_polled(self.bare_client, BARE_QUEUE, self.bare_worker,
-                           self.folder / "bare.log")
 
     async def start_api(self) -> None:
         port = free_port()
