@@ -618,7 +618,9 @@ async def failover_arm(stack: Stack, aftercare: bool) -> float:
     last_task_by = [e.workflow_task_started_event_attributes.identity.partition("@")[0]
                     for e in (await witness.fetch_history()).events
                     if e.HasField("workflow_task_started_event_attributes")][-1]
-    held_by = first if str(first.pid) == last_task_by else second
+    held_by = next((p for p in (first, second) if str(p.pid) == last_task_by), None)
+    if held_by is None:  # killing the other one would time a page with no failover in it
+        raise SystemExit(f"{witness.id}'s last task ran on neither worker ({last_task_by})")
     stop_group(held_by, signal.SIGKILL)
     texted_at = datetime.now(UTC)
     await witness.signal("client_reply", arg=crisis_text(aftercare))
