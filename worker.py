@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from aftercare.allocator import fix_malloc_thresholds
 from aftercare.followup_worker import running_worker
 from aftercare.logs import configure_logging, get_logger
 from aftercare.metrics import report_open_followups, worker_runtime
@@ -21,6 +22,7 @@ __all__ = ["main", "running_worker"]
 async def main(settings: Settings) -> None:
     """Run a worker on settings ``checked_settings(worker_problems)`` found sound."""
     configure_logging(settings.log_level)
+    fix_malloc_thresholds()
     runtime = worker_runtime(settings)
     client = await connect_checked(settings, runtime)
     stop = asyncio.Event()
