@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
+from aftercare.followups import actions
 from tests.followup_harness import (
     BACKUP_EMAIL,
     CLIENT_PHONE,
@@ -364,3 +365,55 @@ async def test_ok_in_the_same_task_as_the_window_ending_is_safe(followups_withou
         await handle.execute_update(DepartureFollowUp.cancel,
                                     Cancel(staff_id="t-oncall", reason="test over"))
         await followups.finish(handle)
+
+
+async def test_a_crisis_texts_sends_go_ahead_of_routine_sends_waiting_on_the_queue(followups):
+    """A thousand check-ins falling due at once wait on the task queue; the page, the
+    emergency contact's notice and the crisis resources are dispatched before them."""
+    handle = await followups.start(make_event())
+    await checked_in(followups, handle)
+    await send_text(handle, CRISIS)
+    await followups.until(handle, lambda s: {"staff_page_sent", "emergency_contact_notified",
+                                             "crisis_resources_sent"} <= {e.step for e in s.trail},
+                          "paged, the contact told, the resources sent")
+    assert "crisis words" in followups.texts_to(ON_CALL_PHONE)[-1]
+    assert followups.texts_to(CONTACT_PHONE), "the emergency contact is told"
+
+    priorities: dict[str, set[int]] = {}
+    for event in (await handle.fetch_history()).events:
+        scheduled = event.activity_task_scheduled_event_attributes
+        if (event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                and scheduled.activity_type.name.startswith("send_")):
+            (message,) = await followups.client.data_converter.decode(
+                scheduled.input.payloads, [OutboundMessage])
+            kind = message.message_key.split("-", 1)[1]
+            priorities.setdefault(kind, set()).add(scheduled.priority.priority_key)
+    assert priorities == {"checkin": {0}, "staff_page": {1}, "emergency_contact_notice": {1},
+                          "crisis_resources": {1}}, "0 is the queue's default, 3"
+
+
+async def dispatch_priority(handle: WorkflowHandle) -> int:
+    """The follow-up's task priority: 0 is the queue's default (3), 1 goes first."""
+    return (await handle.describe()).raw_description.workflow_execution_info.priority.priority_key
+
+
+async def test_a_text_that_may_page_puts_its_follow_up_ahead_of_routine_work(followups):
+    """The intake puts a follow-up first before passing on a text that may page someone,
+    so the task that takes it is not queued behind a storm of check-ins; a plain answer
+    leaves it where it was, and an imminent follow-up starts first."""
+    handle = await followups.start(make_event())
+    await checked_in(followups, handle)
+    await actions.send_reply(followups.client, handle.id, ClientReply(text="OK"))
+    await followups.until_step(handle, "reschedule_offer_sent")
+    assert await dispatch_priority(handle) == 0, "a plain answer changes nothing"
+
+    await actions.send_reply(followups.client, handle.id, ClientReply(text=CRISIS))
+    assert await dispatch_priority(handle) == 1
+    await followups.until(handle, lambda s: "staff_page_sent" in {e.step for e in s.trail},
+                          "paged")
+    assert "crisis words" in followups.texts_to(ON_CALL_PHONE)[-1]
+
+    imminent = await followups.start(make_event("imminent"))
+    assert await dispatch_priority(imminent) == 1
+    await followups.until(imminent, lambda s: s.escalation is not None and s.escalation.paged,
+                          "the imminent follow-up paged")

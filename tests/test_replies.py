@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workflows.crisis import mentions_crisis
-from workflows.replies import ReplyKind, classify
+from workflows.replies import ReplyKind, classify, may_page
 from workflows.templates import DEFAULT_CRISIS_WORDS
 
 WORDS = DEFAULT_CRISIS_WORDS["en"] + DEFAULT_CRISIS_WORDS["es"]
@@ -67,3 +67,14 @@ def test_the_first_recogniser_stays_the_default_so_running_follow_ups_replay_ali
     assert classify("i wanna die", WORDS)[0] is ReplyKind.OTHER
     assert classify("me quiero matar", WORDS)[0] is ReplyKind.OTHER
     assert classify("quiero MORIR", WORDS)[0] is ReplyKind.CRISIS
+
+
+@pytest.mark.parametrize(("text", "pages"), [
+    ("OK", False), ("ok!", False), ("Estoy bien", False), ("STOP", False), ("yes", False),
+    ("help", False), ("no thanks", False), ("B", False), ("1", False),
+    ("2", True), ("call me", True), ("ok but I want to die", True), ("took the pills", True),
+    ("can we talk later?", True),
+])
+def test_only_a_plain_answer_cannot_page_anyone(text, pages):
+    """The intake puts a follow-up ahead of routine work for every other text."""
+    assert may_page(text) is pages

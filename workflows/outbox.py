@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -65,6 +65,12 @@ WITHDRAWN_SEND_SETTLES = "withdrawn-send-settles-its-try"
 # A withdrawn send whose try under way was then refused is recorded as withdrawn. Before, the
 # refusal's answer read as "gave up retrying", as if the provider had been tried to the end.
 WITHDRAWN_TRY_REFUSED = "withdrawn-send-refused-try"
+
+# What a safety escalation sends goes ahead of every routine send waiting on the task queue
+# (a thousand check-ins falling due as quiet hours end): Temporal dispatches a backlog by
+# priority, 1 first, and the rest keep the default of 3. Servers before priority ignore it.
+SAFETY_SENDS = frozenset({"staff_page", "emergency_contact_notice", "crisis_resources"})
+SAFETY_PRIORITY = Priority(priority_key=1)
 
 CLIENT = "client"
 EMERGENCY_CONTACT = "emergency_contact"
@@ -334,6 +340,7 @@ class Outbox:
                 channel.send_activity, message, result_type=Delivery,
                 schedule_to_close_timeout=max(deadline - workflow.now(), timedelta(seconds=1)),
                 start_to_close_timeout=timedelta(seconds=30), retry_policy=SEND_RETRY,
+                priority=SAFETY_PRIORITY if kind in SAFETY_SENDS else Priority.default,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
                 if workflow.patched(WITHDRAWN_SEND_SETTLES)
                 else ActivityCancellationType.TRY_CANCEL,

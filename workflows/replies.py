@@ -83,3 +83,15 @@ def classify(
     if said in CALL_WORDS:
         return ReplyKind.CALL, None
     return ReplyKind.OTHER, None
+
+
+# Replies that only answer the protocol: safe, opt out or in, help, a declined offer.
+PLAIN_ANSWERS = SAFE_WORDS | STOP_WORDS | START_WORDS | HELP_WORDS | DECLINE_WORDS
+
+
+def may_page(text: str) -> bool:
+    """Whether a reply may have the follow-up page someone (a crisis, a call asked for,
+    anything on-call is asked to read): every reply but a plain answer or a slot's letter.
+    Crisis words inside an answer ("ok but I want to die") are not a plain answer."""
+    said = normalize(text)
+    return not (said.rstrip("!. ") in PLAIN_ANSWERS or (len(said) == 1 and said.isalpha()))

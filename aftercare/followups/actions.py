@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from aftercare.followups.errors import ActionRefused, FollowUpNotFound
+from aftercare.followups.priority import put_first
 from workflows.caring import CaringContacts
 from workflows.followup import DepartureFollowUp
 from workflows.models import (
@@ -25,6 +26,7 @@ from workflows.models import (
     Resolve,
     caring_contacts_id,
 )
+from workflows.replies import may_page
 
 
 def followup(client: Client, workflow_id: str) -> WorkflowHandle[Any, Any]:
@@ -32,6 +34,10 @@ def followup(client: Client, workflow_id: str) -> WorkflowHandle[Any, Any]:
 
 
 async def send_reply(client: Client, workflow_id: str, reply: ClientReply) -> None:
+    """Signal the reply; one that may page someone first puts the follow-up ahead of
+    routine work, so the task it makes is not queued behind a storm of check-ins."""
+    if may_page(reply.text):
+        await put_first(client, workflow_id)
     try:
         await followup(client, workflow_id).signal(DepartureFollowUp.client_reply, reply)
     except RPCError as err:

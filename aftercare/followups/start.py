@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.common import (
+    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -28,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from aftercare.followups.errors import FollowUpNotFound, InvalidInput, SessionConflict
 from aftercare.followups.lookup import contact_key, followup_input
+from aftercare.followups.priority import FIRST, priority_at_start, put_first
 from aftercare.policies import PolicyBook
 from aftercare.settings import Settings
 from aftercare.temporal.search_attributes import CLINIC, CONTACT_KEY
@@ -41,6 +43,7 @@ from workflows.models import (
     legacy_followup_workflow_id,
 )
 from workflows.policy import ClinicPolicy
+from workflows.replies import may_page
 
 FINGERPRINT_MEMO = "event_fingerprint"
 LATE_SUFFIX = "-late"
@@ -85,6 +88,7 @@ async def start_followup(
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             memo={FINGERPRINT_MEMO: fingerprint},
             search_attributes=search_attributes_for(settings, event),
+            priority=priority_at_start(event),
         )
     except WorkflowAlreadyStartedError:
         described = await client.get_workflow_handle(event.workflow_id).describe()
@@ -106,6 +110,9 @@ async def start_late_followup(
     earlier_id = closed_id.removesuffix(LATE_SUFFIX).removesuffix(CARING_CONTACTS_SUFFIX)
     event = await departure_of(client, closed_id)
     late_id = earlier_id + LATE_SUFFIX
+    urgent = may_page(reply.text)
+    if urgent:
+        await put_first(client, late_id)  # a late follow-up still running takes the text
     await client.start_workflow(
         DepartureFollowUp.run,
         FollowUpInput(event=event, policy=policy_for(policies, event), late_reply_to=earlier_id),
@@ -116,6 +123,7 @@ async def start_late_followup(
         search_attributes=search_attributes_for(settings, event),
         start_signal=CLIENT_REPLY_SIGNAL,
         start_signal_args=[reply],
+        priority=FIRST if urgent else Priority.default,
     )
     return late_id
 
