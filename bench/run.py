@@ -72,6 +72,7 @@ from stack import (
 from temporalio.client import WorkflowHandle
 from throughput import PHONES, AftercareArm, Arrivals, BareArm, Round, departure, run_round
 
+from aftercare.followups import actions
 from aftercare.followups.start import start_followup
 from aftercare.trail.store import AuditStore
 from tests.fault_stack import stop_group
@@ -469,7 +470,8 @@ async def timer_storm(stack: Stack, report: Report, count: int,
             f"  timer storm: {count} started by a client 50 at a time, due "
             f"{storm_lead(count):.0f} s after the first start, so that each worker has done "
             "every first step before; once the first check-in is out, a client whose own "
-            "check-in is a day away texts a crisis (a signal), timed to the on-call's page")
+            "check-in is a day away texts a crisis (Aftercare's passed on as its intake does, "
+            "bare's a signal), timed to the on-call's page")
     else:
         report.notes.append(
             "  timer storm, one core taken: the same, with a busy loop in a process of its "
@@ -538,7 +540,7 @@ async def storm_arm(stack: Stack, count: int, aftercare: bool, contended: bool) 
     with one_core_taken(contended):
         await until(lambda: _async(bool(sent())), 60 + count / 5, "the storm's first check-in")
         texted_at = datetime.now(UTC)
-        await in_crisis.signal("client_reply", arg=crisis_text(aftercare))
+        await text_a_crisis(stack, in_crisis, aftercare)
         await until(lambda: _async(len({m.to for m in sent()}) == count), 180 + count / 5,
                     "every check-in of the storm")
         paged = await first_page_after(stack, texted_at)
@@ -566,10 +568,14 @@ async def storm_witness(stack: Stack, aftercare: bool) -> WorkflowHandle:
         task_queue=BARE_QUEUE)
 
 
-def crisis_text(aftercare: bool) -> Any:
-    """The crisis text as each arm's signal takes it."""
+async def text_a_crisis(stack: Stack, witness: WorkflowHandle, aftercare: bool) -> None:
+    """The client's crisis text: Aftercare's as its intake passes a text on (the follow-up put
+    ahead of routine work, then signalled), bare's a plain signal."""
     text = "i want to kill myself"
-    return ClientReply(text=text, channel="sms") if aftercare else text
+    if aftercare:
+        await actions.send_reply(stack.client, witness.id, ClientReply(text=text, channel="sms"))
+    else:
+        await witness.signal("client_reply", arg=text)
 
 
 async def first_page_after(stack: Stack, since: datetime) -> datetime:
@@ -623,7 +629,7 @@ async def failover_arm(stack: Stack, aftercare: bool) -> float:
         raise SystemExit(f"{witness.id}'s last task ran on neither worker ({last_task_by})")
     stop_group(held_by, signal.SIGKILL)
     texted_at = datetime.now(UTC)
-    await witness.signal("client_reply", arg=crisis_text(aftercare))
+    await text_a_crisis(stack, witness, aftercare)
     paged = await first_page_after(stack, texted_at)
     survivor = second if held_by is first else first
     if aftercare:
