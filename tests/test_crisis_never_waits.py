@@ -400,7 +400,8 @@ async def dispatch_priority(handle: WorkflowHandle) -> int:
 async def test_a_text_that_may_page_puts_its_follow_up_ahead_of_routine_work(followups):
     """The intake puts a follow-up first before passing on a text that may page someone,
     so the task that takes it is not queued behind a storm of check-ins; a plain answer
-    leaves it where it was, and an imminent follow-up starts first."""
+    leaves it where it was. An imminent follow-up starts first, and a staff action puts its
+    follow-up first."""
     handle = await followups.start(make_event())
     await checked_in(followups, handle)
     await actions.send_reply(followups.client, handle.id, ClientReply(text="OK"))
@@ -415,5 +416,12 @@ async def test_a_text_that_may_page_puts_its_follow_up_ahead_of_routine_work(fol
 
     imminent = await followups.start(make_event("imminent"))
     assert await dispatch_priority(imminent) == 1
+    unanswered = await followups.start(make_event())
+    await checked_in(followups, unanswered)
+    await followups.advance(unanswered, timedelta(hours=1))
+    await followups.until_step(unanswered, "staff_page_sent")
+    assert await dispatch_priority(unanswered) == 0, "paged by its clock, no text"
+    await actions.acknowledge(followups.client, unanswered.id, Acknowledge(staff_id="t-oncall"))
+    assert await dispatch_priority(unanswered) == 1, "staff waiting for an answer go first"
     await followups.until(imminent, lambda s: s.escalation is not None and s.escalation.paged,
                           "the imminent follow-up paged")

@@ -47,6 +47,9 @@ async def send_reply(client: Client, workflow_id: str, reply: ClientReply) -> No
 
 
 async def _staff_action(client: Client, workflow_id: str, update: Any, arg: Any) -> ActionResult:
+    """Staff wait for the answer (a text back, a page): the follow-up goes first, so a storm
+    of check-ins does not hold it past the webhook's patience."""
+    await put_first(client, workflow_id)
     try:
         return await followup(client, workflow_id).execute_update(update, arg)
     except WorkflowUpdateFailedError as err:
