@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 
+from aftercare.followups import actions
 from tests.fixtures.followups import closed_followup
 from tests.followup_harness import SECONDS_ESCALATION, make_event
 from tests.test_long_escalation import short_histories  # noqa: F401
@@ -103,6 +104,22 @@ async def test_record_a_text_while_listening_that_pages(followups):
                                 Resolve(staff_id="t-oncall", outcome="reached_client"))
     await followups.finish(handle)
     await save(handle, "listening")
+
+
+async def test_record_a_crisis_text_the_intake_put_first(followups):
+    """Passed on as the intake passes texts and staff actions: each puts the follow-up first
+    (an options update in the history), and the sends it pages with carry priority 1."""
+    handle = await followups.start(make_event())
+    await followups.advance(handle, timedelta(minutes=10))
+    await followups.until_step(handle, "checkin_sent")
+    await actions.send_reply(followups.client, handle.id,
+                             ClientReply(text="i want to kill myself", channel="sms"))
+    await followups.until_step(handle, "staff_page_sent")
+    await actions.acknowledge(followups.client, handle.id, Acknowledge(staff_id="t-oncall"))
+    await actions.resolve(followups.client, handle.id,
+                          Resolve(staff_id="t-oncall", outcome="reached_client"))
+    await followups.finish(handle)
+    await save(handle, "crisis-put-first")
 
 
 async def test_record_a_page_refused_after_staff_resolved(followups):
