@@ -390,6 +390,8 @@ async def test_a_crisis_texts_sends_go_ahead_of_routine_sends_waiting_on_the_que
             priorities.setdefault(kind, set()).add(scheduled.priority.priority_key)
     assert priorities == {"checkin": {0}, "staff_page": {1}, "emergency_contact_notice": {1},
                           "crisis_resources": {1}}, "0 is the queue's default, 3"
+    await ack_and_resolve(handle)
+    await followups.finish(handle)
 
 
 async def dispatch_priority(handle: WorkflowHandle) -> int:
@@ -425,3 +427,10 @@ async def test_a_text_that_may_page_puts_its_follow_up_ahead_of_routine_work(fol
     assert await dispatch_priority(unanswered) == 1, "staff waiting for an answer go first"
     await followups.until(imminent, lambda s: s.escalation is not None and s.escalation.paged,
                           "the imminent follow-up paged")
+    for escalated in (handle, imminent, unanswered):
+        if escalated is not unanswered:
+            await actions.acknowledge(followups.client, escalated.id,
+                                      Acknowledge(staff_id="t-oncall"))
+        await actions.resolve(followups.client, escalated.id,
+                              Resolve(staff_id="t-oncall", outcome="reached_client"))
+        await followups.finish(escalated)
