@@ -68,7 +68,8 @@ WITHDRAWN_TRY_REFUSED = "withdrawn-send-refused-try"
 
 # What a safety escalation sends goes ahead of every routine send waiting on the task queue
 # (a thousand check-ins falling due as quiet hours end): Temporal dispatches a backlog by
-# priority, 1 first, and the rest keep the default of 3. Servers before priority ignore it.
+# priority, 1 first. Other sends take the follow-up's own: the default 3, or 1 once the
+# intake has put it first. Servers before priority ignore it.
 SAFETY_SENDS = frozenset({"staff_page", "emergency_contact_notice", "crisis_resources"})
 SAFETY_PRIORITY = Priority(priority_key=1)
 
