@@ -11,11 +11,23 @@ import sys
 from collections import Counter
 from datetime import timedelta
 
+from temporalio.api.enums.v1 import EventType, TaskQueueKind
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHandle
+
 from activities.delivery_ledger import CRASH_EXIT_CODE
+from aftercare.followups import actions
 from tests.fixtures.followups import worker_environment
-from tests.followup_harness import CLIENT_PHONE, make_event
+from tests.followup_harness import CLIENT_PHONE, ON_CALL_PHONE, make_event
 from workflows.followup import DepartureFollowUp
-from workflows.models import ClientReply
+from workflows.models import Acknowledge, ClientReply, Resolve
+
+CRISIS = "I took all my pills, I want to die"
+WORKFLOW_TASK_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+}
 
 
 def start_worker(environment: dict[str, str]) -> subprocess.Popen:
@@ -91,3 +103,59 @@ async def test_a_worker_killed_after_twilio_accepted_a_text_never_sends_it_twice
     texts = followups.texts_to(CLIENT_PHONE)
     assert len(texts) == 3, "check-in, thanks, reschedule offer"
     assert not [body for body, n in Counter(texts).items() if n > 1], "nothing sent twice"
+
+
+async def at_rest(handle: WorkflowHandle) -> list[HistoryEvent]:
+    """The follow-up's history once nothing is in flight: no send, no task waiting."""
+    while True:
+        described = await handle.describe()
+        events = list((await handle.fetch_history()).events)
+        tasks = [e.event_type for e in events if e.event_type in WORKFLOW_TASK_EVENTS]
+        if (not described.raw_description.pending_activities
+                and tasks[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED):
+            return events
+        await asyncio.sleep(0.2)
+
+
+async def test_a_crisis_text_just_after_its_worker_dies_goes_to_a_live_worker(
+    followups_without_worker,
+):
+    """The follow-up's tasks go to the worker that ran its last one, on a queue of that
+    worker's own; had it just died, the text's task would wait out the sticky-queue timeout
+    there before a live worker could take it. The intake frees the follow-up from that queue
+    as it passes the text on: the task that pages goes to the shared queue at once."""
+    followups = followups_without_worker
+    address = followups.client.service_client.config.target_host
+    environment = worker_environment(followups.settings, address)
+    workers = [start_worker(environment), start_worker(environment)]
+    try:
+        handle = await followups.start(make_event())
+        await followups.advance(handle, timedelta(minutes=10))
+        await followups.until_step(handle, "checkin_sent")
+        events = await at_rest(handle)
+        last_task_by = [e.workflow_task_started_event_attributes.identity.partition("@")[0]
+                        for e in events if e.HasField("workflow_task_started_event_attributes")][-1]
+        holder = next(w for w in workers if str(w.pid) == last_task_by)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+
+        await actions.send_reply(followups.client, handle.id, ClientReply(text=CRISIS))
+        await followups.until_step(handle, "staff_page_sent")
+        assert "crisis words" in followups.texts_to(ON_CALL_PHONE)[-1]
+        after_text = list((await handle.fetch_history()).events)[len(events):]
+        [task_queue] = [e.workflow_task_scheduled_event_attributes.task_queue
+                        for e in after_text
+                        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED][:1]
+        assert task_queue.kind == TaskQueueKind.TASK_QUEUE_KIND_NORMAL, (
+            "the text's task went to the shared queue, not the dead worker's")
+        assert EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT not in [
+            e.event_type for e in after_text], "no task waited on the dead worker's queue"
+        await actions.acknowledge(followups.client, handle.id, Acknowledge(staff_id="t-oncall"))
+        await actions.resolve(followups.client, handle.id,
+                              Resolve(staff_id="t-oncall", outcome="reached_client"))
+        await followups.finish(handle)
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=40)

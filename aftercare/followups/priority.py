@@ -1,4 +1,4 @@
-"""Which follow-ups go first when work backs up on the task queue.
+"""Which follow-ups go first when work backs up on the task queue, or a worker dies.
 
 A thousand check-ins falling due in one second (as quiet hours end) queue a thousand
 workflow tasks, and a crisis text arriving then used to wait behind all of them before the
@@ -7,17 +7,28 @@ default is 3), on the worker's own queue too. So a follow-up started at imminent
 one a client has just texted anything that may page someone, are put first: their workflow
 tasks go ahead of routine ones. What a safety escalation sends is first in any follow-up
 (``workflows.outbox.SAFETY_PRIORITY``). A server that predates priority ignores it.
-"""
+
+A follow-up's next task also goes to the worker that ran its last one, on that worker's own
+(sticky) queue. If that worker has just died, the task waits there until the sticky-queue
+timeout hands it to the shared queue: 10 s before anyone is paged. So the same texts, and
+staff actions, first free the follow-up from that queue: their task goes to the shared
+queue, where any live worker takes it at once (and replays the follow-up if it does not
+hold it)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio.api.common.v1 import Priority as PriorityMessage
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflow.v1 import WorkflowExecutionOptions
-from temporalio.api.workflowservice.v1 import UpdateWorkflowExecutionOptionsRequest
+from temporalio.api.workflowservice.v1 import (
+    ResetStickyTaskQueueRequest,
+    UpdateWorkflowExecutionOptionsRequest,
+)
 from temporalio.client import Client
 from temporalio.common import Priority
 from temporalio.service import RPCError, RPCStatusCode
@@ -39,19 +50,29 @@ def priority_at_start(event: DepartureEvent) -> Priority:
 
 
 async def put_first(client: Client, workflow_id: str) -> None:
-    """From now on the follow-up's tasks go ahead of routine work, the one the text about
-    to be signalled makes included. Best effort: a refusal is logged, and the text still goes
-    in."""
-    request = UpdateWorkflowExecutionOptionsRequest(
-        namespace=client.namespace,
-        workflow_execution=WorkflowExecution(workflow_id=workflow_id),
+    """From now on the follow-up's tasks go ahead of routine work, and its next one, which
+    the text or action about to be passed on makes, goes to any live worker rather than
+    waiting on the queue of the worker that ran its last task, which may have just died.
+    Best effort: a refusal is logged, and the text still goes in."""
+    execution = WorkflowExecution(workflow_id=workflow_id)
+    first = UpdateWorkflowExecutionOptionsRequest(
+        namespace=client.namespace, workflow_execution=execution,
         workflow_execution_options=WorkflowExecutionOptions(
             priority=PriorityMessage(priority_key=FIRST.priority_key)),
         update_mask=FieldMask(paths=["priority"]),
     )
+    any_worker = ResetStickyTaskQueueRequest(namespace=client.namespace, execution=execution)
+    service = client.workflow_service
+    await asyncio.gather(
+        _best_effort("put first", service.update_workflow_execution_options(
+            first, timeout=PUT_FIRST_TIMEOUT)),
+        _best_effort("freed from its worker's queue", service.reset_sticky_task_queue(
+            any_worker, timeout=PUT_FIRST_TIMEOUT)))
+
+
+async def _best_effort(what: str, call: Awaitable[object]) -> None:
     try:
-        await client.workflow_service.update_workflow_execution_options(
-            request, timeout=PUT_FIRST_TIMEOUT)
+        await call
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:  # closed: the text goes elsewhere
-            log.warning("follow-up not put first", status=err.status.name)
+            log.warning(f"follow-up not {what}", status=err.status.name)
