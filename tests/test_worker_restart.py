@@ -17,6 +17,8 @@ from temporalio.client import WorkflowHandle
 
 from activities.delivery_ledger import CRASH_EXIT_CODE
 from aftercare.followups import actions
+from aftercare.temporal.codec import data_converter
+from aftercare.trail.replay import replay_and_compare
 from tests.fixtures.followups import worker_environment
 from tests.followup_harness import CLIENT_PHONE, ON_CALL_PHONE, make_event
 from workflows.followup import DepartureFollowUp
@@ -159,3 +161,57 @@ async def test_a_crisis_text_just_after_its_worker_dies_goes_to_a_live_worker(
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=40)
+
+
+async def test_follow_ups_freed_again_and_again_between_two_live_workers_stay_whole(
+    followups_without_worker,
+):
+    """Each text that may page and each staff action frees the follow-up from its worker's
+    queue, so its tasks move between live workers, and one may come back to a worker whose
+    copy of the follow-up is behind the history. Three escalations through two workers:
+    every page goes out once, and the history replays to the stored trail."""
+    followups = followups_without_worker
+    address = followups.client.service_client.config.target_host
+    environment = worker_environment(followups.settings, address)
+    workers = [start_worker(environment), start_worker(environment)]
+    try:
+        handle = await followups.start(make_event())
+        await followups.advance(handle, timedelta(minutes=10))
+        await followups.until_step(handle, "checkin_sent")
+        for number, (text, phase_step) in enumerate([
+                ("can someone call me", None),
+                ("i feel awful again", "reschedule_offer_sent"),
+                ("i cant stop crying", "listening")], start=1):
+            if phase_step:
+                await followups.until_step(handle, phase_step)
+            await actions.send_reply(followups.client, handle.id, ClientReply(text=text))
+            await followups.until(handle, lambda s, n=number: [
+                e.step for e in s.trail].count("staff_page_sent") == n, f"page {number}")
+            await actions.acknowledge(followups.client, handle.id,
+                                      Acknowledge(staff_id="t-oncall"))
+            await actions.resolve(followups.client, handle.id,
+                                  Resolve(staff_id="t-oncall", outcome="reached_client"))
+        outcome = await followups.finish(handle)
+        history = await handle.fetch_history()
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=40)
+
+    def sent_to(recipient: str) -> int:
+        return sum(1 for e in outcome.trail
+                   if e.step.endswith("_sent") and e.recipient == recipient)
+
+    assert [e.step for e in outcome.trail].count("staff_page_sent") == 3
+    assert len(followups.texts_to(ON_CALL_PHONE)) == sent_to("staff:t-oncall") == 6, (
+        "three pages and three all-clears, each once")
+    assert len(followups.texts_to(CLIENT_PHONE)) == sent_to("client"), "each message once"
+    stored = await followups.store.entries(handle.id)
+    assert [e.hash for e in stored] == [e.hash for e in outcome.trail]
+    report = await replay_and_compare(history, stored, data_converter(followups.settings),
+                                      [DepartureFollowUp])
+    assert report.discrepancies == []
+    assert not {EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+                EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT} & {
+        e.event_type for e in history.events}, "no worker's stale copy failed a task"
