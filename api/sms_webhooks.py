@@ -28,6 +28,7 @@ from aftercare.followups.lookup import (
     open_escalations_with_code,
     open_followup_of_sender,
 )
+from aftercare.followups.priority import to_any_worker
 from aftercare.followups.start import start_late_followup
 from aftercare.logs import get_logger
 from aftercare.settings import Settings
@@ -447,6 +448,7 @@ async def pass_on_delivery_status(
     status, sid = fields.get("MessageStatus", ""), fields.get("MessageSid")
     if followup and sid and status in UNDELIVERED:
         failure = DeliveryFailure(provider_message_id=sid, error_code=fields.get("ErrorCode"))
+        await to_any_worker(client, followup)  # a page's fallback waits on no dead worker
         try:
             await client.get_workflow_handle(followup).signal(
                 DepartureFollowUp.delivery_failed, failure)

@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from datetime import timedelta
 
+import pytest
 from temporalio.api.enums.v1 import EventType, TaskQueueKind
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle
@@ -19,10 +20,17 @@ from activities.delivery_ledger import CRASH_EXIT_CODE
 from aftercare.followups import actions
 from aftercare.temporal.codec import data_converter
 from aftercare.trail.replay import replay_and_compare
+from api.sms_webhooks import pass_on_delivery_status
 from tests.fixtures.followups import worker_environment
-from tests.followup_harness import CLIENT_PHONE, ON_CALL_PHONE, make_event
+from tests.followup_harness import (
+    CLIENT_EMAIL,
+    CLIENT_PHONE,
+    ON_CALL_PHONE,
+    FollowUpHarness,
+    make_event,
+)
 from workflows.followup import DepartureFollowUp
-from workflows.models import Acknowledge, ClientReply, Resolve
+from workflows.models import Acknowledge, Cancel, ClientReply, FollowUpStatus, Resolve
 
 CRISIS = "I took all my pills, I want to die"
 WORKFLOW_TASK_EVENTS = {
@@ -119,13 +127,33 @@ async def at_rest(handle: WorkflowHandle) -> list[HistoryEvent]:
         await asyncio.sleep(0.2)
 
 
-async def test_a_crisis_text_just_after_its_worker_dies_goes_to_a_live_worker(
-    followups_without_worker,
+async def crisis_text(followups: FollowUpHarness, handle: WorkflowHandle,
+                      status: FollowUpStatus) -> None:
+    await actions.send_reply(followups.client, handle.id, ClientReply(text=CRISIS))
+    await followups.until_step(handle, "staff_page_sent")
+    assert "crisis words" in followups.texts_to(ON_CALL_PHONE)[-1]
+
+
+async def check_in_undelivered(followups: FollowUpHarness, handle: WorkflowHandle,
+                               status: FollowUpStatus) -> None:
+    """Twilio's word that the check-in never reached the phone: it goes by email."""
+    [checkin] = [e for e in status.trail if e.step == "checkin_sent"]
+    await pass_on_delivery_status(followups.client, {
+        "MessageSid": checkin.provider_message_id, "MessageStatus": "undelivered",
+        "ErrorCode": "30003"}, handle.id)
+    await followups.until(handle, lambda s: followups.mails_to(CLIENT_EMAIL),
+                          "the check-in by email")
+
+
+@pytest.mark.parametrize("arrives", [crisis_text, check_in_undelivered])
+async def test_what_arrives_just_after_a_follow_ups_worker_dies_goes_to_a_live_worker(
+    followups_without_worker, arrives,
 ):
     """The follow-up's tasks go to the worker that ran its last one, on a queue of that
-    worker's own; had it just died, the text's task would wait out the sticky-queue timeout
+    worker's own; had it just died, the next task would wait out the sticky-queue timeout
     there before a live worker could take it. The intake frees the follow-up from that queue
-    as it passes the text on: the task that pages goes to the shared queue at once."""
+    as it passes on a text that may page, or a message's failed delivery: the task goes to
+    the shared queue at once."""
     followups = followups_without_worker
     address = followups.client.service_client.config.target_host
     environment = worker_environment(followups.settings, address)
@@ -133,7 +161,7 @@ async def test_a_crisis_text_just_after_its_worker_dies_goes_to_a_live_worker(
     try:
         handle = await followups.start(make_event())
         await followups.advance(handle, timedelta(minutes=10))
-        await followups.until_step(handle, "checkin_sent")
+        status = await followups.until_step(handle, "checkin_sent")
         events = await at_rest(handle)
         last_task_by = [e.workflow_task_started_event_attributes.identity.partition("@")[0]
                         for e in events if e.HasField("workflow_task_started_event_attributes")][-1]
@@ -141,20 +169,16 @@ async def test_a_crisis_text_just_after_its_worker_dies_goes_to_a_live_worker(
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
 
-        await actions.send_reply(followups.client, handle.id, ClientReply(text=CRISIS))
-        await followups.until_step(handle, "staff_page_sent")
-        assert "crisis words" in followups.texts_to(ON_CALL_PHONE)[-1]
-        after_text = list((await handle.fetch_history()).events)[len(events):]
-        [task_queue] = [e.workflow_task_scheduled_event_attributes.task_queue
-                        for e in after_text
+        await arrives(followups, handle, status)
+        after = list((await handle.fetch_history()).events)[len(events):]
+        [task_queue] = [e.workflow_task_scheduled_event_attributes.task_queue for e in after
                         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED][:1]
         assert task_queue.kind == TaskQueueKind.TASK_QUEUE_KIND_NORMAL, (
-            "the text's task went to the shared queue, not the dead worker's")
+            "the task went to the shared queue, not the dead worker's")
         assert EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT not in [
-            e.event_type for e in after_text], "no task waited on the dead worker's queue"
-        await actions.acknowledge(followups.client, handle.id, Acknowledge(staff_id="t-oncall"))
-        await actions.resolve(followups.client, handle.id,
-                              Resolve(staff_id="t-oncall", outcome="reached_client"))
+            e.event_type for e in after], "no task waited on the dead worker's queue"
+        await actions.cancel(followups.client, handle.id,
+                             Cancel(staff_id="t-oncall", reason="test over"))
         await followups.finish(handle)
     finally:
         for process in workers:

@@ -51,23 +51,30 @@ def priority_at_start(event: DepartureEvent) -> Priority:
 
 async def put_first(client: Client, workflow_id: str) -> None:
     """From now on the follow-up's tasks go ahead of routine work, and its next one, which
-    the text or action about to be passed on makes, goes to any live worker rather than
-    waiting on the queue of the worker that ran its last task, which may have just died.
-    Best effort: a refusal is logged, and the text still goes in."""
-    execution = WorkflowExecution(workflow_id=workflow_id)
-    first = UpdateWorkflowExecutionOptionsRequest(
-        namespace=client.namespace, workflow_execution=execution,
+    the text or action about to be passed on makes, goes to any live worker. Best effort: a
+    refusal is logged, and the text still goes in."""
+    request = UpdateWorkflowExecutionOptionsRequest(
+        namespace=client.namespace,
+        workflow_execution=WorkflowExecution(workflow_id=workflow_id),
         workflow_execution_options=WorkflowExecutionOptions(
             priority=PriorityMessage(priority_key=FIRST.priority_key)),
         update_mask=FieldMask(paths=["priority"]),
     )
-    any_worker = ResetStickyTaskQueueRequest(namespace=client.namespace, execution=execution)
-    service = client.workflow_service
     await asyncio.gather(
-        _best_effort("put first", service.update_workflow_execution_options(
-            first, timeout=PUT_FIRST_TIMEOUT)),
-        _best_effort("freed from its worker's queue", service.reset_sticky_task_queue(
-            any_worker, timeout=PUT_FIRST_TIMEOUT)))
+        _best_effort("put first", client.workflow_service.update_workflow_execution_options(
+            request, timeout=PUT_FIRST_TIMEOUT)),
+        to_any_worker(client, workflow_id))
+
+
+async def to_any_worker(client: Client, workflow_id: str) -> None:
+    """The follow-up's next task goes to the shared queue, which every live worker polls,
+    rather than to the queue of the worker that ran its last one, which may have just died.
+    Best effort, as ``put_first``."""
+    request = ResetStickyTaskQueueRequest(
+        namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id))
+    await _best_effort("freed from its worker's queue",
+                       client.workflow_service.reset_sticky_task_queue(
+                           request, timeout=PUT_FIRST_TIMEOUT))
 
 
 async def _best_effort(what: str, call: Awaitable[object]) -> None:
