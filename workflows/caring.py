@@ -311,11 +311,7 @@ class CaringContacts(ReadByPeople):
     # ------------------------------------------------------------------ what people read
 
     def phase(self) -> Phase:
-        esc = self.staff_calls.escalation
-        if self.staff_calls.is_open():
-            assert esc is not None
-            return Phase.AWAITING_RESOLUTION if esc.acknowledged else Phase.ESCALATING
-        return Phase.CLOSED if self.closed else Phase.CARING_CONTACTS
+        return self.staff_calls.phase_or(Phase.CLOSED if self.closed else Phase.CARING_CONTACTS)
 
     def view(self) -> FollowUpView:
         esc = self.staff_calls.escalation

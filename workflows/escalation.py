@@ -21,7 +21,7 @@ from temporalio.common import SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
     from workflows.calendar import wait_until
-    from workflows.models import Delivery, EscalationState, LinkAction, PageState
+    from workflows.models import Delivery, EscalationState, LinkAction, PageState, Phase
     from workflows.outbox import (
         EMERGENCY_CONTACT,
         PERSISTENT_DEADLINE,
@@ -312,6 +312,12 @@ class StaffCalls:
 
     def is_open(self) -> bool:
         return self.escalation is not None and not self.escalation.resolved
+
+    def phase_or(self, otherwise: Phase) -> Phase:
+        """What the board shows: an open escalation's phase, else the workflow's own."""
+        if self.escalation is None or self.escalation.resolved:
+            return otherwise
+        return Phase.AWAITING_RESOLUTION if self.escalation.acknowledged else Phase.ESCALATING
 
     def ask(self, reason: str) -> None:
         """Page for ``reason`` now. With a chain already out, a more urgent reason is paged

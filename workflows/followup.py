@@ -575,11 +575,7 @@ class DepartureFollowUp(ReadByPeople):
     # ------------------------------------------------------------------ what people read
 
     def phase(self) -> Phase:
-        if self.escalation_open():
-            assert self.escalation is not None
-            return (Phase.AWAITING_RESOLUTION if self.escalation.acknowledged
-                    else Phase.ESCALATING)
-        return self.stage
+        return self.staff_calls.phase_or(self.stage)
 
     def next_deadline_in_view(self) -> dict[str, datetime | str | None]:
         """While a chain is out, its own clock: the next level or reminder is what's due."""
