@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 
 from activities.delivery_ledger import CRASH_EXIT_CODE
+from aftercare.followups import actions
 from aftercare.followups.start import start_followup
 from aftercare.policies import PolicyBook
 from aftercare.trail.store import AuditStore
@@ -189,6 +190,7 @@ async def _async(value):  # noqa: ANN001, ANN202
     return value
 
 
+CRISIS = "i cant do this anymore, i want to kill myself"
 # Each later worker lives this many seconds before SIGKILL. In every run the first two
 # follow-ups answer "OK" after their check-in; the others never answer.
 KILLS_AFTER = (4.0, 5.0, 5.0)
@@ -203,8 +205,9 @@ async def test_workers_killed_again_and_again_fail_no_followup_and_send_nothing_
     tmp_path: Path, fault_settings, sms_outbox, mailbox, followups_started: int,
     kills_after: tuple[float, ...],
 ):
-    """Follow-ups (two answer "OK", the rest never do) while the worker is killed again and
-    again: once by itself right after the outbox accepted a text, then by SIGKILL. Status
+    """Follow-ups (two answer "OK", one texts a crisis through the intake, the rest never
+    answer) while the worker is killed again and again: once by itself right after the
+    outbox accepted a text, then by SIGKILL. Status
     queries keep arriving throughout, as the staff console's would: before workers kept no
     follow-up in memory, a query answered by a worker that did not hold the follow-up left
     it with state its history could not explain, and about half these runs ended with a
@@ -233,8 +236,9 @@ async def test_workers_killed_again_and_again_fail_no_followup_and_send_nothing_
             handles.append(client.get_workflow_handle_for(DepartureFollowUp.run,
                                                           started.workflow_id))
         replying = {h.id for h in handles[:2]}
+        in_crisis = handles[2]
         answering = asyncio.create_task(_answer_after_checkin(
-            [h for h in handles if h.id in replying]))
+            client, [(h, "OK") for h in handles if h.id in replying] + [(in_crisis, CRISIS)]))
 
         exit_code = await asyncio.wait_for(asyncio.to_thread(worker.wait, 90), 100)
         assert exit_code == CRASH_EXIT_CODE, "the worker died right after the provider accepted"
@@ -305,6 +309,8 @@ async def test_workers_killed_again_and_again_fail_no_followup_and_send_nothing_
           f"an audit commit); a page is on "
           f"time within {allowed:.1f} s of when it fell due")
     figures.assert_zeros()
+    assert any("crisis words" in m.body for m in sms_outbox.sent_to(ON_CALL_PHONE)), (
+        "the crisis text paged the on-call")
 
 
 async def _where(handle: WorkflowHandle) -> str:
@@ -318,15 +324,18 @@ async def _where(handle: WorkflowHandle) -> str:
             f"{status.next_deadline_reason}, steps {[e.step for e in status.trail]}")
 
 
-async def _answer_after_checkin(handles: list[WorkflowHandle]) -> None:
-    for handle in handles:
+async def _answer_after_checkin(client: Client,
+                                answers: list[tuple[WorkflowHandle, str]]) -> None:
+    for handle, text in answers:
         await until(lambda h=handle: step_seen(h, "checkin_sent"), f"{handle.id} check-in", 80)
-        await until(lambda h=handle: _signal_ok(h), f"{handle.id} answered", 30)
+        await until(lambda h=handle, t=text: _answer(client, h, t), f"{handle.id} answered", 30)
 
 
-async def _signal_ok(handle: WorkflowHandle) -> bool:
-    await asyncio.wait_for(handle.signal(DepartureFollowUp.client_reply,
-                                         ClientReply(text="OK", channel="sms")), 10)
+async def _answer(client: Client, handle: WorkflowHandle, text: str) -> bool:
+    """As the SMS webhook passes a text on: a crisis puts its follow-up first and frees it
+    from the queue of the worker that ran its last task, which may be the one just killed."""
+    await asyncio.wait_for(actions.send_reply(client, handle.id,
+                                              ClientReply(text=text, channel="sms")), 10)
     return True
 
 

@@ -5,6 +5,7 @@ left holding a page nobody closes calls a client for nothing, or stops trusting 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from temporalio.client import WorkflowHandle
 
@@ -15,8 +16,9 @@ from tests.followup_harness import (
     make_event,
     steps_in_order,
 )
+from tests.test_followup import checked_in
 from workflows.followup import DepartureFollowUp
-from workflows.models import Resolve
+from workflows.models import ClientReply, Resolve
 
 
 async def test_a_page_accepted_after_the_resolve_is_followed_by_the_all_clear(
@@ -70,3 +72,66 @@ async def test_a_page_refused_after_the_resolve_is_recorded_as_withdrawn(
     assert not followups.mails_to(ON_CALL_EMAIL)
     pages = [(e.step, e.outcome) for e in outcome.trail if e.recipient == "staff:t-oncall"]
     assert pages == [("staff_page_failed", "withdrawn")], pages
+
+
+async def repage_on_its_way_at_the_resolve(followups: FollowUpHarness) -> WorkflowHandle:
+    """No reply, so the on-call is paged; the client then texts a crisis and the on-call is
+    paged again. The provider has that second page and has not answered when the on-call
+    resolves; it then takes it."""
+    handle = await followups.start(make_event())
+    await checked_in(followups, handle)
+    await followups.advance(handle, timedelta(hours=1))
+    await followups.until_step(handle, "staff_page_sent")
+    followups.sms.hold(ON_CALL_PHONE)
+    await handle.signal(DepartureFollowUp.client_reply,
+                        ClientReply(text="I want to kill myself", channel="sms"))
+    await followups.until_step(handle, "escalation_raised")
+    await asyncio.sleep(0.5)  # the page is with the provider
+    await handle.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-oncall", outcome="reached_client"))
+    followups.sms.release(ON_CALL_PHONE)
+    await followups.finish(handle)
+    return handle
+
+
+async def test_an_on_call_paged_again_as_they_resolve_hears_the_all_clear_once_after_it(
+    followups: FollowUpHarness,
+):
+    """They were paged before the resolve, so they are owed the all-clear; the page on its
+    way then reaches them, so it must come after that page, and only once."""
+    outcome = await (await repage_on_its_way_at_the_resolve(followups)).result()
+
+    no_reply_page, crisis_page, *after = followups.texts_to(ON_CALL_PHONE)
+    assert "no reply" in no_reply_page and "crisis words" in crisis_page
+    assert len(after) == 1 and "is resolved" in after[0], after
+    steps = [(e.step, e.recipient) for e in outcome.trail if e.recipient == "staff:t-oncall"]
+    assert steps[-2:] == [("staff_page_sent", "staff:t-oncall"),
+                          ("staff_resolved_sent", "staff:t-oncall")], steps
+
+
+async def test_an_on_call_paged_again_as_they_resolve_hears_the_all_clear_if_that_page_fails(
+    followups: FollowUpHarness,
+):
+    """The page on its way is refused after the resolve: it never reached them, but the
+    first one did, so the all-clear they were owed still goes (by email, as SMS refuses)."""
+    handle = await followups.start(make_event())
+    await checked_in(followups, handle)
+    await followups.advance(handle, timedelta(hours=1))
+    await followups.until_step(handle, "staff_page_sent")
+    followups.sms.hold(ON_CALL_PHONE)
+    await handle.signal(DepartureFollowUp.client_reply,
+                        ClientReply(text="I want to kill myself", channel="sms"))
+    await followups.until_step(handle, "escalation_raised")
+    await asyncio.sleep(0.5)
+    await handle.execute_update(DepartureFollowUp.resolve,
+                                Resolve(staff_id="t-oncall", outcome="reached_client"))
+    followups.sms.fail_number(ON_CALL_PHONE, 20503, "Service unavailable", status=503)
+    followups.sms.release(ON_CALL_PHONE)
+    outcome = await followups.finish(handle)
+
+    [no_reply_page] = followups.texts_to(ON_CALL_PHONE)
+    assert "no reply" in no_reply_page
+    all_clears = [m for m in followups.mails_to(ON_CALL_EMAIL) if "is resolved" in m]
+    assert len(all_clears) == 1, followups.mails_to(ON_CALL_EMAIL)
+    assert ("staff_page_failed", "withdrawn") in [
+        (e.step, e.outcome) for e in outcome.trail if e.recipient == "staff:t-oncall"]

@@ -63,6 +63,10 @@ class Reason:
 ACK_CODE = SearchAttributeKey.for_keyword("AftercareAckCode")
 # Crisis resources no channel accepted are tried again after this, while staff work.
 CRISIS_RESOURCES_RETRY = timedelta(minutes=1)
+# A staff member paged before the close, with another page to them still on its way then,
+# hears how it ended once that page has settled. Before, they were told at the close and
+# again when that page was accepted: the same all-clear twice.
+LAST_WORD_AFTER_LAST_PAGE = "last-word-after-the-last-page"
 
 
 class Escalation:
@@ -78,6 +82,10 @@ class Escalation:
         self.walker: asyncio.Task[None] | None = None
         # What everyone paged was told when staff closed it: owed to a late-accepted page too.
         self.last_word: tuple[str, dict[str, str]] | None = None
+        # Staff paged before the close with another page to them still on its way then:
+        # they hear the last word once that page has settled, after it if it reached them.
+        self.owed_last_word: set[str] = set()
+        self.page_targets: dict[asyncio.Task[Any], str] = {}
 
     # ------------------------------------------------------------------ what staff see
 
@@ -205,21 +213,25 @@ class Escalation:
         def paged_after_withdrawal(delivery: Delivery) -> None:
             paged(delivery)
             if self.last_word is not None:  # the others already heard how it ended
-                kind, fields = self.last_word
-                self.outbox.to_staff(kind, staff_id, code, **fields)
+                self.tell_last_word(staff_id)
 
         async def page() -> Delivery | None:
             body = self.outbox.staff_text("staff_page", ref=code, reason=reason,
                                           staff_action=f"Reply ACK {code} when you take it.")
-            delivery = await self.outbox.message_staff("staff_page", staff_id, body, code,
-                                                       links, PERSISTENT_DEADLINE,
-                                                       paged_after_withdrawal)
+            try:
+                delivery = await self.outbox.message_staff(
+                    "staff_page", staff_id, body, code, links, PERSISTENT_DEADLINE,
+                    paged_after_withdrawal)
+            finally:
+                if staff_id in self.owed_last_word:  # this page never reached them
+                    self.tell_last_word(staff_id)
             if delivery is not None:
                 paged(delivery)
             return delivery
 
         task = self.outbox.fire(page(), None, "staff_page", staff_recipient(staff_id))
         self.pages.append(task)
+        self.page_targets[task] = staff_id
         return task
 
     def notify_emergency_contact(self) -> list[asyncio.Task[Any]]:
@@ -247,7 +259,21 @@ class Escalation:
         if self.resolved:
             self.last_word = (kind, fields)
         for staff_id in dict.fromkeys(page.target for page in self.state.paged):
+            if (self.resolved and self.page_on_its_way(staff_id)
+                    and workflow.patched(LAST_WORD_AFTER_LAST_PAGE)):
+                self.owed_last_word.add(staff_id)
+                continue
             self.outbox.to_staff(kind, staff_id, self.state.code, **fields)
+
+    def page_on_its_way(self, staff_id: str) -> bool:
+        return any(not task.done() and target == staff_id
+                   for task, target in self.page_targets.items())
+
+    def tell_last_word(self, staff_id: str) -> None:
+        assert self.last_word is not None
+        kind, fields = self.last_word
+        self.owed_last_word.discard(staff_id)
+        self.outbox.to_staff(kind, staff_id, self.state.code, **fields)
 
     # ------------------------------------------------------------------ what changes it
 

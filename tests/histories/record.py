@@ -20,7 +20,10 @@ from aftercare.followups import actions
 from tests.fixtures.followups import closed_followup
 from tests.followup_harness import SECONDS_ESCALATION, make_event
 from tests.test_long_escalation import short_histories  # noqa: F401
-from tests.test_withdrawn_pages import page_refused_after_the_resolve
+from tests.test_withdrawn_pages import (
+    page_refused_after_the_resolve,
+    repage_on_its_way_at_the_resolve,
+)
 from workflows.followup import DepartureFollowUp
 from workflows.models import Acknowledge, ClientReply, Resolve
 
@@ -124,6 +127,10 @@ async def test_record_a_crisis_text_the_intake_put_first(followups):
 
 async def test_record_a_page_refused_after_staff_resolved(followups):
     await save(await page_refused_after_the_resolve(followups), "page-refused-after-resolve")
+
+
+async def test_record_a_repage_on_its_way_as_the_on_call_resolves(followups):
+    await save(await repage_on_its_way_at_the_resolve(followups), "repage-on-its-way-at-resolve")
 
 
 async def test_record_an_escalation_that_hands_on_to_a_new_run(short_histories):  # noqa: F811
