@@ -74,10 +74,11 @@ async def test_a_page_refused_after_the_resolve_is_recorded_as_withdrawn(
     assert pages == [("staff_page_failed", "withdrawn")], pages
 
 
-async def repage_on_its_way_at_the_resolve(followups: FollowUpHarness) -> WorkflowHandle:
+async def repage_on_its_way_at_the_resolve(followups: FollowUpHarness, *,
+                                           refused: bool = False) -> WorkflowHandle:
     """No reply, so the on-call is paged; the client then texts a crisis and the on-call is
     paged again. The provider has that second page and has not answered when the on-call
-    resolves; it then takes it."""
+    resolves; it then takes it, or (``refused``) answers 503 to it and to every text after."""
     handle = await followups.start(make_event())
     await checked_in(followups, handle)
     await followups.advance(handle, timedelta(hours=1))
@@ -89,6 +90,8 @@ async def repage_on_its_way_at_the_resolve(followups: FollowUpHarness) -> Workfl
     await asyncio.sleep(0.5)  # the page is with the provider
     await handle.execute_update(DepartureFollowUp.resolve,
                                 Resolve(staff_id="t-oncall", outcome="reached_client"))
+    if refused:
+        followups.sms.fail_number(ON_CALL_PHONE, 20503, "Service unavailable", status=503)
     followups.sms.release(ON_CALL_PHONE)
     await followups.finish(handle)
     return handle
@@ -114,20 +117,7 @@ async def test_an_on_call_paged_again_as_they_resolve_hears_the_all_clear_if_tha
 ):
     """The page on its way is refused after the resolve: it never reached them, but the
     first one did, so the all-clear they were owed still goes (by email, as SMS refuses)."""
-    handle = await followups.start(make_event())
-    await checked_in(followups, handle)
-    await followups.advance(handle, timedelta(hours=1))
-    await followups.until_step(handle, "staff_page_sent")
-    followups.sms.hold(ON_CALL_PHONE)
-    await handle.signal(DepartureFollowUp.client_reply,
-                        ClientReply(text="I want to kill myself", channel="sms"))
-    await followups.until_step(handle, "escalation_raised")
-    await asyncio.sleep(0.5)
-    await handle.execute_update(DepartureFollowUp.resolve,
-                                Resolve(staff_id="t-oncall", outcome="reached_client"))
-    followups.sms.fail_number(ON_CALL_PHONE, 20503, "Service unavailable", status=503)
-    followups.sms.release(ON_CALL_PHONE)
-    outcome = await followups.finish(handle)
+    outcome = await (await repage_on_its_way_at_the_resolve(followups, refused=True)).result()
 
     [no_reply_page] = followups.texts_to(ON_CALL_PHONE)
     assert "no reply" in no_reply_page

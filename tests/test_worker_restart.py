@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -42,6 +44,21 @@ WORKFLOW_TASK_EVENTS = {
 
 def start_worker(environment: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "worker.py"], env=environment)
+
+
+@contextmanager
+def two_workers(followups: FollowUpHarness) -> Iterator[list[subprocess.Popen]]:
+    """Two worker processes on the harness's task queue, stopped (if alive) at the end."""
+    address = followups.client.service_client.config.target_host
+    environment = worker_environment(followups.settings, address)
+    workers = [start_worker(environment), start_worker(environment)]
+    try:
+        yield workers
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=40)
 
 
 async def test_killed_worker_is_replaced_and_no_message_goes_out_twice(followups_without_worker):
@@ -155,10 +172,7 @@ async def test_what_arrives_just_after_a_follow_ups_worker_dies_goes_to_a_live_w
     as it passes on a text that may page, or a message's failed delivery: the task goes to
     the shared queue at once."""
     followups = followups_without_worker
-    address = followups.client.service_client.config.target_host
-    environment = worker_environment(followups.settings, address)
-    workers = [start_worker(environment), start_worker(environment)]
-    try:
+    with two_workers(followups) as workers:
         handle = await followups.start(make_event())
         await followups.advance(handle, timedelta(minutes=10))
         status = await followups.until_step(handle, "checkin_sent")
@@ -180,11 +194,6 @@ async def test_what_arrives_just_after_a_follow_ups_worker_dies_goes_to_a_live_w
         await actions.cancel(followups.client, handle.id,
                              Cancel(staff_id="t-oncall", reason="test over"))
         await followups.finish(handle)
-    finally:
-        for process in workers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=40)
 
 
 async def test_follow_ups_freed_again_and_again_between_two_live_workers_stay_whole(
@@ -195,10 +204,7 @@ async def test_follow_ups_freed_again_and_again_between_two_live_workers_stay_wh
     copy of the follow-up is behind the history. Three escalations through two workers:
     every page goes out once, and the history replays to the stored trail."""
     followups = followups_without_worker
-    address = followups.client.service_client.config.target_host
-    environment = worker_environment(followups.settings, address)
-    workers = [start_worker(environment), start_worker(environment)]
-    try:
+    with two_workers(followups):
         handle = await followups.start(make_event())
         await followups.advance(handle, timedelta(minutes=10))
         await followups.until_step(handle, "checkin_sent")
@@ -217,11 +223,6 @@ async def test_follow_ups_freed_again_and_again_between_two_live_workers_stay_wh
                                   Resolve(staff_id="t-oncall", outcome="reached_client"))
         outcome = await followups.finish(handle)
         history = await handle.fetch_history()
-    finally:
-        for process in workers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=40)
 
     def sent_to(recipient: str) -> int:
         return sum(1 for e in outcome.trail
