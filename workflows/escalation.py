@@ -77,7 +77,7 @@ class Escalation:
         self.outbox = outbox
         self.trail = trail
         self.restart_requested = False
-        self.pages: list[asyncio.Task[Any]] = []
+        self.pages: dict[asyncio.Task[Any], str] = {}  # each page and the staff member it is to
         self.notices: list[asyncio.Task[Any]] = []
         self.walker: asyncio.Task[None] | None = None
         # What everyone paged was told when staff closed it: owed to a late-accepted page too.
@@ -85,7 +85,6 @@ class Escalation:
         # Staff paged before the close with another page to them still on its way then:
         # they hear the last word once that page has settled, after it if it reached them.
         self.owed_last_word: set[str] = set()
-        self.page_targets: dict[asyncio.Task[Any], str] = {}
 
     # ------------------------------------------------------------------ what staff see
 
@@ -115,13 +114,13 @@ class Escalation:
     def at_rest(self) -> bool:
         """Waiting on a timer with nothing in flight: it may hand on to a new run."""
         return (self.state.resume_at is not None and not self.restart_requested
-                and all(task.done() for task in self.pages + self.notices))
+                and all(task.done() for task in [*self.pages, *self.notices]))
 
     async def walk(self, resume_at: datetime | None) -> None:
         if not self.acknowledged:
             await self.page_until_acknowledged(resume_at)
             resume_at = None
-        self.outbox.withdraw(self.pages)
+        self.outbox.withdraw(list(self.pages))
         await self.remind_until_resolved(resume_at)
 
     # ------------------------------------------------------------------ the walk
@@ -230,8 +229,7 @@ class Escalation:
             return delivery
 
         task = self.outbox.fire(page(), None, "staff_page", staff_recipient(staff_id))
-        self.pages.append(task)
-        self.page_targets[task] = staff_id
+        self.pages[task] = staff_id
         return task
 
     def notify_emergency_contact(self) -> list[asyncio.Task[Any]]:
@@ -267,7 +265,7 @@ class Escalation:
 
     def page_on_its_way(self, staff_id: str) -> bool:
         return any(not task.done() and target == staff_id
-                   for task, target in self.page_targets.items())
+                   for task, target in self.pages.items())
 
     def tell_last_word(self, staff_id: str) -> None:
         assert self.last_word is not None
@@ -312,7 +310,7 @@ class Escalation:
         if esc.acknowledged_by is None:
             self.acknowledge(staff_id)
         esc.resolved_by, esc.resolved_at, esc.outcome = staff_id, workflow.now(), outcome
-        self.outbox.withdraw(self.pages + self.notices)
+        self.outbox.withdraw([*self.pages, *self.notices])
 
 
 def nobody_reachable(sends: list[asyncio.Task[Any]] | None) -> bool:
