@@ -69,6 +69,7 @@ from stack import (
     load_average,
     rss_mb,
 )
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from throughput import PHONES, AftercareArm, Arrivals, BareArm, Round, departure, run_round
 
@@ -444,6 +445,7 @@ class Storm:
     duplicates: int
     settled_before_due: bool
     crisis_paged_after: float
+    tasks_timed_out: int
 
 
 async def timer_storm(stack: Stack, report: Report, count: int,
@@ -463,6 +465,8 @@ async def timer_storm(stack: Stack, report: Report, count: int,
         Row(f"{label}: check-ins sent/s", ours.send_rate, theirs.send_rate),
         Row(f"{label}: sent twice", ours.duplicates, theirs.duplicates, "0",
             check=at_most(0)),
+        Row(f"{label}: workflow tasks timed out", ours.tasks_timed_out,
+            theirs.tasks_timed_out),
         Row(f"{label}: a crisis text in it, s to the page", ours.crisis_paged_after,
             theirs.crisis_paged_after))
     if not contended:
@@ -517,19 +521,20 @@ async def storm_arm(stack: Stack, count: int, aftercare: bool, contended: bool) 
     due = datetime.now(UTC) + timedelta(seconds=storm_lead(count))
     worker = stack.worker if aftercare else stack.bare_worker
     assert worker is not None
+    departed_at = due - timedelta(seconds=CHECKIN_DELAY_STORM_SECONDS)
     phones = [next(PHONES) for _ in range(count)]
 
-    async def start(index: int) -> None:
+    async def start(index: int) -> WorkflowHandle:
         if aftercare:
-            await start_followup(stack.client, stack.settings, stack.policies, departure(
-                phones[index], STORM,
-                departed_at=due - timedelta(seconds=CHECKIN_DELAY_STORM_SECONDS)))
-        else:
-            await stack.bare_client.start_workflow(
-                BareCheckIn.run, args=[phones[index], due.isoformat()],
-                id=f"bare-{uuid.uuid4().hex[:12]}", task_queue=BARE_QUEUE)
+            started = await start_followup(stack.client, stack.settings, stack.policies,
+                                           departure(phones[index], STORM,
+                                                     departed_at=departed_at))
+            return stack.client.get_workflow_handle(started.workflow_id)
+        return await stack.bare_client.start_workflow(
+            BareCheckIn.run, args=[phones[index], due.isoformat()],
+            id=f"bare-{uuid.uuid4().hex[:12]}", task_queue=BARE_QUEUE)
 
-    await gathered(count, 50, start)
+    handles = await gathered(count, 50, start)
     in_crisis = await storm_witness(stack, aftercare)
     settled_before_due = await idle_by(worker.pid, due)
     wanted = set(phones)
@@ -552,7 +557,17 @@ async def storm_arm(stack: Stack, count: int, aftercare: bool, contended: bool) 
                  send_rate=count / spread if spread else float("inf"),
                  duplicates=sum(n - 1 for n in per_phone.values()),
                  settled_before_due=settled_before_due,
+                 tasks_timed_out=sum(await gathered(count, 50, lambda i: tasks_timed_out(
+                     handles[i]))),
                  crisis_paged_after=(paged - texted_at).total_seconds())
+
+
+async def tasks_timed_out(handle: WorkflowHandle) -> int:
+    """Workflow tasks of one run that timed out: in a storm, mostly tasks that waited longer
+    than the sticky-queue timeout on the worker's own queue and went to the shared one, where
+    the worker takes them again with the whole history and replays it."""
+    return sum(1 for event in (await handle.fetch_history()).events
+               if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)
 
 
 async def storm_witness(stack: Stack, aftercare: bool) -> WorkflowHandle:
