@@ -553,12 +553,12 @@ async def storm_arm(stack: Stack, count: int, aftercare: bool, contended: bool) 
     times = sorted(m.date_created for m in sent())
     per_phone = Counter(m.to for m in sent())
     spread = (times[-1] - times[0]).total_seconds()
+    timed_out = await gathered(count, 50, lambda index: tasks_timed_out(handles[index]))
     return Storm(last_after_due=(times[-1] - due).total_seconds(),
                  send_rate=count / spread if spread else float("inf"),
                  duplicates=sum(n - 1 for n in per_phone.values()),
                  settled_before_due=settled_before_due,
-                 tasks_timed_out=sum(await gathered(count, 50, lambda i: tasks_timed_out(
-                     handles[i]))),
+                 tasks_timed_out=sum(timed_out),
                  crisis_paged_after=(paged - texted_at).total_seconds())
 
 
