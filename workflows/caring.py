@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.readers import ReadByPeople
     from workflows.staff_actions import refuse, staff_problem
     from workflows.trail import TrailWriter
+    from workflows.versions import CURRENT
 
 # A new run after this many messages (or sooner, when Temporal suggests it): a run's history
 # then holds a few messages and their replies, whatever the length of the series.
@@ -56,6 +57,7 @@ MESSAGE_LASTING = timedelta(hours=6)
 class CaringContacts(ReadByPeople):
     @workflow.init
     def __init__(self, input: CaringContactsInput) -> None:
+        self.version = input.version
         self.event = input.event
         # The SDK keeps the input for the run's life: it must hold the shared copy too.
         self.policy = input.policy = one_copy(input.policy)
@@ -143,11 +145,13 @@ class CaringContacts(ReadByPeople):
             and self.trail.backlog() == 0 and workflow.all_handlers_finished()))
         if self.stopped():
             return
-        workflow.continue_as_new(input.model_copy(update={"carried_over": SeriesCarriedOver(
+        carried = SeriesCarriedOver(
             started_at=self.started_at, next_message=self.next_message, state=self.state,
             why=self.why, review_due=self.review_due, reply_for_review=self.reply_for_review,
             trail=self.trail.entries, trail_refused=self.trail.refused,
-            view_revision=self.trail.view_revision, outbox=self.outbox.state())}))
+            view_revision=self.trail.view_revision, outbox=self.outbox.state())
+        workflow.continue_as_new(input.model_copy(
+            update={"version": CURRENT, "carried_over": carried}))
 
     async def close(self) -> CaringContactsOutcome:
         """Once nothing is open (a page, a reply to read, a send), record the end and store

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.policy import ClinicPolicy, EscalationLevel, Target
     from workflows.trail import TrailWriter
+    from workflows.versions import LAST_WORD_AFTER_LAST_PAGE, patched
 
 
 class Reason:
@@ -63,10 +64,6 @@ class Reason:
 ACK_CODE = SearchAttributeKey.for_keyword("AftercareAckCode")
 # Crisis resources no channel accepted are tried again after this, while staff work.
 CRISIS_RESOURCES_RETRY = timedelta(minutes=1)
-# A staff member paged before the close, with another page to them still on its way then,
-# hears how it ended once that page has settled. Before, they were told at the close and
-# again when that page was accepted: the same all-clear twice.
-LAST_WORD_AFTER_LAST_PAGE = "last-word-after-the-last-page"
 
 
 class Escalation:
@@ -258,7 +255,7 @@ class Escalation:
             self.last_word = (kind, fields)
         for staff_id in dict.fromkeys(page.target for page in self.state.paged):
             if (self.resolved and self.page_on_its_way(staff_id)
-                    and workflow.patched(LAST_WORD_AFTER_LAST_PAGE)):
+                    and patched(LAST_WORD_AFTER_LAST_PAGE)):
                 self.owed_last_word.add(staff_id)
                 continue
             self.outbox.to_staff(kind, staff_id, self.state.code, **fields)

@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.readers import ReadByPeople
     from workflows.staff_actions import refuse, staff_problem
     from workflows.trail import TrailWriter
+    from workflows.versions import CARING_CONTACTS_SERIES, CURRENT, patched
 
 
 __all__ = ["ACK_CODE", "DepartureFollowUp"]
@@ -59,7 +60,6 @@ SLOT_LETTERS = "ABCDE"
 # The series that may follow a follow-up (workflows/caring.py), started by name: it imports
 # this module, not the other way round.
 CARING_CONTACTS = "CaringContacts"
-CARING_CONTACTS_PATCH = "caring-contacts-series"
 # What a series needs of its follow-up's search attributes: a text from the client's number
 # finds the series (the contact key), the console its clinic.
 REPLY_ROUTING_ATTRIBUTES = {"AftercareContactKey", "AftercareClinic"}
@@ -75,6 +75,7 @@ class DepartureFollowUp(ReadByPeople):
 
     @workflow.init
     def __init__(self, input: FollowUpInput) -> None:
+        self.version = input.version
         self.event = input.event
         # The SDK keeps the input for the run's life: it must hold the shared copy too.
         self.policy = input.policy = one_copy(input.policy)
@@ -354,7 +355,7 @@ class DepartureFollowUp(ReadByPeople):
                 and not self.escalation_open()
                 # Asked only with the option on: no follow-up had it before this release, so
                 # histories with it off replay without a marker. The patch guards the rest.
-                and workflow.patched(CARING_CONTACTS_PATCH))
+                and patched(CARING_CONTACTS_SERIES))
 
     async def start_caring_contacts(self) -> None:
         """Start the series as a child that outlives this follow-up (ABANDON), under this
@@ -368,7 +369,7 @@ class DepartureFollowUp(ReadByPeople):
             await workflow.start_child_workflow(
                 CARING_CONTACTS,
                 CaringContactsInput(event=self.event, policy=self.policy,
-                                    followup_id=self.trail.workflow_id),
+                                    followup_id=self.trail.workflow_id, version=CURRENT),
                 id=series, parent_close_policy=ParentClosePolicy.ABANDON,
                 search_attributes=routing)
         except WorkflowAlreadyStartedError:
@@ -561,7 +562,7 @@ class DepartureFollowUp(ReadByPeople):
         escalation and the clock of its next step: no page later than it would have been."""
         assert self.escalation is not None
         workflow.continue_as_new(FollowUpInput(
-            event=self.event, policy=self.policy,
+            event=self.event, policy=self.policy, version=CURRENT,
             carried_over=CarriedOver(
                 next_step=self.next_step, stage=self.stage,
                 escalation=self.escalation.state, trail=self.trail.entries,

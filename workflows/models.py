@@ -28,6 +28,7 @@ from workflows.fields import (
     TimeZoneName,
 )
 from workflows.policy import ClinicPolicy
+from workflows.versions import BEFORE_VERSION_2
 
 
 class Model(BaseModel):
@@ -468,6 +469,9 @@ class FollowUpInput(Model):
     late_reply_to: str | None = Field(
         default=None, description="The follow-up a text came after: this one was started "
         "for it, and its reply arrives with the start")
+    version: int = Field(
+        default=BEFORE_VERSION_2, description="The version of the follow-up's code this run "
+        "started under (workflows/versions.py): set by whoever starts it; absent before 2")
 
 
 # --- the Caring Contacts series ----------------------------------------------------
@@ -502,6 +506,9 @@ class CaringContactsInput(Model):
     policy: ClinicPolicy
     followup_id: str = Field(description="The follow-up whose end started this series")
     carried_over: SeriesCarriedOver | None = None
+    version: int = Field(
+        default=BEFORE_VERSION_2, description="The version of the follow-up's code this run "
+        "started under (workflows/versions.py): set by whoever starts it; absent before 2")
 
 
 class CaringContactsOutcome(Model):

@@ -42,6 +42,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.policy import ClinicPolicy
     from workflows.trail import TrailWriter
+    from workflows.versions import (
+        DEFECT_FAILS_ONE_CHANNEL,
+        WITHDRAWN_SEND_SETTLES,
+        WITHDRAWN_TRY_REFUSED,
+        patched,
+    )
 
 T = TypeVar("T")
 
@@ -55,16 +61,6 @@ SEND_DEADLINE = timedelta(minutes=10)
 # delivered, withdrawn or this old; meanwhile it also goes out on the other channel.
 PERSISTENT_DEADLINE = timedelta(hours=24)
 DEFECT = "a defect in the send, treated as a failed send"
-# After version 1: a defect on one channel of a send fails that channel only, and the next
-# channel is tried. Before, the defect failed the whole message (or, on its last channel,
-# every workflow task); follow-ups that met one then replay that way.
-DEFECT_FAILS_ONE_CHANNEL = "send-defect-fails-one-channel"
-# A withdrawn send waits for the provider's answer to the try already under way, so a
-# message that went out after all is known (and its person can be told what changed).
-WITHDRAWN_SEND_SETTLES = "withdrawn-send-settles-its-try"
-# A withdrawn send whose try under way was then refused is recorded as withdrawn. Before, the
-# refusal's answer read as "gave up retrying", as if the provider had been tried to the end.
-WITHDRAWN_TRY_REFUSED = "withdrawn-send-refused-try"
 
 # What a safety escalation sends goes ahead of every routine send waiting on the task queue
 # (a thousand check-ins falling due as quiet hours end): Temporal dispatches a backlog by
@@ -162,7 +158,7 @@ class Outbox:
 
     def withdraw(self, tasks: list[asyncio.Task[Any]]) -> None:
         # Once: a second withdrawal would cut short the first one's wait for its try.
-        settles = workflow.patched(WITHDRAWN_SEND_SETTLES)
+        settles = patched(WITHDRAWN_SEND_SETTLES)
         for task in tasks:
             if not task.done() and not (settles and task.cancelling()):
                 task.cancel()
@@ -297,12 +293,12 @@ class Outbox:
                     await workflow.wait_condition(lambda: all(t.done() for t in attempts))
                     break
                 except asyncio.CancelledError:
-                    if not workflow.patched(WITHDRAWN_SEND_SETTLES):
+                    if not patched(WITHDRAWN_SEND_SETTLES):
                         raise
                     withdrawn_meanwhile = True  # while the other channel's try settled
             if ((withdrawn or withdrawn_meanwhile) and after_withdrawal is not None
                     and (late := accepted()) is not None
-                    and workflow.patched(WITHDRAWN_SEND_SETTLES)):
+                    and patched(WITHDRAWN_SEND_SETTLES)):
                 after_withdrawal(late)
             if withdrawn_meanwhile:
                 raise asyncio.CancelledError  # noqa: B012 - withdrawn: no result to return
@@ -319,7 +315,7 @@ class Outbox:
         except (ActivityError, asyncio.CancelledError):
             raise
         except Exception:
-            if not workflow.patched(DEFECT_FAILS_ONE_CHANNEL):
+            if not patched(DEFECT_FAILS_ONE_CHANNEL):
                 raise
             self.defect(kind, recipient, channel)
             return None
@@ -343,7 +339,7 @@ class Outbox:
                 start_to_close_timeout=timedelta(seconds=30), retry_policy=SEND_RETRY,
                 priority=SAFETY_PRIORITY if kind in SAFETY_SENDS else Priority.default,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-                if workflow.patched(WITHDRAWN_SEND_SETTLES)
+                if patched(WITHDRAWN_SEND_SETTLES)
                 else ActivityCancellationType.TRY_CANCEL,
             ))
         except (ActivityError, asyncio.CancelledError) as err:
@@ -417,7 +413,7 @@ def why_not_sent(err: BaseException) -> str:
     if isinstance(cause, (asyncio.CancelledError, CancelledError)):
         return "withdrawn"
     if (isinstance(err, ActivityError) and err.retry_state is RetryState.CANCEL_REQUESTED
-            and workflow.patched(WITHDRAWN_TRY_REFUSED)):
+            and patched(WITHDRAWN_TRY_REFUSED)):
         return "withdrawn"
     if isinstance(err, ActivityError) and err.retry_state is RetryState.TIMEOUT or (
         isinstance(cause, ActivityTimeoutError) and cause.type is TimeoutType.SCHEDULE_TO_CLOSE

@@ -18,11 +18,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows.models import AuditBatch, AuditEntry, FollowUpView, StaffNote
+from workflows.versions import TRAIL_RIDES_SENDS, patched
 
 GENESIS = "0" * 64
-# Sends carry the trail not yet stored (``TrailWriter.ride``); a burst of steps settles
-# before a batch, and a moved deadline alone makes none.
-TRAIL_RIDES_SENDS = "trail-rides-sends"
 # What moves with the protocol's clock and its count of steps: stored with the next batch.
 PROGRESS_FIELDS = ("next_deadline", "next_deadline_reason", "trail_length")
 # The audit store is retried until it answers: the trail waits for it, nothing else does.
@@ -230,7 +228,7 @@ class TrailWriter:
             self._returned.extend(ride.entries)
 
     async def keep_written(self) -> None:
-        self._rides = workflow.patched(TRAIL_RIDES_SENDS)
+        self._rides = patched(TRAIL_RIDES_SENDS)
         news = self._worth_a_batch if self._rides else self._has_news
         while True:
             await workflow.wait_condition(news)

@@ -44,6 +44,7 @@ from workflows.models import (
 )
 from workflows.policy import ClinicPolicy
 from workflows.replies import may_page
+from workflows.versions import CURRENT
 
 FINGERPRINT_MEMO = "event_fingerprint"
 LATE_SUFFIX = "-late"
@@ -81,7 +82,7 @@ async def start_followup(
     try:
         await client.start_workflow(
             DepartureFollowUp.run,
-            FollowUpInput(event=event, policy=policy_for(policies, event)),
+            FollowUpInput(event=event, policy=policy_for(policies, event), version=CURRENT),
             id=event.workflow_id,
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -115,7 +116,8 @@ async def start_late_followup(
         await put_first(client, late_id)  # a late follow-up still running takes the text
     await client.start_workflow(
         DepartureFollowUp.run,
-        FollowUpInput(event=event, policy=policy_for(policies, event), late_reply_to=earlier_id),
+        FollowUpInput(event=event, policy=policy_for(policies, event), late_reply_to=earlier_id,
+                      version=CURRENT),
         id=late_id,
         task_queue=settings.task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,

@@ -34,6 +34,7 @@ from workflows.models import (
     caring_contacts_id,
 )
 from workflows.policy import ClinicPolicy
+from workflows.versions import CURRENT
 
 # Who the simulated client is: made up, never a real person.
 SAMPLE_CLIENT = {"id": "c-simulated", "first_name": "Dana", "phone": "+15555550123",
@@ -113,7 +114,7 @@ class Rehearsal:
             handle = await env.client.start_workflow(
                 DepartureFollowUp.run,
                 FollowUpInput(event=event, policy=self.policy.for_client(
-                    event.client.language)),
+                    event.client.language), version=CURRENT),
                 id=event.workflow_id, task_queue=self.stage.settings.task_queue,
                 start_delay=until_departure,
             )
