@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from pydantic import ValidationError
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
@@ -14,7 +16,12 @@ from aftercare.followups import start
 from tests.fixtures.followups import closed_followup
 from tests.followup_harness import FollowUpHarness, make_event
 from workflows.models import FollowUpInput
-from workflows.versions import BEFORE_VERSION_2, TRAIL_RIDES_SENDS, WITHDRAWN_SEND_SETTLES
+from workflows.versions import (
+    BEFORE_VERSION_2,
+    CURRENT,
+    TRAIL_RIDES_SENDS,
+    WITHDRAWN_SEND_SETTLES,
+)
 
 
 async def patch_markers(handle: WorkflowHandle) -> list[str]:
@@ -55,3 +62,11 @@ def test_an_input_without_a_version_is_a_run_from_before_version_2():
     written = FollowUpInput.model_validate_json(json.dumps({
         "event": make_event().model_dump(mode="json"), "policy": {"clinic_id": "clinic-1"}}))
     assert written.version == BEFORE_VERSION_2
+
+
+def test_an_input_from_a_version_this_code_does_not_know_is_refused_by_name():
+    """A newer release's run on an older worker: a clear error, not a wrong way taken."""
+    with pytest.raises(ValidationError, match="version"):
+        FollowUpInput.model_validate({"event": make_event().model_dump(mode="json"),
+                                      "policy": {"clinic_id": "clinic-1"},
+                                      "version": CURRENT + 1})

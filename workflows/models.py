@@ -28,11 +28,17 @@ from workflows.fields import (
     TimeZoneName,
 )
 from workflows.policy import ClinicPolicy
-from workflows.versions import BEFORE_VERSION_2
+from workflows.versions import BEFORE_VERSION_2, CURRENT
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# The version of the follow-up's code a run started under (workflows/versions.py), set by
+# whoever starts the run; an input written before version 2 has none. A version this code
+# does not know is refused by name: its run belongs to a newer worker.
+StartedUnder = Annotated[int, Field(ge=BEFORE_VERSION_2, le=CURRENT)]
 
 
 ID_ALPHABET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -469,9 +475,7 @@ class FollowUpInput(Model):
     late_reply_to: str | None = Field(
         default=None, description="The follow-up a text came after: this one was started "
         "for it, and its reply arrives with the start")
-    version: int = Field(
-        default=BEFORE_VERSION_2, description="The version of the follow-up's code this run "
-        "started under (workflows/versions.py): set by whoever starts it; absent before 2")
+    version: StartedUnder = BEFORE_VERSION_2
 
 
 # --- the Caring Contacts series ----------------------------------------------------
@@ -506,9 +510,7 @@ class CaringContactsInput(Model):
     policy: ClinicPolicy
     followup_id: str = Field(description="The follow-up whose end started this series")
     carried_over: SeriesCarriedOver | None = None
-    version: int = Field(
-        default=BEFORE_VERSION_2, description="The version of the follow-up's code this run "
-        "started under (workflows/versions.py): set by whoever starts it; absent before 2")
+    version: StartedUnder = BEFORE_VERSION_2
 
 
 class CaringContactsOutcome(Model):
